@@ -1,0 +1,1 @@
+"""CinemaCore: a cinema ticket booking API that sells every seat at most once."""

@@ -1,0 +1,3 @@
+from cinema.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The HTTP layer: handlers, request and response models, middleware. Knows no SQL or Lua."""

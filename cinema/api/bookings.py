@@ -1,0 +1,76 @@
+"""POST/GET/DELETE bookings; every booking is visible to its owner only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import TypeAdapter, ValidationError
+
+from cinema.api.errors import ApiError
+from cinema.api.io import authenticate, json_response, path_id, read_body, read_query
+from cinema.api.keys import BOOKINGS
+from cinema.api.schemas import BookingIn, IdempotencyKey, PageQuery
+from cinema.booking.model import Booking
+from cinema.money import format_minor
+
+_IDEMPOTENCY_KEY = TypeAdapter(IdempotencyKey)
+
+
+def booking_json(booking: Booking) -> dict[str, Any]:
+    return {
+        "id": booking.id,
+        "reference": booking.reference,
+        "status": booking.status.value,
+        "screening_id": booking.screening_id,
+        "seat_ids": list(booking.seat_ids),
+        "amount": format_minor(booking.amount, booking.currency),
+        "amount_minor": booking.amount,
+        "currency": booking.currency,
+        "expires_at": booking.expires_at.isoformat(),
+        "cancel_reason": booking.cancel_reason,
+        "created_at": booking.created_at.isoformat(),
+        "updated_at": booking.updated_at.isoformat(),
+    }
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    raw = request.headers.get("Idempotency-Key")
+    if raw is None:
+        return None
+    try:
+        return _IDEMPOTENCY_KEY.validate_python(raw)
+    except ValidationError:
+        raise ApiError(
+            400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 visible ASCII characters"
+        ) from None
+
+
+async def create_booking(request: web.Request) -> web.Response:
+    principal = authenticate(request)
+    key = _idempotency_key(request)
+    body = await read_body(request, BookingIn)
+    result = await request.app[BOOKINGS].book(
+        principal.user_id, body.screening_id, body.seat_ids, key
+    )
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
+    return json_response(booking_json(result.booking), status=201, headers=headers)
+
+
+async def get_booking(request: web.Request) -> web.Response:
+    principal = authenticate(request)
+    booking = await request.app[BOOKINGS].booking_for(principal.user_id, path_id(request))
+    return json_response(booking_json(booking))
+
+
+async def my_bookings(request: web.Request) -> web.Response:
+    principal = authenticate(request)
+    query = read_query(request, PageQuery)
+    bookings = await request.app[BOOKINGS].bookings_of(principal.user_id, query.limit, query.offset)
+    return json_response({"bookings": [booking_json(b) for b in bookings]})
+
+
+async def cancel_booking(request: web.Request) -> web.Response:
+    principal = authenticate(request)
+    booking = await request.app[BOOKINGS].cancel(principal.user_id, path_id(request))
+    return json_response(booking_json(booking))

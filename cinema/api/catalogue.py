@@ -1,0 +1,128 @@
+"""Movies, halls and screenings: staff writes under /api/admin/, public reads."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from cinema.api.io import authenticate_staff, json_response, path_id, read_body, read_query
+from cinema.api.keys import BOOKINGS, CATALOGUE
+from cinema.api.schemas import HallIn, MovieIn, PageQuery, ScreeningIn, ScreeningsQuery
+from cinema.booking.model import SeatStatus
+from cinema.catalogue.model import Hall, Movie, Screening
+from cinema.money import format_minor
+
+
+def movie_json(movie: Movie) -> dict[str, Any]:
+    return {
+        "id": movie.id,
+        "title": movie.title,
+        "description": movie.description,
+        "duration_minutes": movie.duration_minutes,
+    }
+
+
+def hall_json(hall: Hall) -> dict[str, Any]:
+    return {
+        "id": hall.id,
+        "name": hall.name,
+        "layout": hall.layout,
+        "seat_count": hall.seat_count,
+        "categories": list(hall.categories),
+    }
+
+
+def screening_json(screening: Screening) -> dict[str, Any]:
+    return {
+        "id": screening.id,
+        "movie_id": screening.movie_id,
+        "hall_id": screening.hall_id,
+        "starts_at": screening.starts_at.isoformat(),
+        "prices": {c: format_minor(p, screening.currency) for c, p in screening.prices.items()},
+        "currency": screening.currency,
+    }
+
+
+async def create_movie(request: web.Request) -> web.Response:
+    authenticate_staff(request)
+    body = await read_body(request, MovieIn)
+    movie = await request.app[CATALOGUE].add_movie(
+        body.title, body.description, body.duration_minutes
+    )
+    return json_response(movie_json(movie), status=201)
+
+
+async def create_hall(request: web.Request) -> web.Response:
+    authenticate_staff(request)
+    body = await read_body(request, HallIn)
+    hall = await request.app[CATALOGUE].add_hall(body.name, body.layout)
+    return json_response(hall_json(hall), status=201)
+
+
+async def list_halls(request: web.Request) -> web.Response:
+    authenticate_staff(request)
+    halls = await request.app[CATALOGUE].halls()
+    return json_response({"halls": [hall_json(h) for h in halls]})
+
+
+async def get_hall(request: web.Request) -> web.Response:
+    authenticate_staff(request)
+    return json_response(hall_json(await request.app[CATALOGUE].hall(path_id(request))))
+
+
+async def create_screening(request: web.Request) -> web.Response:
+    authenticate_staff(request)
+    body = await read_body(request, ScreeningIn)
+    screening = await request.app[CATALOGUE].add_screening(
+        body.movie_id, body.hall_id, body.starts_at, dict(body.prices), body.currency
+    )
+    return json_response(screening_json(screening), status=201)
+
+
+async def list_movies(request: web.Request) -> web.Response:
+    query = read_query(request, PageQuery)
+    movies = await request.app[CATALOGUE].movies(query.limit, query.offset)
+    return json_response({"movies": [movie_json(m) for m in movies]})
+
+
+async def get_movie(request: web.Request) -> web.Response:
+    return json_response(movie_json(await request.app[CATALOGUE].movie(path_id(request))))
+
+
+async def list_screenings(request: web.Request) -> web.Response:
+    query = read_query(request, ScreeningsQuery)
+    screenings = await request.app[CATALOGUE].screenings(
+        query.movie_id, datetime.now(UTC), query.limit, query.offset
+    )
+    return json_response({"screenings": [screening_json(s) for s in screenings]})
+
+
+async def get_screening(request: web.Request) -> web.Response:
+    screening = await request.app[CATALOGUE].screening(path_id(request))
+    return json_response(screening_json(screening))
+
+
+async def seat_map(request: web.Request) -> web.Response:
+    seat_map = await request.app[BOOKINGS].seat_map(path_id(request))
+    return json_response(
+        {
+            "screening_id": seat_map.screening_id,
+            "seats": [
+                {
+                    "id": s.seat_id,
+                    "row": s.row,
+                    "seat": s.number,
+                    "category": s.category,
+                    "status": s.status.value,
+                }
+                for s in seat_map.seats
+            ],
+            "counts": {
+                "available": seat_map.count(SeatStatus.AVAILABLE),
+                "locked": seat_map.count(SeatStatus.LOCKED),
+                "sold": seat_map.count(SeatStatus.SOLD),
+            },
+        }
+    )

@@ -1,0 +1,141 @@
+"""One error shape for every 4xx/5xx: {"error": {"code", "message", ...}}."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import orjson
+from aiohttp import web
+from pydantic import ValidationError
+
+from cinema.auth.errors import AuthError, BadCredentials, EmailTaken, InvalidToken
+from cinema.booking.errors import (
+    BookingError,
+    BookingNotCancellable,
+    BookingNotFound,
+    IdempotencyKeyReused,
+    InvalidSelection,
+    ScreeningNotFound,
+    ScreeningStarted,
+    SeatsNotInHall,
+    SeatsUnavailable,
+)
+from cinema.catalogue.errors import CatalogueError, InvalidLayout, InvalidScreening, NotFound
+
+log = logging.getLogger(__name__)
+
+_STATUS_BY_ERROR: dict[type[Exception], int] = {
+    InvalidSelection: 400,
+    ScreeningStarted: 400,
+    SeatsNotInHall: 400,
+    ScreeningNotFound: 404,
+    BookingNotFound: 404,
+    SeatsUnavailable: 409,
+    BookingNotCancellable: 409,
+    IdempotencyKeyReused: 422,
+    EmailTaken: 409,
+    BadCredentials: 401,
+    InvalidToken: 401,
+    NotFound: 404,
+    InvalidLayout: 400,
+    InvalidScreening: 400,
+}
+
+_CODE_BY_STATUS = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+_UNAVAILABLE = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> web.Response:
+    body = {"error": {"code": code, "message": message, **extra}}
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+    )
+
+
+def validation_error(exc: ValidationError) -> ApiError:
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    if any(e["type"] == "json_invalid" for e in errors):
+        return ApiError(400, "malformed_json", "the request body is not valid JSON")
+    details = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in errors]
+    first = details[0]
+    message = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
+    return ApiError(400, "validation_error", message, details=details)
+
+
+def _domain_response(exc: BookingError | CatalogueError | AuthError) -> web.Response:
+    status = next(
+        (s for t, s in _STATUS_BY_ERROR.items() if isinstance(exc, t)),
+        400,
+    )
+    extra: dict[str, Any] = {}
+    seat_ids = getattr(exc, "seat_ids", None)
+    if seat_ids is not None:
+        extra["seat_ids"] = seat_ids
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    message = getattr(exc, "message", None) or str(exc)
+    return error_response(status, exc.code, message, headers, **extra)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return error_response(exc.status, exc.code, exc.message, headers, **exc.extra)
+    except ValidationError as exc:
+        api = validation_error(exc)
+        return error_response(api.status, api.code, api.message, **api.extra)
+    except (BookingError, CatalogueError, AuthError) as exc:
+        return _domain_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+        return error_response(
+            exc.status, _CODE_BY_STATUS.get(exc.status, "http_error"), exc.reason, headers
+        )
+    except _UNAVAILABLE as exc:
+        log.error("backing service unavailable on %s %s: %r", request.method, request.path, exc)
+        return error_response(503, "service_unavailable", "a backing service is unavailable")
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "internal server error")

@@ -1,0 +1,70 @@
+"""Reading validated requests and writing JSON responses."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from cinema.api.errors import ApiError, validation_error
+from cinema.api.keys import ACCOUNTS
+from cinema.api.schemas import MAX_ID
+from cinema.auth.errors import InvalidToken
+from cinema.auth.tokens import Principal
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_body(request: web.Request, model: type[M]) -> M:
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    raw = await request.read()
+    if not raw:
+        raise ApiError(400, "malformed_json", "the request body is empty")
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def read_query(request: web.Request, model: type[M]) -> M:
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def path_id(request: web.Request, name: str = "id") -> int:
+    """Routes only match digits; an id beyond any table's range cannot exist."""
+    value = int(request.match_info[name])
+    if not 1 <= value <= MAX_ID:
+        raise web.HTTPNotFound()
+    return value
+
+
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
+    )
+
+
+def authenticate(request: web.Request) -> Principal:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "not_authenticated", "send a bearer token in the Authorization header")
+    try:
+        return request.app[ACCOUNTS].tokens.verify(token.strip())
+    except InvalidToken as exc:
+        raise ApiError(401, "invalid_token", f"invalid token: {exc}") from None
+
+
+def authenticate_staff(request: web.Request) -> Principal:
+    principal = authenticate(request)
+    if not principal.is_staff:
+        raise ApiError(403, "forbidden", "this endpoint is for staff only")
+    return principal

@@ -1,0 +1,13 @@
+"""Typed keys under which the composition root hands the handlers their services."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from cinema.auth.service import AccountService
+from cinema.booking.service import BookingService
+from cinema.catalogue.service import CatalogueService
+
+ACCOUNTS = web.AppKey("accounts", AccountService)
+CATALOGUE = web.AppKey("catalogue", CatalogueService)
+BOOKINGS = web.AppKey("bookings", BookingService)

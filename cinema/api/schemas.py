@@ -1,0 +1,170 @@
+"""Request and response models. Requests are validated with these; responses are built as
+plain dicts (cheaper on hot paths) whose shape these models document and tests check."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from cinema.catalogue.layout import Category, LayoutIn
+
+MAX_ID = 2**63 - 1
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+Text = Annotated[str, AfterValidator(_no_nul)]
+Email = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+    AfterValidator(_no_nul),
+]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=256), AfterValidator(_no_nul)]
+Price = Annotated[Decimal, Field(ge=0, le=1_000_000, allow_inf_nan=False, decimal_places=3)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_max_length=10_000)
+
+
+# --- auth -------------------------------------------------------------------------------
+class RegisterIn(Model):
+    email: Email
+    password: Password
+
+
+class TokenIn(Model):
+    email: Annotated[str, StringConstraints(max_length=254), AfterValidator(_no_nul)]
+    password: Annotated[str, StringConstraints(max_length=256), AfterValidator(_no_nul)]
+
+
+class UserOut(Model):
+    id: int
+    email: str
+
+
+class TokenOut(Model):
+    access_token: str
+    token_type: Literal["bearer"]
+    expires_in: int
+
+
+# --- catalogue --------------------------------------------------------------------------
+class MovieIn(Model):
+    title: Annotated[Text, StringConstraints(min_length=1, max_length=200)]
+    description: Annotated[Text, StringConstraints(max_length=5000)] = ""
+    duration_minutes: Annotated[int, Field(ge=1, le=1000)]
+
+
+class MovieOut(Model):
+    id: int
+    title: str
+    description: str
+    duration_minutes: int
+
+
+class HallIn(Model):
+    name: Annotated[Text, StringConstraints(min_length=1, max_length=100)]
+    layout: LayoutIn
+
+
+class HallOut(Model):
+    id: int
+    name: str
+    layout: dict[str, object]
+    seat_count: int
+    categories: list[str]
+
+
+class ScreeningIn(Model):
+    movie_id: Id
+    hall_id: Id
+    starts_at: AwareDatetime
+    prices: Annotated[dict[Category, Price], Field(min_length=1, max_length=20)]
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$")]
+
+
+class ScreeningOut(Model):
+    id: int
+    movie_id: int
+    hall_id: int
+    starts_at: datetime
+    prices: dict[str, str]
+    currency: str
+
+
+class ScreeningsQuery(Model):
+    movie_id: Id | None = None
+    limit: Annotated[int, Field(ge=1, le=500)] = 100
+    offset: Annotated[int, Field(ge=0, le=100_000)] = 0
+
+
+class PageQuery(Model):
+    limit: Annotated[int, Field(ge=1, le=500)] = 100
+    offset: Annotated[int, Field(ge=0, le=100_000)] = 0
+
+
+class SeatOut(Model):
+    id: int
+    row: str
+    seat: int
+    category: str
+    status: Literal["AVAILABLE", "LOCKED", "SOLD"]
+
+
+class SeatCounts(Model):
+    available: int
+    locked: int
+    sold: int
+
+
+class SeatMapOut(Model):
+    screening_id: int
+    seats: list[SeatOut]
+    counts: SeatCounts
+
+
+# --- bookings ---------------------------------------------------------------------------
+class BookingIn(Model):
+    screening_id: Id
+    seat_ids: Annotated[list[Id], Field(min_length=1, max_length=10)]
+
+
+IdempotencyKey = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,255}$")]
+
+
+class BookingOut(Model):
+    id: int
+    reference: str
+    status: Literal["PENDING", "CONFIRMED", "CANCELLED"]
+    screening_id: int
+    seat_ids: list[int]
+    amount: str
+    amount_minor: int
+    currency: str
+    expires_at: datetime
+    cancel_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class BookingList(Model):
+    bookings: list[BookingOut]
+
+
+class ErrorBody(Model):
+    model_config = ConfigDict(extra="allow")
+    code: str
+    message: str
+
+
+class ErrorOut(Model):
+    error: ErrorBody

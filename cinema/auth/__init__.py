@@ -1,0 +1,1 @@
+"""Accounts: password hashing, JWT access tokens, registration and login."""

@@ -1,0 +1,1 @@
+"""The booking service and its rules. Knows neither HTTP nor how Redis or PostgreSQL are spoken."""

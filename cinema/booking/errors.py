@@ -1,0 +1,71 @@
+"""What can go wrong when booking, in business terms (the API maps these to HTTP)."""
+
+from __future__ import annotations
+
+
+class BookingError(Exception):
+    code = "booking_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidSelection(BookingError):
+    code = "invalid_seat_selection"
+
+
+class ScreeningNotFound(BookingError):
+    code = "screening_not_found"
+
+    def __init__(self, screening_id: int) -> None:
+        super().__init__(f"screening {screening_id} does not exist")
+
+
+class ScreeningStarted(BookingError):
+    code = "screening_started"
+
+    def __init__(self, screening_id: int) -> None:
+        super().__init__(f"screening {screening_id} has already started")
+
+
+class SeatsNotInHall(BookingError):
+    code = "seats_not_in_hall"
+
+    def __init__(self, seat_ids: list[int]) -> None:
+        super().__init__(f"seats {seat_ids} are not seats of this screening's hall")
+        self.seat_ids = seat_ids
+
+
+class SeatsUnavailable(BookingError):
+    code = "seats_unavailable"
+
+    def __init__(self, seat_ids: list[int]) -> None:
+        super().__init__(f"seats {seat_ids} are already taken")
+        self.seat_ids = seat_ids
+
+
+class BookingNotFound(BookingError):
+    code = "booking_not_found"
+
+    def __init__(self, booking_id: int) -> None:
+        super().__init__(f"booking {booking_id} does not exist")
+
+
+class BookingNotCancellable(BookingError):
+    code = "booking_not_cancellable"
+
+
+class IdempotencyKeyReused(BookingError):
+    code = "idempotency_key_reused"
+
+    def __init__(self) -> None:
+        super().__init__("this Idempotency-Key was already used for a different booking request")
+
+
+class ReferenceTaken(Exception):
+    """The random booking reference collided with an existing one; try another."""
+
+
+class IdempotencyKeyTaken(Exception):
+    """Another request with the same Idempotency-Key committed first."""

@@ -1,0 +1,65 @@
+"""Booking rules as plain functions: seat selection, the state machine, seat status, pricing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from cinema.booking.errors import (
+    InvalidSelection,
+    ScreeningStarted,
+    SeatsNotInHall,
+)
+from cinema.booking.model import BookingStatus, LiveReservation, SeatStatus
+from cinema.catalogue.model import ScreeningSnapshot
+
+MAX_SEATS_PER_BOOKING = 10
+
+# A state only moves forward; CANCELLED and CONFIRMED are final for the normal flow.
+_TRANSITIONS: dict[BookingStatus, frozenset[BookingStatus]] = {
+    BookingStatus.PENDING: frozenset({BookingStatus.CONFIRMED, BookingStatus.CANCELLED}),
+    BookingStatus.CONFIRMED: frozenset(),
+    BookingStatus.CANCELLED: frozenset(),
+}
+
+
+def can_transition(current: BookingStatus, target: BookingStatus) -> bool:
+    return target in _TRANSITIONS[current]
+
+
+def normalize_selection(seat_ids: Iterable[int]) -> tuple[int, ...]:
+    """1 to 10 distinct seat ids, returned in ascending order (the lock order)."""
+    ids = list(seat_ids)
+    if not ids:
+        raise InvalidSelection("choose at least one seat")
+    if len(ids) > MAX_SEATS_PER_BOOKING:
+        raise InvalidSelection(f"at most {MAX_SEATS_PER_BOOKING} seats per booking")
+    unique = set(ids)
+    if len(unique) != len(ids):
+        raise InvalidSelection("a seat id appears more than once")
+    return tuple(sorted(unique))
+
+
+def ensure_bookable(snapshot: ScreeningSnapshot, seat_ids: tuple[int, ...], now: datetime) -> None:
+    if snapshot.screening.starts_at <= now:
+        raise ScreeningStarted(snapshot.screening.id)
+    foreign = [s for s in seat_ids if s not in snapshot.seats_by_id]
+    if foreign:
+        raise SeatsNotInHall(foreign)
+
+
+def price(snapshot: ScreeningSnapshot, seat_ids: tuple[int, ...]) -> int:
+    """Sum of the seats' prices by category, in minor units."""
+    prices = snapshot.screening.prices
+    return sum(prices[snapshot.seats_by_id[s].category] for s in seat_ids)
+
+
+def seat_status(reservation: LiveReservation | None) -> SeatStatus:
+    """A hold past its deadline is AVAILABLE even before any cleaner has cancelled it."""
+    if reservation is None:
+        return SeatStatus.AVAILABLE
+    if reservation.status is BookingStatus.CONFIRMED:
+        return SeatStatus.SOLD
+    if reservation.status is BookingStatus.PENDING and not reservation.deadline_passed:
+        return SeatStatus.LOCKED
+    return SeatStatus.AVAILABLE

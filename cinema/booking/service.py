@@ -1,0 +1,222 @@
+"""The booking service: claim in the fast filter, commit in the authority, release on failure."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cinema.booking import rules
+from cinema.booking.errors import (
+    BookingNotCancellable,
+    BookingNotFound,
+    IdempotencyKeyReused,
+    IdempotencyKeyTaken,
+    ReferenceTaken,
+    ScreeningNotFound,
+    SeatsUnavailable,
+)
+from cinema.booking.identifiers import hold_token, new_reference
+from cinema.booking.model import (
+    Booking,
+    BookingStatus,
+    CancelReason,
+    NewBooking,
+    SeatMap,
+    SeatMapEntry,
+)
+from cinema.booking.ports import BookingStore, ExpiryScheduler, ScreeningCatalogue, SeatHolds
+from cinema.catalogue.model import ScreeningSnapshot
+
+log = logging.getLogger(__name__)
+
+_REFERENCE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class BookingResult:
+    booking: Booking
+    replayed: bool  # True when an Idempotency-Key returned an earlier booking
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class BookingService:
+    def __init__(
+        self,
+        *,
+        holds: SeatHolds,
+        store: BookingStore,
+        catalogue: ScreeningCatalogue,
+        expiry: ExpiryScheduler,
+        hold_ttl_seconds: int,
+        filter_enabled: bool = True,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._holds = holds
+        self._store = store
+        self._catalogue = catalogue
+        self._expiry = expiry
+        self._hold_ttl = hold_ttl_seconds
+        self._filter_enabled = filter_enabled
+        self._clock = clock
+        # conflicts_redis / conflicts_postgres / created / cancelled / redis_fallbacks ...
+        self.stats: Counter[str] = Counter()
+
+    async def _snapshot(self, screening_id: int) -> ScreeningSnapshot:
+        snapshot = await self._catalogue.snapshot(screening_id)
+        if snapshot is None:
+            raise ScreeningNotFound(screening_id)
+        return snapshot
+
+    async def book(
+        self,
+        user_id: int,
+        screening_id: int,
+        seat_ids: list[int],
+        idempotency_key: str | None = None,
+    ) -> BookingResult:
+        seats = rules.normalize_selection(seat_ids)
+        snapshot = await self._snapshot(screening_id)
+        rules.ensure_bookable(snapshot, seats, self._clock())
+        token = hold_token(user_id, idempotency_key)
+
+        claimed = False
+        if self._filter_enabled:
+            claim = await self._holds.claim(screening_id, seats, token, self._hold_ttl)
+            if not claim.reachable:
+                self.stats["redis_fallbacks"] += 1
+                log.warning("seat filter unreachable; booking through PostgreSQL alone")
+            elif not claim.claimed:
+                if idempotency_key is not None:
+                    replay = await self._replay(user_id, idempotency_key, screening_id, seats)
+                    if replay is not None:
+                        return replay
+                self.stats["conflicts_redis"] += 1
+                raise SeatsUnavailable(list(claim.taken))
+            else:
+                claimed = True
+
+        try:
+            booking = await self._commit(user_id, snapshot, seats, token, idempotency_key)
+        except (SeatsUnavailable, IdempotencyKeyTaken) as exc:
+            replay = None
+            try:
+                if idempotency_key is not None:
+                    replay = await self._replay(user_id, idempotency_key, screening_id, seats)
+            finally:
+                # A live replay owns these keys (same token); anything else must let them go.
+                if replay is None or replay.booking.status is BookingStatus.CANCELLED:
+                    await self._release_quietly(claimed, screening_id, seats, token)
+            if replay is not None:
+                return replay
+            self.stats["conflicts_postgres"] += 1
+            if isinstance(exc, SeatsUnavailable):
+                raise
+            raise SeatsUnavailable(list(seats)) from exc
+        except BaseException:
+            await self._release_quietly(claimed, screening_id, seats, token)
+            raise
+
+        self.stats["created"] += 1
+        await self._expiry.schedule(booking)
+        return BookingResult(booking, replayed=False)
+
+    async def _commit(
+        self,
+        user_id: int,
+        snapshot: ScreeningSnapshot,
+        seats: tuple[int, ...],
+        token: str,
+        idempotency_key: str | None,
+    ) -> Booking:
+        screening = snapshot.screening
+        for _ in range(_REFERENCE_ATTEMPTS):
+            try:
+                return await self._store.create_booking(
+                    NewBooking(
+                        reference=new_reference(),
+                        user_id=user_id,
+                        screening_id=screening.id,
+                        hall_id=screening.hall_id,
+                        seat_ids=seats,
+                        amount=rules.price(snapshot, seats),
+                        currency=screening.currency,
+                        hold_ttl_seconds=self._hold_ttl,
+                        hold_token=token,
+                        idempotency_key=idempotency_key,
+                    )
+                )
+            except ReferenceTaken:
+                continue
+        raise RuntimeError("could not find a free booking reference")
+
+    async def _replay(
+        self, user_id: int, key: str, screening_id: int, seats: tuple[int, ...]
+    ) -> BookingResult | None:
+        earlier = await self._store.booking_by_idempotency_key(user_id, key)
+        if earlier is None:
+            return None
+        if earlier.screening_id != screening_id or earlier.seat_ids != seats:
+            raise IdempotencyKeyReused()
+        return BookingResult(earlier, replayed=True)
+
+    async def _release_quietly(
+        self, claimed: bool, screening_id: int, seats: tuple[int, ...], token: str
+    ) -> None:
+        """Free our Redis claim; a failure here only leaves keys that expire on their own."""
+        if not claimed:
+            return
+        try:
+            await asyncio.shield(self._holds.release(screening_id, seats, token))
+        except Exception:
+            log.exception("could not release seat holds; they expire with their TTL")
+
+    async def booking_for(self, user_id: int, booking_id: int) -> Booking:
+        booking = await self._store.booking(booking_id)
+        if booking is None or booking.user_id != user_id:
+            raise BookingNotFound(booking_id)
+        return booking
+
+    async def bookings_of(self, user_id: int, limit: int = 100, offset: int = 0) -> list[Booking]:
+        return await self._store.bookings_of_user(user_id, limit, offset)
+
+    async def cancel(self, user_id: int, booking_id: int) -> Booking:
+        booking = await self.booking_for(user_id, booking_id)
+        if booking.status is BookingStatus.CANCELLED:
+            return booking  # cancelling twice is harmless
+        if booking.status is not BookingStatus.PENDING:
+            raise BookingNotCancellable(
+                f"booking {booking_id} is {booking.status.value} and cannot be cancelled"
+            )
+        ended = await self._store.end_booking(
+            booking_id, BookingStatus.CANCELLED, CancelReason.USER.value
+        )
+        if ended is None:
+            # It changed under us (paid or expired a moment ago): report what it is now.
+            return await self.cancel(user_id, booking_id)
+        self.stats["cancelled"] += 1
+        await self._release_quietly(True, ended.screening_id, ended.seat_ids, ended.hold_token)
+        return ended
+
+    async def seat_map(self, screening_id: int) -> SeatMap:
+        snapshot = await self._snapshot(screening_id)
+        live = {r.seat_id: r for r in await self._store.live_reservations(screening_id)}
+        return SeatMap(
+            screening_id=screening_id,
+            seats=tuple(
+                SeatMapEntry(
+                    seat_id=seat.id,
+                    row=seat.row_label,
+                    number=seat.number,
+                    category=seat.category,
+                    status=rules.seat_status(live.get(seat.id)),
+                )
+                for seat in snapshot.seats
+            ),
+        )

@@ -1,0 +1,67 @@
+"""Catalogue types shared by the store, the services and the API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Movie:
+    id: int
+    title: str
+    description: str
+    duration_minutes: int
+
+
+@dataclass(frozen=True, slots=True)
+class SeatSpec:
+    """One seat as the layout describes it, before it has a database id."""
+
+    row_label: str
+    row_index: int
+    number: int
+    position: int
+    category: str
+
+
+@dataclass(frozen=True, slots=True)
+class Seat:
+    id: int
+    row_label: str
+    row_index: int
+    number: int
+    category: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hall:
+    id: int
+    name: str
+    layout: dict[str, Any]
+    seat_count: int
+    categories: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Screening:
+    id: int
+    movie_id: int
+    hall_id: int
+    starts_at: datetime
+    prices: dict[str, int]  # category -> minor units
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScreeningSnapshot:
+    """What booking needs to know about a screening; immutable once created, so cacheable."""
+
+    screening: Screening
+    seats: tuple[Seat, ...]  # ordered by row, then seat number
+    seats_by_id: dict[int, Seat] = field(repr=False)
+
+    @classmethod
+    def of(cls, screening: Screening, seats: tuple[Seat, ...]) -> ScreeningSnapshot:
+        return cls(screening, seats, {s.id: s for s in seats})

@@ -1,0 +1,149 @@
+"""Creating and reading movies, halls and screenings; a cache of what booking needs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from cinema.catalogue.errors import InvalidLayout, InvalidScreening, NotFound
+from cinema.catalogue.layout import LayoutError, parse_layout
+from cinema.catalogue.model import Hall, Movie, Screening, ScreeningSnapshot, Seat, SeatSpec
+from cinema.money import MoneyError, to_minor
+
+
+class CatalogueStore(Protocol):
+    async def add_movie(self, title: str, description: str, duration_minutes: int) -> Movie: ...
+    async def movie(self, movie_id: int) -> Movie | None: ...
+    async def movies(self, limit: int, offset: int) -> list[Movie]: ...
+    async def add_hall(self, name: str, layout: dict[str, Any], seats: list[SeatSpec]) -> Hall: ...
+    async def hall(self, hall_id: int) -> Hall | None: ...
+    async def halls(self) -> list[Hall]: ...
+    async def seats_of_hall(self, hall_id: int) -> list[Seat]: ...
+    async def add_screening(
+        self,
+        movie_id: int,
+        hall_id: int,
+        starts_at: datetime,
+        prices: dict[str, int],
+        currency: str,
+    ) -> Screening: ...
+    async def screening(self, screening_id: int) -> Screening | None: ...
+    async def screenings(
+        self, movie_id: int | None, since: datetime, limit: int, offset: int
+    ) -> list[Screening]: ...
+
+
+class CatalogueService:
+    """Screenings and halls never change once created, so a process keeps their snapshots:
+    the booking path validates a request without a database round trip, and a burst of
+    losers touches PostgreSQL not at all."""
+
+    def __init__(self, store: CatalogueStore, cache_size: int = 1024) -> None:
+        self._store = store
+        self._cache: OrderedDict[int, ScreeningSnapshot] = OrderedDict()
+        self._loading: dict[int, asyncio.Future[ScreeningSnapshot | None]] = {}
+        self._cache_size = cache_size
+
+    async def add_movie(self, title: str, description: str, duration_minutes: int) -> Movie:
+        return await self._store.add_movie(title, description, duration_minutes)
+
+    async def movie(self, movie_id: int) -> Movie:
+        movie = await self._store.movie(movie_id)
+        if movie is None:
+            raise NotFound(f"movie {movie_id} does not exist")
+        return movie
+
+    async def movies(self, limit: int = 100, offset: int = 0) -> list[Movie]:
+        return await self._store.movies(limit, offset)
+
+    async def add_hall(self, name: str, layout: Any) -> Hall:
+        try:
+            normalized, seats = parse_layout(layout)
+        except LayoutError as exc:
+            raise InvalidLayout(str(exc)) from None
+        return await self._store.add_hall(name, normalized, seats)
+
+    async def hall(self, hall_id: int) -> Hall:
+        hall = await self._store.hall(hall_id)
+        if hall is None:
+            raise NotFound(f"hall {hall_id} does not exist")
+        return hall
+
+    async def halls(self) -> list[Hall]:
+        return await self._store.halls()
+
+    async def add_screening(
+        self,
+        movie_id: int,
+        hall_id: int,
+        starts_at: datetime,
+        prices: dict[str, Decimal | int | str],
+        currency: str,
+    ) -> Screening:
+        await self.movie(movie_id)
+        hall = await self.hall(hall_id)
+        currency = currency.lower()
+        missing = sorted(set(hall.categories) - set(prices))
+        if missing:
+            raise InvalidScreening(f"prices are missing for seat categories {missing}")
+        unused = sorted(set(prices) - set(hall.categories))
+        if unused:
+            raise InvalidScreening(f"hall {hall_id} has no seats of categories {unused}")
+        try:
+            minor = {category: to_minor(p, currency) for category, p in prices.items()}
+        except MoneyError as exc:
+            raise InvalidScreening(f"invalid price: {exc}") from None
+        return await self._store.add_screening(movie_id, hall_id, starts_at, minor, currency)
+
+    async def screening(self, screening_id: int) -> Screening:
+        snapshot = await self.snapshot(screening_id)
+        if snapshot is None:
+            raise NotFound(f"screening {screening_id} does not exist")
+        return snapshot.screening
+
+    async def screenings(
+        self, movie_id: int | None, since: datetime, limit: int = 100, offset: int = 0
+    ) -> list[Screening]:
+        return await self._store.screenings(movie_id, since, limit, offset)
+
+    async def snapshot(self, screening_id: int) -> ScreeningSnapshot | None:
+        cached = self._cache.get(screening_id)
+        if cached is not None:
+            self._cache.move_to_end(screening_id)
+            return cached
+        pending = self._loading.get(screening_id)
+        if pending is not None:  # one load per screening, however many ask at once
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                return await self._load(screening_id)  # the first loader failed; try ourselves
+        future: asyncio.Future[ScreeningSnapshot | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._loading[screening_id] = future
+        try:
+            snapshot = await self._load(screening_id)
+        except BaseException:
+            future.cancel()
+            raise
+        finally:
+            self._loading.pop(screening_id, None)
+        future.set_result(snapshot)
+        if snapshot is not None:
+            self._cache[screening_id] = snapshot
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return snapshot
+
+    async def _load(self, screening_id: int) -> ScreeningSnapshot | None:
+        screening = await self._store.screening(screening_id)
+        if screening is None:
+            return None
+        seats = await self._store.seats_of_hall(screening.hall_id)
+        return ScreeningSnapshot.of(screening, tuple(seats))

@@ -1,0 +1,141 @@
+"""Movies, halls, seats and screenings in PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from cinema.catalogue.model import Hall, Movie, Screening, Seat, SeatSpec
+from cinema.store.pool import Pool
+
+
+def _movie(row: Any) -> Movie:
+    return Movie(row["id"], row["title"], row["description"], row["duration_minutes"])
+
+
+def _hall(row: Any) -> Hall:
+    return Hall(
+        id=row["id"],
+        name=row["name"],
+        layout=row["layout"],
+        seat_count=row["seat_count"],
+        categories=tuple(row["categories"]),
+    )
+
+
+def _screening(row: Any) -> Screening:
+    return Screening(
+        id=row["id"],
+        movie_id=row["movie_id"],
+        hall_id=row["hall_id"],
+        starts_at=row["starts_at"],
+        prices=dict(row["prices"]),
+        currency=row["currency"],
+    )
+
+
+_HALL_COLUMNS = """
+    h.id, h.name, h.layout,
+    (SELECT count(*) FROM seats s WHERE s.hall_id = h.id) AS seat_count,
+    ARRAY(SELECT DISTINCT s.category FROM seats s WHERE s.hall_id = h.id ORDER BY 1) AS categories
+"""
+
+
+class PgCatalogueStore:
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    async def add_movie(self, title: str, description: str, duration_minutes: int) -> Movie:
+        row = await self._pool.fetchrow(
+            "INSERT INTO movies (title, description, duration_minutes) VALUES ($1, $2, $3)"
+            " RETURNING *",
+            title,
+            description,
+            duration_minutes,
+        )
+        return _movie(row)
+
+    async def movie(self, movie_id: int) -> Movie | None:
+        row = await self._pool.fetchrow("SELECT * FROM movies WHERE id = $1", movie_id)
+        return None if row is None else _movie(row)
+
+    async def movies(self, limit: int, offset: int) -> list[Movie]:
+        rows = await self._pool.fetch(
+            "SELECT * FROM movies ORDER BY title, id LIMIT $1 OFFSET $2", limit, offset
+        )
+        return [_movie(r) for r in rows]
+
+    async def add_hall(self, name: str, layout: dict[str, Any], seats: list[SeatSpec]) -> Hall:
+        async with self._pool.acquire() as conn, conn.transaction():
+            hall_id = await conn.fetchval(
+                "INSERT INTO halls (name, layout) VALUES ($1, $2) RETURNING id", name, layout
+            )
+            await conn.copy_records_to_table(
+                "seats",
+                records=[
+                    (hall_id, s.row_label, s.row_index, s.number, s.position, s.category)
+                    for s in seats
+                ],
+                columns=["hall_id", "row_label", "row_index", "number", "position", "category"],
+            )
+            row = await conn.fetchrow(
+                f"SELECT {_HALL_COLUMNS} FROM halls h WHERE h.id = $1", hall_id
+            )
+        return _hall(row)
+
+    async def hall(self, hall_id: int) -> Hall | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_HALL_COLUMNS} FROM halls h WHERE h.id = $1", hall_id
+        )
+        return None if row is None else _hall(row)
+
+    async def halls(self) -> list[Hall]:
+        rows = await self._pool.fetch(f"SELECT {_HALL_COLUMNS} FROM halls h ORDER BY h.id")
+        return [_hall(r) for r in rows]
+
+    async def seats_of_hall(self, hall_id: int) -> list[Seat]:
+        rows = await self._pool.fetch(
+            "SELECT id, row_label, row_index, number, category FROM seats WHERE hall_id = $1"
+            " ORDER BY row_index, number",
+            hall_id,
+        )
+        return [
+            Seat(r["id"], r["row_label"], r["row_index"], r["number"], r["category"]) for r in rows
+        ]
+
+    async def add_screening(
+        self,
+        movie_id: int,
+        hall_id: int,
+        starts_at: datetime,
+        prices: dict[str, int],
+        currency: str,
+    ) -> Screening:
+        row = await self._pool.fetchrow(
+            "INSERT INTO screenings (movie_id, hall_id, starts_at, prices, currency)"
+            " VALUES ($1, $2, $3, $4, $5) RETURNING *",
+            movie_id,
+            hall_id,
+            starts_at,
+            prices,
+            currency,
+        )
+        return _screening(row)
+
+    async def screening(self, screening_id: int) -> Screening | None:
+        row = await self._pool.fetchrow("SELECT * FROM screenings WHERE id = $1", screening_id)
+        return None if row is None else _screening(row)
+
+    async def screenings(
+        self, movie_id: int | None, since: datetime, limit: int, offset: int
+    ) -> list[Screening]:
+        rows = await self._pool.fetch(
+            "SELECT * FROM screenings"
+            " WHERE starts_at > $1 AND ($2::bigint IS NULL OR movie_id = $2)"
+            " ORDER BY starts_at, id LIMIT $3 OFFSET $4",
+            since,
+            movie_id,
+            limit,
+            offset,
+        )
+        return [_screening(r) for r in rows]

@@ -1,0 +1,1 @@
+"""Taskiq broker and tasks (see the expiry issue)."""

@@ -47,6 +47,15 @@ class BookingStore(Protocol):
 
     async def live_reservations(self, screening_id: int) -> list[LiveReservation]: ...
 
+    async def expire_booking(self, booking_id: int) -> Booking | None:
+        """Cancel it as expired in one transaction if it is still PENDING and past its
+        deadline; None if there was nothing to do (paid, cancelled, or not due yet)."""
+        ...
+
+    async def expire_overdue(self, limit: int) -> list[Booking]:
+        """Cancel up to `limit` overdue PENDING bookings in one transaction; return them."""
+        ...
+
 
 class ScreeningCatalogue(Protocol):
     async def snapshot(self, screening_id: int) -> ScreeningSnapshot | None: ...
@@ -61,3 +70,10 @@ class NoExpiryScheduler:
 
     async def schedule(self, booking: Booking) -> None:
         return None
+
+
+class BookingEndedHook(Protocol):
+    """Told after a PENDING booking ended unpaid (expired or cancelled by its user) and its
+    seats were released. The payments side plugs in here to cancel the payment intent."""
+
+    async def booking_ended(self, booking: Booking) -> None: ...

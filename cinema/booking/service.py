@@ -28,7 +28,13 @@ from cinema.booking.model import (
     SeatMap,
     SeatMapEntry,
 )
-from cinema.booking.ports import BookingStore, ExpiryScheduler, ScreeningCatalogue, SeatHolds
+from cinema.booking.ports import (
+    BookingEndedHook,
+    BookingStore,
+    ExpiryScheduler,
+    ScreeningCatalogue,
+    SeatHolds,
+)
 from cinema.catalogue.model import ScreeningSnapshot
 
 log = logging.getLogger(__name__)
@@ -57,6 +63,7 @@ class BookingService:
         hold_ttl_seconds: int,
         filter_enabled: bool = True,
         clock: Callable[[], datetime] = _utcnow,
+        on_ended: BookingEndedHook | None = None,
     ) -> None:
         self._holds = holds
         self._store = store
@@ -65,6 +72,7 @@ class BookingService:
         self._hold_ttl = hold_ttl_seconds
         self._filter_enabled = filter_enabled
         self._clock = clock
+        self._on_ended = on_ended
         # conflicts_redis / conflicts_postgres / created / cancelled / redis_fallbacks ...
         self.stats: Counter[str] = Counter()
 
@@ -124,7 +132,13 @@ class BookingService:
             raise
 
         self.stats["created"] += 1
-        await self._expiry.schedule(booking)
+        try:
+            await self._expiry.schedule(booking)
+        except Exception as exc:
+            # The booking stands: its deadline lives in PostgreSQL, and the worker's
+            # reconciler ends it even without a scheduled task.
+            self.stats["expiry_schedule_failures"] += 1
+            log.warning("could not schedule expiry of booking %s: %r", booking.id, exc)
         return BookingResult(booking, replayed=False)
 
     async def _commit(
@@ -202,7 +216,40 @@ class BookingService:
             return await self.cancel(user_id, booking_id)
         self.stats["cancelled"] += 1
         await self._release_quietly(True, ended.screening_id, ended.seat_ids, ended.hold_token)
+        await self._tell_ended(ended)
         return ended
+
+    async def expire(self, booking_id: int) -> Booking | None:
+        """End the booking if it is still PENDING and past its deadline; None if there was
+        nothing to do (paid, already cancelled, unknown, or not due yet). Idempotent: any
+        number of workers may call it for the same booking."""
+        ended = await self._store.expire_booking(booking_id)
+        if ended is None:
+            return None
+        await self._after_expiry(ended)
+        return ended
+
+    async def expire_overdue(self, batch_size: int) -> list[Booking]:
+        """End one batch of overdue PENDING bookings (the reconciler calls this until it
+        returns fewer than `batch_size`)."""
+        ended = await self._store.expire_overdue(batch_size)
+        for booking in ended:
+            await self._after_expiry(booking)
+        return ended
+
+    async def _after_expiry(self, ended: Booking) -> None:
+        self.stats["expired"] += 1
+        await self._release_quietly(True, ended.screening_id, ended.seat_ids, ended.hold_token)
+        await self._tell_ended(ended)
+
+    async def _tell_ended(self, ended: Booking) -> None:
+        """The hook (payments: cancel the intent) must never undo or fail the cancellation."""
+        if self._on_ended is None:
+            return
+        try:
+            await self._on_ended.booking_ended(ended)
+        except Exception:
+            log.exception("booking-ended hook failed for booking %s", ended.id)
 
     async def seat_map(self, screening_id: int) -> SeatMap:
         snapshot = await self._snapshot(screening_id)

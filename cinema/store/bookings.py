@@ -8,7 +8,13 @@ from typing import Any
 import asyncpg
 
 from cinema.booking.errors import IdempotencyKeyTaken, ReferenceTaken, SeatsUnavailable
-from cinema.booking.model import Booking, BookingStatus, LiveReservation, NewBooking
+from cinema.booking.model import (
+    Booking,
+    BookingStatus,
+    CancelReason,
+    LiveReservation,
+    NewBooking,
+)
 from cinema.store.pool import Pool
 
 _BOOKING_COLUMNS = """
@@ -39,6 +45,16 @@ _END_BOOKINGS = """
     RETURNING booking_id
 """
 
+# Overdue holds, oldest deadline first, through bookings_status_expires_idx. SKIP LOCKED lets
+# several reconcilers (or a reconciler and the expiry tasks) work side by side.
+_LOCK_OVERDUE = """
+    SELECT id FROM bookings
+    WHERE status = 'PENDING' AND expires_at <= now()
+    ORDER BY expires_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+"""
+
 _INSERT_BOOKING = """
     WITH b AS (
         INSERT INTO bookings (reference, user_id, screening_id, amount, currency, expires_at,
@@ -52,6 +68,8 @@ _INSERT_BOOKING = """
     )
     SELECT b.*, $9::bigint[] AS seat_ids FROM b
 """
+
+_EXPIRED = CancelReason.EXPIRED.value
 
 _SEAT_IN_DETAIL = re.compile(r"\(screening_id, seat_id\)=\(\d+, (\d+)\)")
 
@@ -145,6 +163,36 @@ class PgBookingStore:
                 f"SELECT {_BOOKING_COLUMNS} FROM bookings b WHERE b.id = $1", booking_id
             )
         return _booking(row)
+
+    async def expire_booking(self, booking_id: int) -> Booking | None:
+        """Cancel the booking as expired if it is still PENDING and past its deadline."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            ended = await conn.fetch(
+                _END_BOOKINGS, [booking_id], BookingStatus.CANCELLED.value, _EXPIRED, False
+            )
+            if not ended:
+                return None
+            row = await conn.fetchrow(
+                f"SELECT {_BOOKING_COLUMNS} FROM bookings b WHERE b.id = $1", booking_id
+            )
+        return _booking(row)
+
+    async def expire_overdue(self, limit: int) -> list[Booking]:
+        """Cancel up to `limit` overdue PENDING bookings in one transaction; return them."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            due = [r["id"] for r in await conn.fetch(_LOCK_OVERDUE, limit)]
+            if not due:
+                return []
+            ended = await conn.fetch(
+                _END_BOOKINGS, due, BookingStatus.CANCELLED.value, _EXPIRED, False
+            )
+            ids = sorted({r["booking_id"] for r in ended})
+            rows = await conn.fetch(
+                f"SELECT {_BOOKING_COLUMNS} FROM bookings b WHERE b.id = ANY($1::bigint[])"
+                " ORDER BY b.id",
+                ids,
+            )
+        return [_booking(r) for r in rows]
 
     async def live_reservations(self, screening_id: int) -> list[LiveReservation]:
         rows = await self._pool.fetch(

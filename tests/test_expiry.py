@@ -25,13 +25,13 @@ TTL = 2
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool]], timeout: float = 15, what: str = "condition"
+    check: Callable[[], Awaitable[bool]], within: float = 15, what: str = "condition"
 ) -> None:
-    """Wait for `check()` to hold, polling; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
+    """Wait for `check()` to hold, polling; fail with `what` after `within` seconds."""
+    deadline = time.monotonic() + within
     while not await check():
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+            pytest.fail(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(0.05)
 
 
@@ -77,7 +77,7 @@ def start_worker(database_url: str, prefix: str) -> Iterator[Callable[..., Worke
 
 
 async def _booking(api: ApiClient, token: str, booking_id: int) -> dict[str, Any]:
-    reply = await api.get(f"/api/bookings/{booking_id}", token=token)
+    reply = await api.get(f"/api/bookings/{booking_id}/", token=token)
     assert reply.status == 200, reply
     body: dict[str, Any] = reply.body
     return body
@@ -120,7 +120,7 @@ async def test_a_booking_expires_and_its_seat_is_free_again(
         return await _seat_keys_exist(rds, prefix, screening.id, [seat]) == 0
 
     # Released by the worker, well before Redis would drop it (PX = TTL + 5 s grace).
-    await eventually(keys_gone, timeout=3, what="the seat's Redis key to be released")
+    await eventually(keys_gone, within=3, what="the seat's Redis key to be released")
     assert (await expiry_api.seat_statuses(screening.id))[seat] == "AVAILABLE"
     again = await expiry_api.book(bob, screening.id, [seat])
     assert again.status == 201, again
@@ -144,7 +144,7 @@ async def test_paid_and_user_cancelled_bookings_are_left_alone(
     confirmed = await store.end_booking(paid.body["id"], BookingStatus.CONFIRMED, None)
     assert confirmed is not None
     assert confirmed.status is BookingStatus.CONFIRMED
-    cancel = await expiry_api.delete(f"/api/bookings/{dropped.body['id']}", token=alice)
+    cancel = await expiry_api.delete(f"/api/bookings/{dropped.body['id']}/", token=alice)
     assert cancel.status == 200, cancel
 
     async def both_tasks_ran() -> bool:
@@ -207,10 +207,10 @@ async def test_worker_killed_with_tasks_scheduled_catches_up_after_restart(
     async def keys_gone() -> bool:
         return await _seat_keys_exist(rds, prefix, screening.id, seats) == 0
 
-    await eventually(keys_gone, timeout=5, what="the Redis keys to be released")
-    ended = restarted.metric(
-        "cinema_bookings_expired_total", path="task"
-    ) + restarted.metric("cinema_bookings_expired_total", path="reconciler")
+    await eventually(keys_gone, within=5, what="the Redis keys to be released")
+    ended = restarted.metric("cinema_bookings_expired_total", path="task") + restarted.metric(
+        "cinema_bookings_expired_total", path="reconciler"
+    )
     assert ended == len(ids)
 
 

@@ -100,7 +100,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     """Expiry worker: Taskiq receiver + scheduler + reconciler; stops on SIGTERM/SIGINT."""
-    from cinema.app import run_worker
+    from cinema.worker import run_worker
 
     _configure_logging(settings)
     _install_uvloop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
@@ -25,8 +26,23 @@ EXPIRE_TASK_NAME = "cinema.expire_booking"
 # BRPOP wakes up this often even when idle, so a stopping worker never waits on Redis long.
 _POP_TIMEOUT_SECONDS = 1
 _RETRY_AFTER_SECONDS = 1.0
+# The scheduler ticks on whole seconds, so a task sent "at" its deadline would run 0-1 s
+# late. Instead it is sent one tick early, with the deadline as an argument, and the task
+# sleeps until the deadline itself: the message is already in the worker when it is due.
+SCHEDULE_LEAD = dt.timedelta(seconds=1)
+_MAX_EARLY_SECONDS = SCHEDULE_LEAD.total_seconds() + 1
+# Wake a little after the deadline: uvloop's timers have millisecond granularity and can
+# fire early, and PostgreSQL (whose clock decides "past its deadline") must agree it is due.
+_WAKE_MARGIN_SECONDS = 0.02
 
 ExpireHandler = Callable[[int], Awaitable[None]]
+
+
+async def _sleep_until(wake_at: float) -> None:
+    early = wake_at - time.time()
+    while early > 0:
+        await asyncio.sleep(early)
+        early = wake_at - time.time()
 
 
 def schedule_id(booking_id: int) -> str:
@@ -111,9 +127,11 @@ class ExpiryQueue:
         self.scheduler = TaskiqScheduler(self.broker, sources=[self.schedules])
         self._handler: ExpireHandler | None = None
 
-        async def expire_booking(booking_id: int) -> None:
+        async def expire_booking(booking_id: int, due_at: float = 0.0) -> None:
             if self._handler is None:
                 raise RuntimeError("this process does not run expiry tasks")
+            wake_at = min(due_at, time.time() + _MAX_EARLY_SECONDS) + _WAKE_MARGIN_SECONDS
+            await _sleep_until(wake_at)
             await self._handler(booking_id)
 
         self.expire_task = self.broker.register_task(expire_booking, task_name=EXPIRE_TASK_NAME)
@@ -123,10 +141,11 @@ class ExpiryQueue:
         self._handler = handler
 
     async def schedule(self, booking_id: int, due: dt.datetime) -> None:
+        """Have the expiry task run for `booking_id` at `due` (its expires_at)."""
         await (
             self.expire_task.kicker()
             .with_schedule_id(schedule_id(booking_id))
-            .schedule_by_time(self.schedules, due, booking_id)
+            .schedule_by_time(self.schedules, due - SCHEDULE_LEAD, booking_id, due.timestamp())
         )
 
     async def close(self) -> None:

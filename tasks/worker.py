@@ -22,8 +22,13 @@ from tasks.queue import ExpiryQueue
 log = logging.getLogger(__name__)
 
 _TICK = timedelta(seconds=1)
+# Re-read schedules on every tick. Equal to _TICK, SchedulerLoop's `now - updated_at >=
+# interval` test fails on every other tick by a few microseconds: schedules 2 s stale.
+_REFRESH = timedelta(seconds=0.5)
 _SEND_PREFIX = "schedule_"  # SchedulerLoop names its send tasks "schedule_<id>"
 _DRAIN_SECONDS = 10.0
+_ATTEMPTS = 3
+_RETRY_DELAY_SECONDS = 0.25
 
 
 class ExpiryWorker:
@@ -35,7 +40,7 @@ class ExpiryWorker:
         reconcile_every_seconds: float,
         batch_size: int,
         summary_every_seconds: float = 10.0,
-        max_concurrent_tasks: int = 50,
+        max_concurrent_tasks: int = 1000,  # most wait out their SCHEDULE_LEAD asleep
     ) -> None:
         self._service = service
         self._queue = queue
@@ -46,13 +51,21 @@ class ExpiryWorker:
         self.window = LatenessWindow()
 
     async def expire(self, booking_id: int) -> None:
-        """The task body: end the booking if it is still due; count and time it if so."""
-        try:
-            ended = await self._service.expire(booking_id)
-        except Exception:
-            TASK_RUNS.labels("failed").inc()
-            log.exception("expiry of booking %s failed; the reconciler retries it", booking_id)
-            raise
+        """The task body: end the booking if it is still due; count and time it if so.
+        A transient failure (PostgreSQL busy or restarting) is retried a few times; past
+        that the reconciler ends the booking on its next sweep."""
+        for attempt in range(_ATTEMPTS):
+            try:
+                ended = await self._service.expire(booking_id)
+                break
+            except Exception as exc:
+                if attempt + 1 == _ATTEMPTS:
+                    TASK_RUNS.labels("failed").inc()
+                    log.error(
+                        "expiry of booking %s failed (%r); left to the reconciler", booking_id, exc
+                    )
+                    return
+                await asyncio.sleep(_RETRY_DELAY_SECONDS * 2**attempt)
         if ended is None:
             TASK_RUNS.labels("noop").inc()
             return
@@ -125,7 +138,7 @@ class ExpiryWorker:
         while True:
             try:
                 await SchedulerLoop(self._queue.scheduler).run(
-                    update_interval=_TICK, loop_interval=_TICK
+                    update_interval=_REFRESH, loop_interval=_TICK
                 )
             except Exception:
                 log.exception("expiry scheduler loop failed; restarting it")

@@ -22,7 +22,11 @@ from tasks.worker import ExpiryWorker
 log = logging.getLogger(__name__)
 
 # Taskiq logs every send and every execution at INFO: thousands of lines in a burst.
-_CHATTY_LOGGERS = ("taskiq.cli.scheduler.run", "taskiq.receiver.receiver")
+_CHATTY_LOGGERS = (
+    "taskiq.cli.scheduler.run",
+    "taskiq.receiver.receiver",
+    "taskiq.scheduler.scheduler",
+)
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:

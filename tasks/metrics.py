@@ -8,7 +8,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from cinema.booking.model import Booking
 
@@ -22,6 +22,10 @@ TASK_RUNS = Counter(
     "Expiry tasks run, by outcome: expired (it ended the booking) or noop (paid, already"
     " cancelled or not due), or failed.",
     ["outcome"],
+)
+IN_FLIGHT = Gauge(
+    "cinema_expiry_tasks_in_flight",
+    "Expiry tasks received and not finished (most wait for their deadline, up to 1 s).",
 )
 LATENESS = Histogram(
     "cinema_booking_expiry_lateness_seconds",

@@ -17,8 +17,11 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from taskiq import TaskiqScheduler
+from taskiq import ScheduledTask, TaskiqScheduler
+from taskiq.exceptions import ScheduledTaskCancelledError
 from taskiq_redis import ListQueueBroker, ListRedisScheduleSource
+
+from tasks.metrics import IN_FLIGHT
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,8 @@ _MAX_EARLY_SECONDS = SCHEDULE_LEAD.total_seconds() + 1
 # Wake a little after the deadline: uvloop's timers have millisecond granularity and can
 # fire early, and PostgreSQL (whose clock decides "past its deadline") must agree it is due.
 _WAKE_MARGIN_SECONDS = 0.02
+# How long a scheduler's claim on a schedule it sent is remembered.
+_CLAIM_SECONDS = 3600
 
 ExpireHandler = Callable[[int], Awaitable[None]]
 
@@ -71,7 +76,7 @@ class ExpiryQueueBroker(ListQueueBroker):
 
 
 class ExpiryScheduleSource(ListRedisScheduleSource):
-    """ListRedisScheduleSource with two fixes that matter here.
+    """ListRedisScheduleSource with three changes that matter here.
 
     1. Upstream parses a time key with `key.split(":", 2)`, which breaks on a prefix that
        contains ':' (ours does: "cinema:taskiq:schedule"), so schedules left from before a
@@ -80,6 +85,8 @@ class ExpiryScheduleSource(ListRedisScheduleSource):
        second here), although its docstring says "only during the first run". We scan
        once, at start-up, to pick up what was due while no scheduler ran; afterwards the
        previous minute's list is read directly, which covers the minute boundary.
+    3. Several schedulers (one per `cinema worker`) all see every schedule; each claims a
+       schedule (SET NX) before sending it, so only one of them sends it.
     """
 
     def __init__(self, url: str, prefix: str, **connection_kwargs: Any) -> None:
@@ -104,6 +111,15 @@ class ExpiryScheduleSource(ListRedisScheduleSource):
         async with Redis(connection_pool=self._connection_pool) as conn:
             ids = await conn.lrange(self._get_time_key(previous_minute), 0, -1)
         return [i if isinstance(i, bytes) else i.encode() for i in ids]
+
+
+    async def pre_send(self, task: ScheduledTask) -> None:
+        async with Redis(connection_pool=self._connection_pool) as conn:
+            claimed = await conn.set(
+                f"{self._prefix}:sent:{task.schedule_id}", b"1", nx=True, ex=_CLAIM_SECONDS
+            )
+        if not claimed:
+            raise ScheduledTaskCancelledError  # another scheduler sent it
 
 
 class ExpiryQueue:
@@ -131,8 +147,9 @@ class ExpiryQueue:
             if self._handler is None:
                 raise RuntimeError("this process does not run expiry tasks")
             wake_at = min(due_at, time.time() + _MAX_EARLY_SECONDS) + _WAKE_MARGIN_SECONDS
-            await _sleep_until(wake_at)
-            await self._handler(booking_id)
+            with IN_FLIGHT.track_inprogress():
+                await _sleep_until(wake_at)
+                await self._handler(booking_id)
 
         self.expire_task = self.broker.register_task(expire_booking, task_name=EXPIRE_TASK_NAME)
 

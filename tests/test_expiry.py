@@ -248,3 +248,43 @@ async def test_worker_stops_cleanly_on_sigterm(start_worker: Any) -> None:
     worker = start_worker()
     assert worker.terminate(timeout=20) == 0
     assert "expiry worker stopped" in worker.output()
+
+
+async def test_two_workers_send_and_run_each_task_once(
+    expiry_api: ApiClient,
+    users: Users,
+    start_worker: Any,
+    pool: Pool,
+    rds: aioredis.Redis,
+    prefix: str,
+) -> None:
+    workers = [start_worker(), start_worker()]
+    token = await users.one()
+    screening = await expiry_api.new_screening()
+    booked = await asyncio.gather(
+        *(expiry_api.book(token, screening.id, [s]) for s in screening.seat_ids[:6])
+    )
+    assert all(b.status == 201 for b in booked), booked
+    ids = [b.body["id"] for b in booked]
+
+    def runs(outcome: str) -> float:
+        return sum(w.metric("cinema_expiry_tasks_total", outcome=outcome) for w in workers)
+
+    async def all_expired() -> bool:
+        return runs("expired") >= len(ids)
+
+    await eventually(all_expired, what="both workers together to expire every booking")
+
+    async def all_tasks_done() -> bool:
+        queued = int(await rds.llen(f"{prefix}taskiq:expiry"))
+        running = sum(w.metric("cinema_expiry_tasks_in_flight") for w in workers)
+        return queued == 0 and running == 0
+
+    await eventually(all_tasks_done, what="every expiry task to finish")
+    # Each schedule was claimed by one scheduler: no duplicate task ran.
+    assert runs("expired") == len(ids)
+    assert runs("noop") == 0
+    left = await pool.fetchval(
+        "SELECT count(*) FROM bookings WHERE id = ANY($1::bigint[]) AND status = 'PENDING'", ids
+    )
+    assert left == 0

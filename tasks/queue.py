@@ -2,7 +2,8 @@
 
 One list queue (ListQueueBroker: a worker exits cleanly on SIGTERM) carries the task
 `cinema.expire_booking`; one ListRedisScheduleSource holds a per-booking schedule
-(`booking-<id>`) due at the booking's deadline. Every key starts with REDIS_KEY_PREFIX, so
+(`booking-<id>`) due one scheduler tick before the booking's deadline (the task then waits
+for the deadline itself; see SCHEDULE_LEAD). Every key starts with REDIS_KEY_PREFIX, so
 deployments (and test runs) that share a Redis never see each other's tasks.
 """
 
@@ -33,12 +34,14 @@ _RETRY_AFTER_SECONDS = 1.0
 # late. Instead it is sent one tick early, with the deadline as an argument, and the task
 # sleeps until the deadline itself: the message is already in the worker when it is due.
 SCHEDULE_LEAD = dt.timedelta(seconds=1)
-_MAX_EARLY_SECONDS = SCHEDULE_LEAD.total_seconds() + 1
+MAX_EARLY_SECONDS = SCHEDULE_LEAD.total_seconds() + 1
 # Wake a little after the deadline: uvloop's timers have millisecond granularity and can
 # fire early, and PostgreSQL (whose clock decides "past its deadline") must agree it is due.
 _WAKE_MARGIN_SECONDS = 0.02
-# How long a scheduler's claim on a schedule it sent is remembered.
-_CLAIM_SECONDS = 3600
+# How long a scheduler's claim on a schedule it sent is remembered: long enough for every
+# other scheduler to have re-read its schedules (1 s) after the sender deleted it; short
+# enough that one small key per booking does not pile up.
+_CLAIM_SECONDS = 60
 
 ExpireHandler = Callable[[int], Awaitable[None]]
 
@@ -112,7 +115,6 @@ class ExpiryScheduleSource(ListRedisScheduleSource):
             ids = await conn.lrange(self._get_time_key(previous_minute), 0, -1)
         return [i if isinstance(i, bytes) else i.encode() for i in ids]
 
-
     async def pre_send(self, task: ScheduledTask) -> None:
         async with Redis(connection_pool=self._connection_pool) as conn:
             claimed = await conn.set(
@@ -146,7 +148,7 @@ class ExpiryQueue:
         async def expire_booking(booking_id: int, due_at: float = 0.0) -> None:
             if self._handler is None:
                 raise RuntimeError("this process does not run expiry tasks")
-            wake_at = min(due_at, time.time() + _MAX_EARLY_SECONDS) + _WAKE_MARGIN_SECONDS
+            wake_at = min(due_at, time.time() + MAX_EARLY_SECONDS) + _WAKE_MARGIN_SECONDS
             with IN_FLIGHT.track_inprogress():
                 await _sleep_until(wake_at)
                 await self._handler(booking_id)

@@ -9,6 +9,7 @@ taskiq CLI's default of 60 s made tasks up to a minute late).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from datetime import timedelta
 
@@ -17,7 +18,7 @@ from taskiq.receiver import Receiver
 
 from cinema.booking.service import BookingService
 from tasks.metrics import TASK_RUNS, LatenessWindow
-from tasks.queue import ExpiryQueue
+from tasks.queue import MAX_EARLY_SECONDS, ExpiryQueue
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,10 @@ class ExpiryWorker:
             await asyncio.wait(sends, timeout=_DRAIN_SECONDS)
 
     async def _reconcile_forever(self) -> None:
+        # The second sweep, soon after start-up, catches tasks a killed worker had already
+        # received and was holding until their deadline (at most MAX_EARLY_SECONDS ahead):
+        # their schedules are gone and they were not overdue yet at our first sweep.
+        pauses = itertools.chain([MAX_EARLY_SECONDS + 1], itertools.repeat(self._reconcile_every))
         while True:
             try:
                 ended = await self.reconcile()
@@ -161,7 +166,7 @@ class ExpiryWorker:
             else:
                 if ended:
                     log.info("reconciler ended %d overdue booking(s)", ended)
-            await asyncio.sleep(self._reconcile_every)
+            await asyncio.sleep(min(next(pauses), self._reconcile_every))
 
     async def _summarise_forever(self) -> None:
         while True:

@@ -288,3 +288,34 @@ async def test_two_workers_send_and_run_each_task_once(
         "SELECT count(*) FROM bookings WHERE id = ANY($1::bigint[]) AND status = 'PENDING'", ids
     )
     assert left == 0
+
+
+async def test_tasks_lost_in_a_killed_worker_end_soon_after_restart(
+    expiry_api: ApiClient, users: Users, start_worker: Any, pool: Pool
+) -> None:
+    """Tasks the worker had received and was holding until their deadline die with it; the
+    restarted worker's second sweep, shortly after start-up, ends those bookings."""
+    worker = start_worker()
+    token = await users.one()
+    screening = await expiry_api.new_screening()
+    booked = await asyncio.gather(
+        *(expiry_api.book(token, screening.id, [s]) for s in screening.seat_ids[:4])
+    )
+    assert all(b.status == 201 for b in booked), booked
+    ids = [b.body["id"] for b in booked]
+
+    async def all_received() -> bool:
+        return worker.metric("cinema_expiry_tasks_in_flight") == len(ids)
+
+    await eventually(all_received, what="the worker to hold all four tasks")
+    worker.kill()
+    start_worker()  # reconciles hourly: only its start-up sweeps can end these bookings
+
+    async def all_ended() -> bool:
+        left = await pool.fetchval(
+            "SELECT count(*) FROM bookings WHERE id = ANY($1::bigint[]) AND status = 'PENDING'",
+            ids,
+        )
+        return int(left) == 0
+
+    await eventually(all_ended, what="the restarted worker to end the lost bookings")

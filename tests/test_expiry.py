@@ -304,10 +304,10 @@ async def test_tasks_lost_in_a_killed_worker_end_soon_after_restart(
     assert all(b.status == 201 for b in booked), booked
     ids = [b.body["id"] for b in booked]
 
-    async def all_received() -> bool:
-        return worker.metric("cinema_expiry_tasks_in_flight") == len(ids)
+    async def holding_tasks() -> bool:
+        return worker.metric("cinema_expiry_tasks_in_flight") >= 1
 
-    await eventually(all_received, what="the worker to hold all four tasks")
+    await eventually(holding_tasks, what="the worker to hold expiry tasks")
     worker.kill()
     start_worker()  # reconciles hourly: only its start-up sweeps can end these bookings
 

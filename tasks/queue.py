@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from taskiq import ScheduledTask, TaskiqScheduler
 from taskiq.exceptions import ScheduledTaskCancelledError
+from taskiq.message import BrokerMessage
 from taskiq_redis import ListQueueBroker, ListRedisScheduleSource
 
 from tasks.metrics import IN_FLIGHT
@@ -58,17 +59,27 @@ def schedule_id(booking_id: int) -> str:
 
 
 class ExpiryQueueBroker(ListQueueBroker):
-    """ListQueueBroker whose listener survives Redis outages without spinning.
+    """ListQueueBroker whose listener survives Redis outages without spinning, and which
+    reuses one client (upstream builds a `Redis` object per command: a quarter of the
+    worker's CPU in a burst, profiled).
 
     Upstream's `listen` only catches the builtin ConnectionError, so a redis-py error
     escapes, the receiver restarts at once and logs in a tight loop while Redis is down.
     """
 
+    def __init__(self, url: str, queue_name: str, **connection_kwargs: Any) -> None:
+        super().__init__(url, queue_name=queue_name, **connection_kwargs)
+        self._client = Redis(connection_pool=self.connection_pool)
+
+    async def kick(self, message: BrokerMessage) -> None:
+        await self._client.lpush(
+            message.labels.get("queue_name") or self.queue_name, message.message
+        )
+
     async def listen(self) -> AsyncGenerator[bytes, None]:
         while True:
             try:
-                async with Redis(connection_pool=self.connection_pool) as conn:
-                    popped = await conn.brpop([self.queue_name], timeout=_POP_TIMEOUT_SECONDS)
+                popped = await self._client.brpop([self.queue_name], timeout=_POP_TIMEOUT_SECONDS)
             except (RedisError, OSError) as exc:
                 log.warning("expiry queue unreachable (%s); retrying", exc)
                 await asyncio.sleep(_RETRY_AFTER_SECONDS)
@@ -79,7 +90,7 @@ class ExpiryQueueBroker(ListQueueBroker):
 
 
 class ExpiryScheduleSource(ListRedisScheduleSource):
-    """ListRedisScheduleSource with three changes that matter here.
+    """ListRedisScheduleSource with four changes that matter here.
 
     1. Upstream parses a time key with `key.split(":", 2)`, which breaks on a prefix that
        contains ':' (ours does: "cinema:taskiq:schedule"), so schedules left from before a
@@ -90,11 +101,15 @@ class ExpiryScheduleSource(ListRedisScheduleSource):
        previous minute's list is read directly, which covers the minute boundary.
     3. Several schedulers (one per `cinema worker`) all see every schedule; each claims a
        schedule (SET NX) before sending it, so only one of them sends it.
+    4. A timed schedule is written and deleted in one pipelined round trip each, on one
+       shared client (upstream builds a `Redis` object per call and decodes a schedule
+       back before deleting it).
     """
 
     def __init__(self, url: str, prefix: str, **connection_kwargs: Any) -> None:
         super().__init__(url, prefix=prefix, **connection_kwargs)
         self._scanned = False
+        self._client = Redis(connection_pool=self._connection_pool)
 
     def _parse_time_key(self, key: str) -> dt.datetime | None:
         stamp = key.removeprefix(f"{self._prefix}:time:")
@@ -116,12 +131,36 @@ class ExpiryScheduleSource(ListRedisScheduleSource):
         return [i if isinstance(i, bytes) else i.encode() for i in ids]
 
     async def pre_send(self, task: ScheduledTask) -> None:
-        async with Redis(connection_pool=self._connection_pool) as conn:
-            claimed = await conn.set(
-                f"{self._prefix}:sent:{task.schedule_id}", b"1", nx=True, ex=_CLAIM_SECONDS
-            )
+        claimed = await self._client.set(
+            f"{self._prefix}:sent:{task.schedule_id}", b"1", nx=True, ex=_CLAIM_SECONDS
+        )
         if not claimed:
             raise ScheduledTaskCancelledError  # another scheduler sent it
+
+    async def add_schedule(self, schedule: ScheduledTask) -> None:
+        """Write a timed schedule in one round trip with the shared client (the API calls
+        this once per booking)."""
+        if schedule.time is None:
+            await super().add_schedule(schedule)
+            return
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.set(
+                self._get_data_key(schedule.schedule_id),
+                self._serializer.dumpb(schedule.model_dump(mode="json")),
+            )
+            pipe.rpush(self._get_time_key(schedule.time), schedule.schedule_id)
+            await pipe.execute()
+
+    async def post_send(self, task: ScheduledTask) -> None:
+        """Delete the sent schedule in one round trip (upstream reads and decodes it back
+        first, to learn the time we already have)."""
+        if task.time is None:
+            await super().post_send(task)
+            return
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.delete(self._get_data_key(task.schedule_id))
+            pipe.lrem(self._get_time_key(task.time), 0, task.schedule_id)
+            await pipe.execute()
 
 
 class ExpiryQueue:

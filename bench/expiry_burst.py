@@ -210,7 +210,10 @@ async def main(count: int, concurrency: int) -> int:
         staff, tokens = await _make_users(dsn, 50)
         api = ApiClient(url, session, staff)
         worker.start()
-        print(f"expiry burst: {count} bookings, HOLD_TTL_SECONDS={TTL}, {concurrency} in flight")
+        print(
+            f"expiry burst: {count} bookings, HOLD_TTL_SECONDS={TTL}, {concurrency} in flight;"
+            f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        )
 
         held, screening_id, took = await _burst(api, tokens, count, concurrency)
         print(f"  burst 1: booked {len(held)} in {took:.2f}s ({len(held) / took:.0f}/s)")
@@ -252,6 +255,7 @@ async def main(count: int, concurrency: int) -> int:
             await rds.delete(key)
         await rds.aclose()
         await drop_database(dsn)
+    print(f"  load average at the end: {os.getloadavg()[0]:.1f}")
     print("RESULT:", "all ended within 2 s of their deadlines" if all_ok else "TARGET MISSED")
     return 0 if all_ok else 1
 

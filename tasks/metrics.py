@@ -23,6 +23,10 @@ TASK_RUNS = Counter(
     " cancelled or not due), or failed.",
     ["outcome"],
 )
+SWEEPS = Counter(
+    "cinema_expiry_reconciliations_total",
+    "Completed reconciliation sweeps (one at start-up, one shortly after, then periodic).",
+)
 IN_FLIGHT = Gauge(
     "cinema_expiry_tasks_in_flight",
     "Expiry tasks received and not finished (most wait for their deadline, up to 1 s).",

@@ -17,7 +17,7 @@ from taskiq.cli.scheduler.run import SchedulerLoop
 from taskiq.receiver import Receiver
 
 from cinema.booking.service import BookingService
-from tasks.metrics import TASK_RUNS, LatenessWindow
+from tasks.metrics import SWEEPS, TASK_RUNS, LatenessWindow
 from tasks.queue import MAX_EARLY_SECONDS, ExpiryQueue
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,7 @@ class ExpiryWorker:
                 self.window.record("reconciler", booking)
             total += len(ended)
             if len(ended) < self._batch_size:
+                SWEEPS.inc()
                 return total
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -73,6 +73,8 @@ def start_worker(database_url: str, prefix: str) -> Iterator[Callable[..., Worke
 
     yield start
     for worker in started:
+        worker.kill()
+        print(f"--- worker log ({worker.env['REDIS_KEY_PREFIX']}) ---\n{worker.output()}")
         worker.close()
 
 
@@ -97,6 +99,13 @@ async def test_a_booking_expires_and_its_seat_is_free_again(
     expiry_api: ApiClient, users: Users, start_worker: Any, rds: aioredis.Redis, prefix: str
 ) -> None:
     worker = start_worker()
+
+    async def start_up_sweeps_done() -> bool:
+        return worker.metric("cinema_expiry_reconciliations_total") >= 2
+
+    # After its two start-up sweeps the reconciler sleeps for an hour here: from then on
+    # only the scheduled task can end a booking.
+    await eventually(start_up_sweeps_done, what="the worker's start-up sweeps")
     alice, bob = await users.create(2)
     screening = await expiry_api.new_screening()
     seat = screening.seat_ids[3]
@@ -124,10 +133,9 @@ async def test_a_booking_expires_and_its_seat_is_free_again(
     assert (await expiry_api.seat_statuses(screening.id))[seat] == "AVAILABLE"
     again = await expiry_api.book(bob, screening.id, [seat])
     assert again.status == 201, again
-    # The scheduled task did it (the reconciler only sweeps hourly in this test).
+    # The scheduled task did it.
     assert worker.metric("cinema_bookings_expired_total", path="task") == 1
     assert worker.metric("cinema_booking_expiry_lateness_seconds_count", path="task") == 1
-    assert worker.metric("cinema_bookings_expired_total", path="reconciler") == 0
 
 
 async def test_paid_and_user_cancelled_bookings_are_left_alone(
@@ -211,7 +219,7 @@ async def test_worker_killed_with_tasks_scheduled_catches_up_after_restart(
     ended = restarted.metric("cinema_bookings_expired_total", path="task") + restarted.metric(
         "cinema_bookings_expired_total", path="reconciler"
     )
-    assert ended == len(ids)
+    assert ended >= len(ids)  # the reconciler also ends other tests' leftovers
 
 
 async def test_worker_down_entirely_the_seat_is_still_bookable(
@@ -270,10 +278,10 @@ async def test_two_workers_send_and_run_each_task_once(
     def runs(outcome: str) -> float:
         return sum(w.metric("cinema_expiry_tasks_total", outcome=outcome) for w in workers)
 
-    async def all_expired() -> bool:
-        return runs("expired") >= len(ids)
+    async def all_ran() -> bool:
+        return runs("expired") + runs("noop") >= len(ids)
 
-    await eventually(all_expired, what="both workers together to expire every booking")
+    await eventually(all_ran, what="both workers together to run every expiry task")
 
     async def all_tasks_done() -> bool:
         queued = int(await rds.llen(f"{prefix}taskiq:expiry"))
@@ -281,9 +289,9 @@ async def test_two_workers_send_and_run_each_task_once(
         return queued == 0 and running == 0
 
     await eventually(all_tasks_done, what="every expiry task to finish")
-    # Each schedule was claimed by one scheduler: no duplicate task ran.
-    assert runs("expired") == len(ids)
-    assert runs("noop") == 0
+    # Each schedule was claimed by one scheduler: one task ran per booking. (A start-up
+    # sweep of the reconciler may have ended a booking first, making its task a no-op.)
+    assert runs("expired") + runs("noop") == len(ids)
     left = await pool.fetchval(
         "SELECT count(*) FROM bookings WHERE id = ANY($1::bigint[]) AND status = 'PENDING'", ids
     )
@@ -305,7 +313,10 @@ async def test_tasks_lost_in_a_killed_worker_end_soon_after_restart(
     ids = [b.body["id"] for b in booked]
 
     async def holding_tasks() -> bool:
-        return worker.metric("cinema_expiry_tasks_in_flight") >= 1
+        # Usually the worker holds tasks a moment before their deadlines; with a 2 s TTL a
+        # schedule can also be read only on the tick it is due, so accept a first expiry.
+        held = worker.metric("cinema_expiry_tasks_in_flight")
+        return held >= 1 or worker.metric("cinema_expiry_tasks_total", outcome="expired") >= 1
 
     await eventually(holding_tasks, what="the worker to hold expiry tasks")
     worker.kill()
@@ -319,3 +330,25 @@ async def test_tasks_lost_in_a_killed_worker_end_soon_after_restart(
         return int(left) == 0
 
     await eventually(all_ended, what="the restarted worker to end the lost bookings")
+
+
+async def test_with_taskiqs_redis_down_the_reconciler_still_ends_bookings(
+    expiry_api: ApiClient, users: Users, start_worker: Any, pool: Pool
+) -> None:
+    # The worker's queue and schedules are unreachable (nothing listens on port 1); its
+    # reconciler, which needs only PostgreSQL, ends the booking all the same.
+    worker = start_worker(taskiq_redis_url="redis://127.0.0.1:1/0", expiry_reconcile_seconds=1)
+    token = await users.one()
+    screening = await expiry_api.new_screening()
+    booked = await expiry_api.book(token, screening.id, [screening.seat_ids[0]])
+    assert booked.status == 201, booked
+
+    async def ended() -> bool:
+        status = await pool.fetchval("SELECT status FROM bookings WHERE id = $1", booked.body["id"])
+        return bool(status == "CANCELLED")
+
+    await eventually(ended, what="the reconciler to end the booking")
+    # (>=: the reconciler sweeps the whole database, which other tests share)
+    assert worker.metric("cinema_bookings_expired_total", path="reconciler") >= 1
+    assert worker.proc is not None and worker.proc.poll() is None  # still running
+    assert worker.terminate() == 0

@@ -34,7 +34,9 @@ def init_app(settings: Settings, expiry: ExpiryScheduler | None = None) -> web.A
         queue = None  # the Taskiq side of expiry; the worker runs the tasks (docs/expiry.md)
         scheduler = expiry
         if scheduler is None and settings.expiry_scheduler == "taskiq":
-            queue = ExpiryQueue(settings.taskiq_url, settings.redis_key_prefix)
+            queue = ExpiryQueue(
+                settings.taskiq_url, settings.redis_key_prefix, settings.redis_timeout_seconds
+            )
             scheduler = TaskiqExpiryScheduler(queue, settings.redis_timeout_seconds * 2)
         pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
         redis = create_redis(settings.redis_url, settings.redis_timeout_seconds)

@@ -103,9 +103,7 @@ AppFactory = Callable[..., Awaitable[ApiClient]]
 
 
 @pytest.fixture
-async def make_api(
-    database_url: str, redis_prefix: str, users: Users
-) -> AsyncIterator[AppFactory]:
+async def make_api(database_url: str, redis_prefix: str, users: Users) -> AsyncIterator[AppFactory]:
     """Start a real server on loopback with settings overrides; returns a client for it."""
     servers: list[TestServer] = []
     sessions: list[aiohttp.ClientSession] = []

@@ -24,6 +24,7 @@ from cinema.booking.errors import (
     SeatsUnavailable,
 )
 from cinema.catalogue.errors import CatalogueError, InvalidLayout, InvalidScreening, NotFound
+from cinema.validation import describe
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +89,9 @@ def error_response(
 
 
 def validation_error(exc: ValidationError) -> ApiError:
-    errors = exc.errors(include_url=False, include_context=False, include_input=False)
-    if any(e["type"] == "json_invalid" for e in errors):
+    if any(e["type"] == "json_invalid" for e in exc.errors()):
         return ApiError(400, "malformed_json", "the request body is not valid JSON")
-    details = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in errors]
-    first = details[0]
-    message = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
+    message, details = describe(exc)
     return ApiError(400, "validation_error", message, details=details)
 
 

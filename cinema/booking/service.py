@@ -28,7 +28,14 @@ from cinema.booking.model import (
     SeatMap,
     SeatMapEntry,
 )
-from cinema.booking.ports import BookingStore, ExpiryScheduler, ScreeningCatalogue, SeatHolds
+from cinema.booking.ports import (
+    BookingEvents,
+    BookingStore,
+    ExpiryScheduler,
+    NoBookingEvents,
+    ScreeningCatalogue,
+    SeatHolds,
+)
 from cinema.catalogue.model import ScreeningSnapshot
 
 log = logging.getLogger(__name__)
@@ -57,6 +64,7 @@ class BookingService:
         hold_ttl_seconds: int,
         filter_enabled: bool = True,
         clock: Callable[[], datetime] = _utcnow,
+        events: BookingEvents | None = None,
     ) -> None:
         self._holds = holds
         self._store = store
@@ -65,6 +73,7 @@ class BookingService:
         self._hold_ttl = hold_ttl_seconds
         self._filter_enabled = filter_enabled
         self._clock = clock
+        self.events: BookingEvents = events or NoBookingEvents()
         # conflicts_redis / conflicts_postgres / created / cancelled / redis_fallbacks ...
         self.stats: Counter[str] = Counter()
 
@@ -91,6 +100,7 @@ class BookingService:
             claim = await self._holds.claim(screening_id, seats, token, self._hold_ttl)
             if not claim.reachable:
                 self.stats["redis_fallbacks"] += 1
+                self.events.redis_fallback()
                 log.warning("seat filter unreachable; booking through PostgreSQL alone")
             elif not claim.claimed:
                 if idempotency_key is not None:
@@ -98,6 +108,7 @@ class BookingService:
                     if replay is not None:
                         return replay
                 self.stats["conflicts_redis"] += 1
+                self.events.conflicted("redis", claim.taken)
                 raise SeatsUnavailable(list(claim.taken))
             else:
                 claimed = True
@@ -116,6 +127,7 @@ class BookingService:
             if replay is not None:
                 return replay
             self.stats["conflicts_postgres"] += 1
+            self.events.conflicted("postgres", seats)
             if isinstance(exc, SeatsUnavailable):
                 raise
             raise SeatsUnavailable(list(seats)) from exc
@@ -124,6 +136,7 @@ class BookingService:
             raise
 
         self.stats["created"] += 1
+        self.events.created(booking)
         await self._expiry.schedule(booking)
         return BookingResult(booking, replayed=False)
 
@@ -201,6 +214,7 @@ class BookingService:
             # It changed under us (paid or expired a moment ago): report what it is now.
             return await self.cancel(user_id, booking_id)
         self.stats["cancelled"] += 1
+        self.events.cancelled(ended, CancelReason.USER.value)
         await self._release_quietly(True, ended.screening_id, ended.seat_ids, ended.hold_token)
         return ended
 

@@ -71,6 +71,10 @@ class MovieOut(Model):
     duration_minutes: int
 
 
+class MovieList(Model):
+    movies: list[MovieOut]
+
+
 class HallIn(Model):
     name: Annotated[Text, StringConstraints(min_length=1, max_length=100)]
     layout: LayoutIn
@@ -99,6 +103,14 @@ class ScreeningOut(Model):
     starts_at: datetime
     prices: dict[str, str]
     currency: str
+
+
+class HallList(Model):
+    halls: list[HallOut]
+
+
+class ScreeningList(Model):
+    screenings: list[ScreeningOut]
 
 
 class ScreeningsQuery(Model):
@@ -158,6 +170,16 @@ class BookingOut(Model):
 
 class BookingList(Model):
     bookings: list[BookingOut]
+
+
+# --- service ----------------------------------------------------------------------------
+class HealthOut(Model):
+    status: Literal["ok"]
+
+
+class ReadyOut(Model):
+    status: Literal["ready"]
+    checks: dict[str, Literal["ok", "unavailable"]]
 
 
 class ErrorBody(Model):

@@ -14,6 +14,10 @@ from collections.abc import Sequence
 
 from cinema.settings import Settings, SettingsError, load_settings
 
+# An onsale opens thousands of connections at once; a short accept queue turns that burst
+# into one-second SYN retries.
+BACKLOG = 4096
+
 
 def _settings() -> Settings:
     try:
@@ -55,9 +59,19 @@ def _serve_one(settings: Settings, sock: socket.socket | None, host: str, port: 
     _install_uvloop()
     app = init_app(settings)
     if sock is not None:
-        web.run_app(app, sock=sock, print=None, access_log=None, shutdown_timeout=10)
+        web.run_app(
+            app, sock=sock, print=None, access_log=None, shutdown_timeout=10, backlog=BACKLOG
+        )
     else:
-        web.run_app(app, host=host, port=port, print=None, access_log=None, shutdown_timeout=10)
+        web.run_app(
+            app,
+            host=host,
+            port=port,
+            print=None,
+            access_log=None,
+            shutdown_timeout=10,
+            backlog=BACKLOG,
+        )
 
 
 def serve(settings: Settings, host: str, port: int, workers: int) -> int:
@@ -66,7 +80,7 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> int:
         _serve_one(settings, None, host, port)
         return 0
     # One listening socket shared by every worker process: the kernel spreads connections.
-    sock = socket.create_server((host, port), reuse_port=False, backlog=4096)
+    sock = socket.create_server((host, port), backlog=BACKLOG)
     sock.set_inheritable(True)
     ctx = multiprocessing.get_context("fork")
     children = [

@@ -51,8 +51,8 @@ async def ensure_database(dsn: str) -> None:
         admin = await asyncpg.connect(_with_database(dsn, "postgres"))
         try:
             await admin.execute(f'CREATE DATABASE "{name}"')
-        except asyncpg.DuplicateDatabaseError:
-            pass  # another process created it at the same moment
+        except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+            pass  # another process created it at the same moment (either error, by timing)
         finally:
             await admin.close()
     else:

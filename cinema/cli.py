@@ -14,8 +14,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
 
 from cinema.settings import Settings, SettingsError, load_settings
+
+# An onsale opens thousands of connections at once; a short accept queue turns that burst
+# into one-second SYN retries.
+BACKLOG = 4096
 
 
 def _settings() -> Settings:
@@ -62,6 +69,14 @@ def _die_with_parent(parent_pid: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def _serve_child(settings: Settings, sock: socket.socket, host: str, port: int, ppid: int) -> None:
+    try:
+        _serve_one(settings, sock, host, port, ppid)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        print(f"cinema serve: cannot use PostgreSQL or Redis: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
 def _serve_one(
     settings: Settings, sock: socket.socket | None, host: str, port: int, parent_pid: int = 0
 ) -> None:
@@ -83,12 +98,16 @@ def _serve_one(
     # On SIGTERM/SIGINT aiohttp stops accepting, lets in-flight requests finish for up to
     # `timeout` seconds (then cancels them: a booking's transaction rolls back whole), and
     # only then runs the cleanup that closes the PostgreSQL and Redis pools.
+    options: dict[str, Any] = {
+        "print": None,
+        "access_log": None,  # cinema.access logs one JSON line per request instead
+        "shutdown_timeout": timeout,
+        "backlog": BACKLOG,
+    }
     if sock is not None:
-        web.run_app(app, sock=sock, print=None, access_log=None, shutdown_timeout=timeout)
+        web.run_app(app, sock=sock, **options)
     else:
-        web.run_app(
-            app, host=host, port=port, print=None, access_log=None, shutdown_timeout=timeout
-        )
+        web.run_app(app, host=host, port=port, **options)
 
 
 def _metrics_dir(workers: int) -> tuple[str | None, bool]:
@@ -132,12 +151,12 @@ def _serve_many(settings: Settings, host: str, port: int, workers: int) -> int:
     # Not cinema.metrics: creating metrics here would leave files of the parent's own.
     from prometheus_client.multiprocess import mark_process_dead
 
-    sock = socket.create_server((host, port), reuse_port=False, backlog=4096)
+    sock = socket.create_server((host, port), backlog=BACKLOG)
     sock.set_inheritable(True)
     ctx = multiprocessing.get_context("fork")
     parent_pid = os.getpid()
     children = [
-        ctx.Process(target=_serve_one, args=(settings, sock, host, port, parent_pid))
+        ctx.Process(target=_serve_child, args=(settings, sock, host, port, parent_pid))
         for _ in range(workers)
     ]
     stopping = False
@@ -247,7 +266,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("serve", "demo") and args.workers < 1:
         print("--workers must be at least 1", file=sys.stderr)
         return 2
-    return COMMANDS[args.command](settings, args)
+    try:
+        return COMMANDS[args.command](settings, args)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # Unreachable or refusing PostgreSQL at start-up: one line, not a traceback.
+        print(f"cinema {args.command}: cannot use PostgreSQL or Redis: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

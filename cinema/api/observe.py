@@ -3,6 +3,7 @@ one JSON access-log line, and the request count and latency metrics. Also GET /m
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -48,6 +49,9 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         except web.HTTPException as exc:  # redirects and the like pass through as exceptions
             status = exc.status
             exc.headers[REQUEST_ID_HEADER] = request_id
+            raise
+        except asyncio.CancelledError:
+            status = 499  # the client went away, or shutdown cancelled the request
             raise
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)

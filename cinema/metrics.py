@@ -99,14 +99,17 @@ def mark_process_dead(pid: int) -> None:
 
 
 def _booking_fields(booking: Booking) -> dict[str, object]:
-    return {
-        "request_id": REQUEST_ID.get(),  # the request that caused the change, if any
+    fields: dict[str, object] = {
         "booking_id": booking.id,
         "reference": booking.reference,
         "user_id": booking.user_id,
         "screening_id": booking.screening_id,
         "seat_ids": list(booking.seat_ids),
     }
+    request_id = REQUEST_ID.get()  # the request that caused the change, if one did
+    if request_id is not None:
+        fields["request_id"] = request_id
+    return fields
 
 
 class BookingTelemetry:

@@ -156,3 +156,46 @@ def test_settings_reject_a_bad_trusted_proxy(database_url, redis_prefix):
     with pytest.raises(ValidationError):
         make_settings(database_url, redis_prefix, trusted_proxies="10.0.0.0/8, not-an-ip")
     assert make_settings(database_url, redis_prefix, trusted_proxies=" 10.0.0.0/8,::1 ")
+
+
+def test_confirmed_and_expired_have_counters_and_log_lines(caplog):
+    from datetime import UTC, datetime
+
+    from prometheus_client import REGISTRY
+
+    from cinema.booking.model import Booking, BookingStatus
+    from cinema.metrics import BookingTelemetry
+
+    now = datetime.now(UTC)
+    booking = Booking(
+        id=7,
+        reference="ABC123",
+        user_id=3,
+        screening_id=5,
+        status=BookingStatus.CONFIRMED,
+        seat_ids=(11, 12),
+        amount=2000,
+        currency="usd",
+        expires_at=now,
+        hold_token="t",
+        idempotency_key=None,
+        cancel_reason=None,
+        created_at=now,
+        updated_at=now,
+    )
+
+    def count(name):
+        return REGISTRY.get_sample_value(name) or 0.0
+
+    before = count("cinema_bookings_confirmed_total"), count("cinema_bookings_expired_total")
+    with caplog.at_level(logging.INFO, logger="cinema.bookings"):
+        BookingTelemetry().confirmed(booking)
+        BookingTelemetry().expired(booking)
+    after = count("cinema_bookings_confirmed_total"), count("cinema_bookings_expired_total")
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
+    lines = [json.loads(JsonFormatter().format(r)) for r in caplog.records]
+    assert [(ln["status"], ln.get("reason"), ln["seat_ids"]) for ln in lines] == [
+        ("CONFIRMED", None, [11, 12]),
+        ("CANCELLED", "expired", [11, 12]),
+    ]
+    assert all("request_id" not in ln for ln in lines)  # not caused by a request

@@ -71,6 +71,8 @@ async def test_errors_and_auth_are_documented(api):
         "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
     }
     assert "security" not in document["paths"]["/api/movies/"]["get"]
+    # a created booking's id leads to the routes that read and cancel it
+    assert set(create["responses"]["201"]["links"]) == {"get_booking", "cancel_booking"}
 
 
 async def test_swagger_ui_is_served_from_local_files(api):

@@ -69,6 +69,25 @@ def _header_parameters(route: Route) -> list[dict[str, Any]]:
     ]
 
 
+def _links(route: Route, routes: tuple[Route, ...]) -> dict[str, Any]:
+    """A created resource's id feeds the routes that read or change it ("/api/admin/movies/"
+    creates what "/api/movies/{id}/" reads), so clients and stateful testers can follow."""
+    if route.method != "POST" or route.response is None:
+        return {}
+    if "id" not in route.response.model_fields:
+        return {}
+    prefixes = {route.path, route.path.replace("/api/admin/", "/api/", 1)}
+    links: dict[str, Any] = {}
+    for target in routes:
+        path = openapi_path(target.path)
+        if any(path.startswith(p + "{id}") for p in prefixes):
+            links[target.handler.__name__] = {
+                "operationId": target.handler.__name__,
+                "parameters": {"id": "$response.body#/id"},
+            }
+    return links
+
+
 def error_statuses(route: Route) -> list[int]:
     """The route's own errors plus those every route of its kind can answer."""
     statuses = set(route.errors) | {503}
@@ -104,6 +123,9 @@ def build_openapi(routes: tuple[Route, ...], title: str = "CinemaCore API") -> d
             ok["content"] = {
                 "application/json": {"schema": refs[(route.response, "serialization")]}
             }
+        links = _links(route, routes)
+        if links:
+            ok["links"] = links
         responses[str(route.status)] = ok
         for status in error_statuses(route):
             error: dict[str, Any] = {

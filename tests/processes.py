@@ -51,8 +51,9 @@ class ServerProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"server-{self.port}.log"
+        inherited = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
         values = {
-            **os.environ,
+            **inherited,
             "DATABASE_URL": database_url,
             "REDIS_URL": REDIS_URL,
             "REDIS_KEY_PREFIX": redis_prefix,
@@ -63,7 +64,6 @@ class ServerProcess:
             "DB_POOL_MAX": "20",
             **env,
         }
-        values.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [

@@ -205,3 +205,21 @@ async def test_sigterm_past_the_deadline_rolls_the_booking_back(
 
 async def _no_waiters(database_url):
     return await _waiting_on_locks(database_url) == 0
+
+
+async def test_an_operators_metrics_folder_is_emptied_at_start(servers, client_for, tmp_path):
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    stale = folder / "counter_999999.db"
+    stale.write_bytes(b"left over from the previous run")
+    server = servers(workers=2, PROMETHEUS_MULTIPROC_DIR=str(folder))
+    assert not stale.exists()
+    api = client_for(server)
+    assert (await api.get("/api/movies/")).status == 200
+    metrics = samples((await api.get("/metrics")).body)
+    get_movies = {"method": "GET", "route": "/api/movies/", "status": "200"}
+    assert value(metrics, "cinema_http_requests_total", **get_movies) == 1
+    assert any(p.name.startswith("counter_") for p in folder.iterdir())
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit() == 0
+    assert folder.exists()  # the operator's folder is left in place

@@ -114,19 +114,26 @@ class StripeGateway:
             raise InvalidWebhook(f"invalid Stripe-Signature: {exc.user_message or exc}") from None
         except ValueError:  # not UTF-8 or not JSON, though correctly signed
             raise InvalidWebhook("the webhook body is not a Stripe event") from None
-        event_id = event.get("id")
-        event_type = event.get("type")
+        event_id, event_type = _field(event, "id"), _field(event, "type")
         if not isinstance(event_id, str) or not isinstance(event_type, str):
             raise InvalidWebhook("the webhook body is not a Stripe event")
         kind = _KINDS.get(event_type, PaymentEventKind.OTHER)
         return PaymentEvent(event_id, event_type, kind, _intent_id(event, kind))
 
 
+def _field(obj: Any, *path: str) -> Any:
+    """obj[path[0]][path[1]]..., or None where a level is missing (Stripe objects are not
+    dicts: no .get)."""
+    for key in path:
+        try:
+            obj = obj[key]
+        except (KeyError, TypeError, IndexError):
+            return None
+    return obj
+
+
 def _intent_id(event: Any, kind: PaymentEventKind) -> str | None:
     if kind is PaymentEventKind.OTHER:
         return None
-    try:
-        value = event["data"]["object"]["id"]
-    except (KeyError, TypeError):
-        return None
+    value = _field(event, "data", "object", "id")
     return value if isinstance(value, str) else None

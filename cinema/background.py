@@ -24,6 +24,8 @@ class Background:
         self._first_delay = first_delay
         self._max_delay = max_delay
         self._tasks: set[asyncio.Task[None]] = set()
+        self._waiting: set[asyncio.Task[None]] = set()  # between attempts: nothing in flight
+        self._closing = False
 
     def spawn(self, name: str, job: Job) -> None:
         task = asyncio.get_running_loop().create_task(self._run(name, job), name=name)
@@ -37,13 +39,19 @@ class Background:
                 await job()
                 return
             except Exception as exc:
-                if attempt == self._attempts or not _retryable(exc):
+                if attempt == self._attempts or not _retryable(exc) or self._closing:
                     log.error("%s failed for good after %d attempt(s): %r", name, attempt, exc)
                     return
                 log.warning(
                     "%s failed (attempt %d), retrying in %.1f s: %r", name, attempt, delay, exc
                 )
-            await asyncio.sleep(delay)
+            task = asyncio.current_task()
+            assert task is not None
+            self._waiting.add(task)
+            try:
+                await asyncio.sleep(delay)
+            finally:
+                self._waiting.discard(task)
             delay = min(delay * 2, self._max_delay)
 
     @property
@@ -51,7 +59,12 @@ class Background:
         return len(self._tasks)
 
     async def close(self, grace_seconds: float = 5.0) -> None:
-        """Give running jobs a moment to finish, then cancel the rest."""
+        """Give jobs in flight a moment to finish, then cancel the rest; a job only waiting
+        to retry is dropped at once (logged: in-process jobs do not survive a restart)."""
+        self._closing = True
+        for task in self._waiting:
+            log.warning("dropping %s at shutdown", task.get_name())
+            task.cancel()
         if not self._tasks:
             return
         _, still = await asyncio.wait(set(self._tasks), timeout=grace_seconds)

@@ -274,3 +274,73 @@ async def test_webhook_without_payments_configured_is_503(api):
     reply = await deliver(api, *signed_event(SUCCEEDED, "pi_x"))
     assert reply.status == 503
     assert reply.body["error"]["code"] == "payments_not_configured"
+
+
+async def test_racing_success_and_failure_end_confirmed_with_one_email(quiet_api, users, smtp):
+    api = quiet_api.client
+    screening, token, booking = await _book(api, users)
+    intent = booking["payment"]["payment_intent_id"]
+    events = [signed_event(kind, intent) for kind in (SUCCEEDED, FAILED, CANCELED) * 4]
+    replies = await asyncio.gather(*(deliver(api, *e) for e in events))
+    assert {r.status for r in replies} == {200}
+    outcomes = [r.body["outcome"] for r in replies]
+    # whatever the order, exactly one success took hold: straight away or after a failure
+    assert outcomes.count("confirmed") + outcomes.count("confirmed_late") == 1
+    after = await booking_of(api, token, booking["id"])
+    assert after["status"] == "CONFIRMED"
+    assert (await api.seat_statuses(screening.id))[screening.seat_ids[0]] == "SOLD"
+    await smtp.wait_for(booking["reference"])
+    await quiet_api.server.close()
+    assert len(smtp.for_reference(booking["reference"])) == 1
+
+
+async def test_late_success_racing_a_new_buyer_never_sells_twice(
+    make_pay_api, quiet_api, stripe_fake, users, database_url
+):
+    """Each round: a lapsed, ended, but paid booking's success arrives at the very moment a
+    new buyer books the same seat. Exactly one of them ends up with it."""
+    api = (await make_pay_api(hold_ttl_seconds=1)).client
+    rounds = []
+    for _ in range(6):
+        screening, _token, booking = await _book(api, users)
+        rounds.append((screening, booking))
+
+    async def all_lapsed() -> bool:
+        for screening, _ in rounds:
+            if (await api.seat_statuses(screening.id))[screening.seat_ids[0]] != "AVAILABLE":
+                return False
+        return True
+
+    await wait_for(all_lapsed)
+    for _, booking in rounds:
+        await _end_as_expired(database_url, booking["id"])
+        assert await stripe_fake.pay(booking["payment"]["payment_intent_id"], CARD_OK) == (
+            "succeeded"
+        )
+    buyers = await users.create(len(rounds))
+    races = []
+    for (screening, booking), buyer in zip(rounds, buyers, strict=True):
+        event = signed_event(SUCCEEDED, booking["payment"]["payment_intent_id"])
+        races.append(
+            asyncio.gather(
+                api.book(buyer, screening.id, screening.seat_ids[:1]), deliver(api, *event)
+            )
+        )
+    conn = await asyncpg.connect(database_url)
+    try:
+        for (screening, _), (bought, webhook) in zip(
+            rounds, await asyncio.gather(*races), strict=True
+        ):
+            assert webhook.status == 200, webhook
+            late_won = webhook.body["outcome"] == "confirmed_late"
+            assert (bought.status == 201) != late_won, (bought, webhook)
+            if not late_won:
+                assert webhook.body["outcome"] == "refund_needed"
+            live = await conn.fetchval(
+                "SELECT count(*) FROM reservations WHERE screening_id = $1"
+                " AND status <> 'CANCELLED'",
+                screening.id,
+            )
+            assert live == 1
+    finally:
+        await conn.close()

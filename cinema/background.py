@@ -74,18 +74,31 @@ class Background:
             await asyncio.gather(*still, return_exceptions=True)
 
 
+def _limited(
+    limit: asyncio.Semaphore, call: Callable[[int], Awaitable[object]]
+) -> Callable[[int], Awaitable[object]]:
+    async def run(booking_id: int) -> object:
+        async with limit:
+            return await call(booking_id)
+
+    return run
+
+
 class BackgroundFollowUps:
-    """FollowUps run as retried in-process background jobs."""
+    """FollowUps run as retried in-process background jobs. A burst of confirmations (each
+    one an email: a QR code to draw, an SMTP conversation) runs a few at a time, so it does
+    not crowd out the requests this process serves."""
 
     def __init__(
         self,
         background: Background,
         cancel_payment: Callable[[int], Awaitable[object]],
         send_ticket: Callable[[int], Awaitable[object]],
+        concurrency: int = 4,
     ) -> None:
         self._background = background
-        self._cancel_payment = cancel_payment
-        self._send_ticket = send_ticket
+        self._cancel_payment = _limited(asyncio.Semaphore(concurrency), cancel_payment)
+        self._send_ticket = _limited(asyncio.Semaphore(concurrency), send_ticket)
 
     async def cancel_payment(self, booking_id: int) -> None:
         self._background.spawn(

@@ -3,8 +3,13 @@ the booking confirmed or cancelled, the ticket received over SMTP."""
 
 from __future__ import annotations
 
+import asyncio
+
+import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from cinema.holds import seat_key
 from cinema.tickets.render import qr_png
@@ -196,3 +201,62 @@ async def test_find_own_booking_by_reference(pay_api, users, database_url):
     finally:
         await conn.close()
     assert stored == booking["payment"]["payment_intent_id"]
+
+
+async def test_refusing_stripe_is_502_too(make_pay_api, users):
+    refused = await make_pay_api(stripe_secret_key="not-a-key")  # localstripe answers 401
+    screening = await refused.client.new_screening()
+    token = await users.one()
+    reply = await refused.client.book(token, screening.id, screening.seat_ids[:1])
+    assert reply.status == 502, reply
+    assert reply.body["error"]["code"] == "payment_provider_unavailable"
+    assert set((await refused.client.seat_statuses(screening.id)).values()) == {"AVAILABLE"}
+
+
+async def test_no_transaction_is_open_while_stripe_answers(
+    make_pay_api, localstripe_url, users, database_url
+):
+    """A Stripe that takes its time: while it thinks, this database has no open transaction
+    (and so no row lock) at all."""
+    called = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow_proxy(request: web.Request) -> web.Response:
+        called.set()
+        await release.wait()
+        async with aiohttp.ClientSession() as session, session.request(
+            request.method,
+            localstripe_url + request.path_qs,
+            data=await request.read(),
+            headers={k: v for k, v in request.headers.items() if k.lower() != "host"},
+        ) as resp:
+            return web.Response(
+                body=await resp.read(), status=resp.status, content_type="application/json"
+            )
+
+    proxy_app = web.Application()
+    proxy_app.router.add_route("*", "/{tail:.*}", slow_proxy)
+    proxy = TestServer(proxy_app, host="127.0.0.1")
+    await proxy.start_server()
+    try:
+        api = (await make_pay_api(stripe_api_base=str(proxy.make_url("")).rstrip("/"))).client
+        screening = await api.new_screening()
+        token = await users.one()
+        booking = asyncio.create_task(api.book(token, screening.id, screening.seat_ids[:2]))
+        await asyncio.wait_for(called.wait(), 10)
+        conn = await asyncpg.connect(database_url)
+        try:
+            open_transactions = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND xact_start IS NOT NULL"
+            )
+        finally:
+            await conn.close()
+        assert open_transactions == 0
+        release.set()
+        reply = await booking
+        assert reply.status == 201, reply
+        assert reply.body["payment"]["payment_intent_id"].startswith("pi_")
+    finally:
+        release.set()
+        await proxy.close()

@@ -153,9 +153,10 @@ class BookingService:
             return booking
         try:
             intent = await self._payments.create_intent(booking)
-        except PaymentProviderUnavailable:
-            self.stats["payment_unavailable"] += 1
-            if owner:
+        except Exception as exc:
+            if isinstance(exc, PaymentProviderUnavailable):
+                self.stats["payment_unavailable"] += 1
+            if owner:  # a replay leaves the booking to the request that made it
                 await self._abandon(booking)
             raise
         stored = await self._store.attach_payment(

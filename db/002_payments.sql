@@ -17,6 +17,10 @@ ALTER TABLE bookings
 CREATE UNIQUE INDEX bookings_payment_intent_uidx ON bookings (payment_intent_id)
     WHERE payment_intent_id IS NOT NULL;
 
+-- Ended bookings whose intent may still be paid: the canceller's sweep reads these.
+CREATE INDEX bookings_open_intent_idx ON bookings (id)
+    WHERE status = 'CANCELLED' AND payment_status IN ('requires_payment', 'failed');
+
 -- Every webhook event handled, written in the same transaction as the change it caused:
 -- a duplicate delivery finds its id here and changes nothing.
 CREATE TABLE payment_events (

@@ -11,13 +11,19 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from cinema.booking.settlement import PaymentCanceller
 from cinema.holds import seat_key
+from cinema.payments.stripe_gateway import StripeGateway
+from cinema.store.bookings import PgBookingStore
+from cinema.store.pool import create_pool
 from cinema.tickets.render import qr_png
 from tests.client import wait_for
 from tests.conftest import REDIS_URL
 from tests.payment_fixtures import (
     CARD_DECLINED,
     CARD_OK,
+    STRIPE_KEY,
+    WEBHOOK_SECRET,
     booking_of,
     free_port,
     wait_status,
@@ -260,3 +266,35 @@ async def test_no_transaction_is_open_while_stripe_answers(
     finally:
         release.set()
         await proxy.close()
+
+
+async def test_sweep_cancels_intents_of_bookings_ended_without_a_hook(
+    make_pay_api, stripe_fake, localstripe_url, users, database_url
+):
+    """A lapsed hold ended by the next buyer of its seat (inside create_booking) passes through
+    no cancel hook; the periodic sweep closes its intent at Stripe."""
+    api = (await make_pay_api(hold_ttl_seconds=1)).client
+    screening = await api.new_screening()
+    seat = screening.seat_ids[0]
+    first, second = await users.create(2)
+    lapsed = (await api.book(first, screening.id, [seat])).body
+
+    async def available() -> bool:
+        return (await api.seat_statuses(screening.id))[seat] == "AVAILABLE"
+
+    await wait_for(available)
+    assert (await api.book(second, screening.id, [seat])).status == 201
+    assert (await booking_of(api, first, lapsed["id"]))["cancel_reason"] == "expired"
+
+    pool = await create_pool(database_url, 1, 2)
+    gateway = StripeGateway(STRIPE_KEY, WEBHOOK_SECRET, localstripe_url)
+    try:
+        canceller = PaymentCanceller(gateway=gateway, store=PgBookingStore(pool))
+        assert await canceller.sweep() >= 1
+        intent = await stripe_fake.intent(lapsed["payment"]["payment_intent_id"])
+        assert intent.status == "canceled"
+        assert (await booking_of(api, first, lapsed["id"]))["payment"]["status"] == "canceled"
+        assert lapsed["id"] not in await PgBookingStore(pool).ended_with_open_intent(1000)
+    finally:
+        await gateway.close()
+        await pool.close()

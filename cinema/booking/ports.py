@@ -73,6 +73,10 @@ class BookingStore(Protocol):
         """Move the payment from `expected` to `status`; False if it was not `expected`."""
         ...
 
+    async def ended_with_open_intent(self, limit: int) -> list[int]:
+        """CANCELLED bookings whose intent was never cancelled at the provider."""
+        ...
+
 
 class ScreeningCatalogue(Protocol):
     async def snapshot(self, screening_id: int) -> ScreeningSnapshot | None: ...

@@ -8,7 +8,7 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable
 
-from cinema.booking.errors import PaymentsNotConfigured
+from cinema.booking.errors import PaymentProviderUnavailable, PaymentsNotConfigured
 from cinema.booking.model import (
     Booking,
     BookingStatus,
@@ -118,8 +118,24 @@ class PaymentCanceller:
         ):
             return False
         cancelled = await self._gateway.cancel_intent(booking.payment.intent_id)
-        if cancelled:
-            await self._store.set_payment_status(
-                booking.id, PaymentStatus.CANCELED, booking.payment.status
-            )
+        # Not cancellable means already canceled or paid: either way nothing is left to close
+        # (a payment that did go through arrives as a webhook and settles the booking).
+        await self._store.set_payment_status(
+            booking.id, PaymentStatus.CANCELED, booking.payment.status
+        )
+        return cancelled
+
+    async def sweep(self, limit: int = 100) -> int:
+        """Close the intents of bookings that ended without passing through a cancel hook
+        (e.g. a lapsed hold ended by the next buyer of its seats). Run it periodically; it is
+        idempotent. Returns how many intents it cancelled; stops early if the provider is down."""
+        cancelled = 0
+        for booking_id in await self._store.ended_with_open_intent(limit):
+            try:
+                cancelled += await self.cancel(booking_id)
+            except PaymentProviderUnavailable as exc:
+                if exc.retryable:
+                    log.warning("payment provider unavailable; sweep stopped: %s", exc)
+                    break
+                log.warning("could not cancel the intent of booking %s: %s", booking_id, exc)
         return cancelled

@@ -208,6 +208,14 @@ class PgBookingStore:
         )
         return bool(done)
 
+    async def ended_with_open_intent(self, limit: int) -> list[int]:
+        rows = await self._pool.fetch(
+            "SELECT id FROM bookings WHERE status = 'CANCELLED'"
+            " AND payment_status IN ('requires_payment', 'failed') ORDER BY id LIMIT $1",
+            limit,
+        )
+        return [r["id"] for r in rows]
+
     async def live_reservations(self, screening_id: int) -> list[LiveReservation]:
         rows = await self._pool.fetch(
             "SELECT seat_id, status, expires_at <= now() AS lapsed FROM reservations"

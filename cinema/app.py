@@ -8,24 +8,36 @@ from aiohttp import web
 
 from cinema.api.errors import error_middleware
 from cinema.api.health import PROBES, add_health_routes
-from cinema.api.keys import ACCOUNTS, BOOKINGS, CATALOGUE
+from cinema.api.keys import ACCOUNTS, BOOKINGS, CATALOGUE, SETTLEMENT
 from cinema.api.routes import add_routes
 from cinema.auth.service import AccountService
 from cinema.auth.tokens import TokenIssuer
-from cinema.booking.ports import ExpiryScheduler, NoExpiryScheduler
+from cinema.background import Background, BackgroundFollowUps
+from cinema.booking.ports import ExpiryScheduler, FollowUps, NoExpiryScheduler
 from cinema.booking.service import BookingService
+from cinema.booking.settlement import PaymentCanceller, PaymentSettlement
 from cinema.catalogue.service import CatalogueService
 from cinema.holds import RedisSeatHolds, create_redis
+from cinema.payments.stripe_gateway import StripeGateway
 from cinema.settings import Settings
 from cinema.store.bookings import PgBookingStore
 from cinema.store.catalogue import PgCatalogueStore
 from cinema.store.pool import create_pool, pinger
+from cinema.store.settlement import PgSettlementStore
+from cinema.store.tickets import PgTicketStore
 from cinema.store.users import PgUserStore
+from cinema.tickets.mailer import SmtpConfig, TicketMailer
 
 MAX_BODY_BYTES = 1024 * 1024
 
 
-def init_app(settings: Settings, expiry: ExpiryScheduler | None = None) -> web.Application:
+def init_app(
+    settings: Settings,
+    expiry: ExpiryScheduler | None = None,
+    follow_ups: FollowUps | None = None,
+) -> web.Application:
+    """`follow_ups`: where cancelling intents and sending tickets runs (default: retried
+    background jobs in this process)."""
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
@@ -35,6 +47,24 @@ def init_app(settings: Settings, expiry: ExpiryScheduler | None = None) -> web.A
             redis, prefix=settings.redis_key_prefix, grace_seconds=settings.hold_grace_seconds
         )
         await holds.load_scripts()
+        gateway = (
+            StripeGateway(
+                settings.stripe_secret_key,
+                settings.stripe_webhook_secret,
+                settings.stripe_api_base,
+                settings.stripe_timeout_seconds,
+            )
+            if settings.payments_enabled
+            else None
+        )
+        booking_store = PgBookingStore(pool)
+        background = Background()
+        mailer = TicketMailer(
+            PgTicketStore(pool),
+            SmtpConfig(settings.smtp_host, settings.smtp_port, settings.smtp_from),
+        )
+        canceller = PaymentCanceller(gateway=gateway, store=booking_store)
+        jobs = follow_ups or BackgroundFollowUps(background, canceller.cancel, mailer.send)
         catalogue = CatalogueService(PgCatalogueStore(pool))
         app[CATALOGUE] = catalogue
         app[ACCOUNTS] = AccountService(
@@ -42,11 +72,16 @@ def init_app(settings: Settings, expiry: ExpiryScheduler | None = None) -> web.A
         )
         app[BOOKINGS] = BookingService(
             holds=holds,
-            store=PgBookingStore(pool),
+            store=booking_store,
             catalogue=catalogue,
             expiry=expiry or NoExpiryScheduler(),
             hold_ttl_seconds=settings.hold_ttl_seconds,
             filter_enabled=settings.filter_enabled,
+            payments=gateway,
+            follow_ups=jobs,
+        )
+        app[SETTLEMENT] = PaymentSettlement(
+            gateway=gateway, store=PgSettlementStore(pool), holds=holds, follow_ups=jobs
         )
         app[PROBES] = {
             "postgres": pinger(pool),
@@ -55,6 +90,9 @@ def init_app(settings: Settings, expiry: ExpiryScheduler | None = None) -> web.A
         try:
             yield
         finally:
+            await background.close()
+            if gateway is not None:
+                await gateway.close()
             await redis.aclose()
             await pool.close()
 

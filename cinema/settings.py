@@ -29,6 +29,15 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Payments (empty secret key: bookings carry no payment and webhooks answer 503).
+    stripe_secret_key: str = ""
+    stripe_webhook_secret: str = ""
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # Ticket emails (empty host: none are sent).
+    smtp_host: str = ""
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = "CinemaCore <tickets@cinemacore.example>"
 
     @field_validator("database_url")
     @classmethod
@@ -43,6 +52,17 @@ class Settings(BaseSettings):
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
+
+    @field_validator("stripe_api_base")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// or http://")
+        return value.rstrip("/")
+
+    @property
+    def payments_enabled(self) -> bool:
+        return bool(self.stripe_secret_key)
 
     @property
     def filter_enabled(self) -> bool:

@@ -13,7 +13,7 @@ on_exit() {
   trap 'exit 143' TERM
 }
 
-_install_once() {  # extras
+install_extras() {  # extras, e.g. dev,embedded: pip install -e ".[extras]" once per pyproject.toml
   local stamp=.venv/.installed-$1-$(sha1sum pyproject.toml | cut -c1-12)
   if [ ! -e "$stamp" ]; then
     .venv/bin/pip install -q -e ".[$1]"
@@ -26,7 +26,7 @@ ensure_venv() {
     python3 -m venv .venv
     .venv/bin/pip install -q --upgrade pip
   fi
-  _install_once dev
+  install_extras dev
 }
 
 # Use PostgreSQL and Redis at DATABASE_URL / REDIS_URL (environment, then .env) when they answer;
@@ -37,7 +37,7 @@ ensure_services() {
   missing=$(.venv/bin/python -m cinema.devservices missing)
   [ -z "$missing" ] && return 0
   echo "not answering: $missing -> using embedded servers (data in .local/services)" >&2
-  _install_once dev,embedded
+  install_extras dev,embedded
   exports=$(.venv/bin/python -m cinema.devservices up)
   eval "$exports"
   on_exit '.venv/bin/python -m cinema.devservices down'

@@ -19,6 +19,12 @@ FROM nginx:1.27-alpine AS nginx
 RUN rm -f /etc/nginx/conf.d/default.conf
 COPY nginx/templates/ /etc/nginx/templates/
 COPY static/ /srv/static/
+# Swagger UI's files, when this version ships them (served at /docs/static/ by nginx itself).
+COPY cinema/ /tmp/cinema/
+RUN mkdir -p /srv/docs/static \
+    && if [ -d /tmp/cinema/api/static/swagger-ui ]; then \
+         cp -r /tmp/cinema/api/static/swagger-ui/. /srv/docs/static/; fi \
+    && rm -rf /tmp/cinema
 
 # --- the application (last, so a plain `docker build .` gives it) ---------------------------
 FROM python:${PYTHON_VERSION}-slim AS app

@@ -78,6 +78,18 @@ class Nginx:
         return (self.folder / "error.log").read_text(errors="replace")
 
 
+SWAGGER_UI = ROOT / "cinema" / "api" / "static" / "swagger-ui"
+
+
+def static_root(www: Path) -> Path:
+    """The files the nginx image carries, laid out as its Dockerfile stage lays them out."""
+    shutil.copytree(ROOT / "static", www / "static")
+    (www / "docs").mkdir()
+    if SWAGGER_UI.is_dir():
+        shutil.copytree(SWAGGER_UI, www / "docs" / "static")
+    return www
+
+
 def nginx_config(folder: Path, upstream: str, port: int) -> Path:
     """A whole nginx.conf around the rendered template: the parts the image's own nginx.conf
     provides (events, mime types, temp paths), here inside a private folder."""
@@ -85,7 +97,11 @@ def nginx_config(folder: Path, upstream: str, port: int) -> Path:
     environment = COMPOSE["services"]["nginx"]["environment"]
     unset = set(re.findall(r"\$\{(\w+)\}", template)) - set(environment)
     assert not unset, f"docker-compose.yml does not give nginx {unset}"
-    values = {"CINEMA_UPSTREAM": upstream, "NGINX_PORT": str(port), "STATIC_ROOT": str(ROOT)}
+    values = {
+        "CINEMA_UPSTREAM": upstream,
+        "NGINX_PORT": str(port),
+        "STATIC_ROOT": str(static_root(folder / "www")),
+    }
     site = render(template, {**environment, **values})
     (folder / "cinema.conf").write_text(site)
     config = folder / "nginx.conf"
@@ -244,6 +260,17 @@ async def test_nginx_passes_real_client_ip_request_id_and_limits_bodies(start_ng
             assert resp.headers["Cache-Control"].startswith("max-age=")
         async with session.get(proxy.url + "/static/not-on-disk.js") as resp:
             assert (await resp.json())["path"] == "/static/not-on-disk.js"
+        if SWAGGER_UI.is_dir():  # Swagger UI's files come from disk as well
+            async with session.get(proxy.url + "/docs/static/swagger-ui.css") as resp:
+                assert resp.status == 200
+                assert resp.headers["Content-Type"] == "text/css"
+        async with session.get(proxy.url + "/docs") as resp:  # the page itself is the API's
+            assert (await resp.json())["path"] == "/docs"
+
+        # /metrics is for Prometheus inside the network, never passed on from outside
+        async with session.get(proxy.url + "/metrics") as resp:
+            assert resp.status == 404
+            assert (await resp.json(content_type=None))["error"]["code"] == "not_found"
 
 
 @needs_nginx

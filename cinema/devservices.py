@@ -168,7 +168,10 @@ def _wait_until(
 
 
 def _say(message: str) -> None:
-    print(f"devservices: {message}", file=sys.stderr, flush=True)
+    # Best effort: on Ctrl-C the terminal or a `| tee` may be gone, and stopping the servers
+    # afterwards matters more than telling about it.
+    with contextlib.suppress(OSError):
+        print(f"devservices: {message}", file=sys.stderr, flush=True)
 
 
 # --- embedded PostgreSQL -----------------------------------------------------------------------
@@ -461,12 +464,22 @@ def _start_missing(
 
 
 def down(state_dir: Path, names: Sequence[str]) -> None:
+    """Stop each named embedded server; one failing to stop does not keep the other running."""
+    servers: list[tuple[str, EmbeddedRedis | EmbeddedPostgres]] = []
     if "redis" in names:
-        EmbeddedRedis(state_dir).stop()
-        _say("stopped embedded Redis")
+        servers.append(("Redis", EmbeddedRedis(state_dir)))
     if "postgres" in names:
-        EmbeddedPostgres(state_dir).stop()
-        _say("stopped embedded PostgreSQL")
+        servers.append(("PostgreSQL", EmbeddedPostgres(state_dir)))
+    failures = []
+    for label, server in servers:
+        try:
+            server.stop()
+        except (DevServicesError, OSError) as exc:
+            failures.append(f"{label}: {exc}")
+        else:
+            _say(f"stopped embedded {label}")
+    if failures:
+        raise DevServicesError("could not stop " + "; ".join(failures))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,13 @@ import socket
 import sys
 from collections.abc import Sequence
 
+import asyncpg
+
 from cinema.settings import Settings, SettingsError, load_settings
+
+# An onsale opens thousands of connections at once; a short accept queue turns that burst
+# into one-second SYN retries.
+BACKLOG = 4096
 
 
 def _settings() -> Settings:
@@ -46,6 +52,14 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_child(settings: Settings, sock: socket.socket, host: str, port: int) -> None:
+    try:
+        _serve_one(settings, sock, host, port)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        print(f"cinema serve: cannot use PostgreSQL or Redis: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
 def _serve_one(settings: Settings, sock: socket.socket | None, host: str, port: int) -> None:
     from aiohttp import web
 
@@ -55,9 +69,19 @@ def _serve_one(settings: Settings, sock: socket.socket | None, host: str, port: 
     _install_uvloop()
     app = init_app(settings)
     if sock is not None:
-        web.run_app(app, sock=sock, print=None, access_log=None, shutdown_timeout=10)
+        web.run_app(
+            app, sock=sock, print=None, access_log=None, shutdown_timeout=10, backlog=BACKLOG
+        )
     else:
-        web.run_app(app, host=host, port=port, print=None, access_log=None, shutdown_timeout=10)
+        web.run_app(
+            app,
+            host=host,
+            port=port,
+            print=None,
+            access_log=None,
+            shutdown_timeout=10,
+            backlog=BACKLOG,
+        )
 
 
 def serve(settings: Settings, host: str, port: int, workers: int) -> int:
@@ -66,11 +90,11 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> int:
         _serve_one(settings, None, host, port)
         return 0
     # One listening socket shared by every worker process: the kernel spreads connections.
-    sock = socket.create_server((host, port), reuse_port=False, backlog=4096)
+    sock = socket.create_server((host, port), backlog=BACKLOG)
     sock.set_inheritable(True)
     ctx = multiprocessing.get_context("fork")
     children = [
-        ctx.Process(target=_serve_one, args=(settings, sock, host, port), daemon=False)
+        ctx.Process(target=_serve_child, args=(settings, sock, host, port), daemon=False)
         for _ in range(workers)
     ]
     for child in children:
@@ -86,7 +110,7 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> int:
     signal.signal(signal.SIGINT, forward)
     for child in children:
         child.join()
-    return 0
+    return max((child.exitcode or 0) for child in children)
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -150,7 +174,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("serve", "demo") and args.workers < 1:
         print("--workers must be at least 1", file=sys.stderr)
         return 2
-    return COMMANDS[args.command](settings, args)
+    try:
+        return COMMANDS[args.command](settings, args)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # Unreachable or refusing PostgreSQL at start-up: one line, not a traceback.
+        print(f"cinema {args.command}: cannot use PostgreSQL or Redis: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

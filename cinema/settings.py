@@ -57,4 +57,4 @@ def load_settings(**overrides: object) -> Settings:
         first = exc.errors()[0]
         name = str(first["loc"][0]).upper() if first["loc"] else "settings"
         problem = "is required" if first["type"] == "missing" else first["msg"]
-        raise SettingsError(f"configuration error: {name} {problem}") from None
+        raise SettingsError(f"configuration error: {name}: {problem}") from None

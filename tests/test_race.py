@@ -169,3 +169,27 @@ async def test_redis_unreachable_bookings_still_correct(make_api, users, databas
     assert other.status == 201
     assert (await api.delete(f"/api/bookings/{other.body['id']}/", token=token)).status == 200
     assert (await api.book(tokens[1], screening.id, [screening.seat_ids[1]])).status == 201
+
+
+async def test_concurrent_retries_with_one_idempotency_key_make_one_booking(make_api, users):
+    apis = [await make_api(), await make_api()]
+    screening = await apis[0].new_screening()
+    token = await users.one()
+    seats = screening.seat_ids[:2]
+    start = asyncio.Event()
+
+    async def retry(i):
+        await start.wait()
+        return await apis[i % 2].book(token, screening.id, seats, key="checkout-7")
+
+    tasks = [asyncio.create_task(retry(i)) for i in range(10)]
+    await asyncio.sleep(0)
+    start.set()
+    replies = await asyncio.gather(*tasks)
+    assert statuses(replies) == {201: 10}
+    assert len({r.body["id"] for r in replies}) == 1
+    mine = await apis[0].get("/api/my-bookings/", token=token)
+    assert len(mine.body["bookings"]) == 1
+    # the held seats are still held by that one booking
+    seat_map = await apis[0].seat_statuses(screening.id)
+    assert [seat_map[s] for s in seats] == ["LOCKED", "LOCKED"]

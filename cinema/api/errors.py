@@ -11,9 +11,8 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from cinema.auth.errors import AuthError, BadCredentials, EmailTaken, InvalidToken
+from cinema.auth.errors import BadCredentials, EmailTaken, InvalidToken
 from cinema.booking.errors import (
-    BookingError,
     BookingNotCancellable,
     BookingNotFound,
     IdempotencyKeyReused,
@@ -23,7 +22,8 @@ from cinema.booking.errors import (
     SeatsNotInHall,
     SeatsUnavailable,
 )
-from cinema.catalogue.errors import CatalogueError, InvalidLayout, InvalidScreening, NotFound
+from cinema.catalogue.errors import InvalidLayout, InvalidScreening, NotFound
+from cinema.errors import DomainError
 from cinema.validation import describe
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def validation_error(exc: ValidationError) -> ApiError:
     return ApiError(400, "validation_error", message, details=details)
 
 
-def _domain_response(exc: BookingError | CatalogueError | AuthError) -> web.Response:
+def _domain_response(exc: DomainError) -> web.Response:
     status = next(
         (s for t, s in _STATUS_BY_ERROR.items() if isinstance(exc, t)),
         400,
@@ -105,8 +105,7 @@ def _domain_response(exc: BookingError | CatalogueError | AuthError) -> web.Resp
     if seat_ids is not None:
         extra["seat_ids"] = seat_ids
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    message = getattr(exc, "message", None) or str(exc)
-    return error_response(status, exc.code, message, headers, **extra)
+    return error_response(status, exc.code, exc.message, headers, **extra)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -122,7 +121,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ValidationError as exc:
         api = validation_error(exc)
         return error_response(api.status, api.code, api.message, **api.extra)
-    except (BookingError, CatalogueError, AuthError) as exc:
+    except DomainError as exc:
         return _domain_response(exc)
     except web.HTTPException as exc:
         if exc.status < 400:

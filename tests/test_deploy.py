@@ -168,8 +168,12 @@ def launch_nginx(upstream: str) -> Nginx:
     folder = Path(tempfile.mkdtemp(prefix="cinema-nginx-"))
     folder.chmod(0o755)
     port = free_port()
-    config = nginx_config(folder, upstream, port)
-    check_config(folder, config)
+    try:
+        config = nginx_config(folder, upstream, port)
+        check_config(folder, config)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     assert NGINX is not None
     # stdout is the JSON access log
     command = [NGINX, "-p", str(folder), "-c", str(config), "-e", str(folder / "error.log")]

@@ -11,24 +11,30 @@ from aiohttp import web
 
 from cinema.api.errors import error_middleware
 from cinema.api.health import HEALTH_ROUTES, PROBES, add_health_routes
-from cinema.api.keys import ACCOUNTS, BOOKINGS, CATALOGUE
+from cinema.api.keys import ACCOUNTS, BOOKINGS, CATALOGUE, SETTLEMENT
 from cinema.api.limits import LIMITS, Limits, auth_limit_middleware, parse_networks
 from cinema.api.observe import metrics_endpoint, observe_middleware
 from cinema.api.openapi import add_openapi_routes
 from cinema.api.routes import ROUTES, add_routes
 from cinema.auth.service import AccountService
 from cinema.auth.tokens import TokenIssuer
-from cinema.booking.ports import ExpiryScheduler, NoExpiryScheduler
+from cinema.background import Background, BackgroundFollowUps
+from cinema.booking.ports import ExpiryScheduler, FollowUps, NoExpiryScheduler
 from cinema.booking.service import BookingService
+from cinema.booking.settlement import PaymentCanceller, PaymentSettlement
 from cinema.catalogue.service import CatalogueService
 from cinema.holds import RedisSeatHolds, create_redis
 from cinema.metrics import BookingTelemetry, observe_pool
+from cinema.payments.stripe_gateway import StripeGateway
 from cinema.ratelimit import RedisRateLimiter
 from cinema.settings import Settings
 from cinema.store.bookings import PgBookingStore
 from cinema.store.catalogue import PgCatalogueStore
 from cinema.store.pool import create_pool, pinger
+from cinema.store.settlement import PgSettlementStore
+from cinema.store.tickets import PgTicketStore
 from cinema.store.users import PgUserStore
+from cinema.tickets.mailer import SmtpConfig, TicketMailer
 
 MAX_BODY_BYTES = 1024 * 1024
 POOL_SAMPLE_SECONDS = 2.0
@@ -41,7 +47,13 @@ async def _sample_pool(pool: Any) -> None:
         await asyncio.sleep(POOL_SAMPLE_SECONDS)
 
 
-def init_app(settings: Settings, expiry: ExpiryScheduler | None = None) -> web.Application:
+def init_app(
+    settings: Settings,
+    expiry: ExpiryScheduler | None = None,
+    follow_ups: FollowUps | None = None,
+) -> web.Application:
+    """`follow_ups`: where cancelling intents and sending tickets runs (default: retried
+    background jobs in this process)."""
     app = web.Application(
         middlewares=[observe_middleware, error_middleware, auth_limit_middleware],
         client_max_size=MAX_BODY_BYTES,
@@ -54,6 +66,24 @@ def init_app(settings: Settings, expiry: ExpiryScheduler | None = None) -> web.A
             redis, prefix=settings.redis_key_prefix, grace_seconds=settings.hold_grace_seconds
         )
         await holds.load_scripts()
+        gateway = (
+            StripeGateway(
+                settings.stripe_secret_key,
+                settings.stripe_webhook_secret,
+                settings.stripe_api_base,
+                settings.stripe_timeout_seconds,
+            )
+            if settings.payments_enabled
+            else None
+        )
+        booking_store = PgBookingStore(pool)
+        background = Background()
+        mailer = TicketMailer(
+            PgTicketStore(pool),
+            SmtpConfig(settings.smtp_host, settings.smtp_port, settings.smtp_from),
+        )
+        canceller = PaymentCanceller(gateway=gateway, store=booking_store)
+        jobs = follow_ups or BackgroundFollowUps(background, canceller.cancel, mailer.send)
         catalogue = CatalogueService(PgCatalogueStore(pool))
         app[CATALOGUE] = catalogue
         app[ACCOUNTS] = AccountService(
@@ -61,11 +91,13 @@ def init_app(settings: Settings, expiry: ExpiryScheduler | None = None) -> web.A
         )
         app[BOOKINGS] = BookingService(
             holds=holds,
-            store=PgBookingStore(pool),
+            store=booking_store,
             catalogue=catalogue,
             expiry=expiry or NoExpiryScheduler(),
             hold_ttl_seconds=settings.hold_ttl_seconds,
             filter_enabled=settings.filter_enabled,
+            payments=gateway,
+            follow_ups=jobs,
             events=BookingTelemetry(),
         )
         app[LIMITS] = Limits(
@@ -73,6 +105,9 @@ def init_app(settings: Settings, expiry: ExpiryScheduler | None = None) -> web.A
             bookings_per_minute=settings.rate_limit_bookings_per_minute,
             auth_per_minute=settings.rate_limit_auth_per_minute,
             trusted_proxies=parse_networks(settings.trusted_proxies),
+        )
+        app[SETTLEMENT] = PaymentSettlement(
+            gateway=gateway, store=PgSettlementStore(pool), holds=holds, follow_ups=jobs
         )
         app[PROBES] = {
             "postgres": pinger(pool),
@@ -85,6 +120,9 @@ def init_app(settings: Settings, expiry: ExpiryScheduler | None = None) -> web.A
             sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sampler
+            await background.close()
+            if gateway is not None:
+                await gateway.close()
             await redis.aclose()
             await pool.close()
 

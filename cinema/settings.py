@@ -36,6 +36,15 @@ class Settings(BaseSettings):
     rate_limit_auth_per_minute: int = Field(default=300, ge=0, le=1_000_000)
     trusted_proxies: str = ""
     shutdown_timeout_seconds: float = Field(default=15, gt=0, le=600)
+    # Payments (empty secret key: bookings carry no payment and webhooks answer 503).
+    stripe_secret_key: str = ""
+    stripe_webhook_secret: str = ""
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # Ticket emails (empty host: none are sent).
+    smtp_host: str = ""
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = "CinemaCore <tickets@cinemacore.example>"
 
     @field_validator("database_url")
     @classmethod
@@ -58,6 +67,16 @@ class Settings(BaseSettings):
             if part.strip():
                 ipaddress.ip_network(part.strip(), strict=False)  # ValueError names the entry
         return value
+    @field_validator("stripe_api_base")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// or http://")
+        return value.rstrip("/")
+
+    @property
+    def payments_enabled(self) -> bool:
+        return bool(self.stripe_secret_key)
 
     @property
     def filter_enabled(self) -> bool:

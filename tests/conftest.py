@@ -131,3 +131,14 @@ async def make_api(database_url: str, redis_prefix: str, users: Users) -> AsyncI
 @pytest.fixture
 async def api(make_api: AppFactory) -> ApiClient:
     return await make_api()
+
+
+# Payment fixtures live in their own module; importing them here registers them.
+from tests.payment_fixtures import (  # noqa: E402, F401
+    localstripe_url,
+    make_pay_api,
+    pay_api,
+    quiet_api,
+    smtp,
+    stripe_fake,
+)

@@ -17,6 +17,9 @@ from cinema.booking.errors import (
     BookingNotFound,
     IdempotencyKeyReused,
     InvalidSelection,
+    InvalidWebhook,
+    PaymentProviderUnavailable,
+    PaymentsNotConfigured,
     ScreeningNotFound,
     ScreeningStarted,
     SeatsNotInHall,
@@ -37,6 +40,9 @@ _STATUS_BY_ERROR: dict[type[Exception], int] = {
     SeatsUnavailable: 409,
     BookingNotCancellable: 409,
     IdempotencyKeyReused: 422,
+    InvalidWebhook: 400,
+    PaymentProviderUnavailable: 502,
+    PaymentsNotConfigured: 503,
     EmailTaken: 409,
     BadCredentials: 401,
     InvalidToken: 401,
@@ -57,6 +63,7 @@ _CODE_BY_STATUS = {
     422: "unprocessable",
     429: "rate_limited",
     500: "internal_error",
+    502: "bad_gateway",
     503: "service_unavailable",
 }
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel
 
-from cinema.api import auth, bookings, catalogue
+from cinema.api import auth, bookings, catalogue, webhooks
 from cinema.api import schemas as s
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -152,8 +152,18 @@ ROUTES: tuple[Route, ...] = (
         body=s.BookingIn,
         response=s.BookingOut,
         status=201,
-        errors=(400, 404, 409, 422),
+        errors=(400, 404, 409, 422, 502),
         headers=(("Idempotency-Key", s.IdempotencyKey),),
+    ),
+    Route(
+        "GET",
+        "/api/bookings/",
+        bookings.list_bookings,
+        "My bookings, newest first; ?reference= finds one by its reference",
+        access="user",
+        query=s.BookingsQuery,
+        response=s.BookingList,
+        errors=(400,),
     ),
     Route(
         "GET",
@@ -181,6 +191,14 @@ ROUTES: tuple[Route, ...] = (
         access="user",
         query=s.PageQuery,
         response=s.BookingList,
+    ),
+    Route(
+        "POST",
+        "/api/webhooks/stripe/",
+        webhooks.stripe_webhook,
+        "Stripe events (signed with Stripe-Signature); confirms or cancels bookings",
+        response=s.WebhookOut,
+        errors=(400, 502, 503),
     ),
 )
 

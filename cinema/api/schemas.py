@@ -153,6 +153,26 @@ class BookingIn(Model):
 IdempotencyKey = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,255}$")]
 
 
+class PaymentOut(Model):
+    provider: Literal["stripe"]
+    payment_intent_id: str
+    client_secret: str  # for the customer's client (Stripe.js) to pay; shown to the owner only
+    status: Literal[
+        "requires_payment", "succeeded", "failed", "canceled", "refund_pending", "refunded"
+    ]
+
+
+Reference = Annotated[
+    str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z0-9]{8}$")
+]
+
+
+class BookingsQuery(Model):
+    reference: Reference | None = None
+    limit: Annotated[int, Field(ge=1, le=500)] = 100
+    offset: Annotated[int, Field(ge=0, le=100_000)] = 0
+
+
 class BookingOut(Model):
     id: int
     reference: str
@@ -166,6 +186,7 @@ class BookingOut(Model):
     cancel_reason: str | None
     created_at: datetime
     updated_at: datetime
+    payment: PaymentOut | None  # null when no payment provider is configured
 
 
 class BookingList(Model):
@@ -180,6 +201,10 @@ class HealthOut(Model):
 class ReadyOut(Model):
     status: Literal["ready"]
     checks: dict[str, Literal["ok", "unavailable"]]
+# --- webhooks ---------------------------------------------------------------------------
+class WebhookOut(Model):
+    received: Literal[True]
+    outcome: str
 
 
 class ErrorBody(Model):

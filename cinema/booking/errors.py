@@ -61,6 +61,30 @@ class IdempotencyKeyReused(BookingError):
         super().__init__("this Idempotency-Key was already used for a different booking request")
 
 
+class PaymentProviderUnavailable(BookingError):
+    """The payment provider could not be reached or refused; `retryable` says whether trying
+    the same call again later may help."""
+
+    code = "payment_provider_unavailable"
+
+    def __init__(self, message: str, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class PaymentsNotConfigured(BookingError):
+    code = "payments_not_configured"
+
+    def __init__(self) -> None:
+        super().__init__("payments are not configured on this server")
+
+
+class InvalidWebhook(BookingError):
+    """A webhook whose signature is missing, wrong or too old, or whose body is not an event."""
+
+    code = "invalid_webhook"
+
+
 class ReferenceTaken(Exception):
     """The random booking reference collided with an existing one; try another."""
 

@@ -15,6 +15,7 @@ from cinema.booking.errors import (
     BookingNotFound,
     IdempotencyKeyReused,
     IdempotencyKeyTaken,
+    PaymentProviderUnavailable,
     ReferenceTaken,
     ScreeningNotFound,
     SeatsUnavailable,
@@ -32,7 +33,10 @@ from cinema.booking.ports import (
     BookingEvents,
     BookingStore,
     ExpiryScheduler,
+    FollowUps,
     NoBookingEvents,
+    NoFollowUps,
+    PaymentGateway,
     ScreeningCatalogue,
     SeatHolds,
 )
@@ -65,6 +69,8 @@ class BookingService:
         filter_enabled: bool = True,
         clock: Callable[[], datetime] = _utcnow,
         events: BookingEvents | None = None,
+        payments: PaymentGateway | None = None,
+        follow_ups: FollowUps | None = None,
     ) -> None:
         self._holds = holds
         self._store = store
@@ -74,6 +80,8 @@ class BookingService:
         self._filter_enabled = filter_enabled
         self._clock = clock
         self.events: BookingEvents = events or NoBookingEvents()
+        self._payments = payments  # None: bookings carry no payment (no provider configured)
+        self._follow_ups = follow_ups or NoFollowUps()
         # conflicts_redis / conflicts_postgres / created / cancelled / redis_fallbacks ...
         self.stats: Counter[str] = Counter()
 
@@ -137,8 +145,55 @@ class BookingService:
 
         self.stats["created"] += 1
         self.events.created(booking)
+        booking = await self._start_payment(booking, owner=True)
         await self._expiry.schedule(booking)
         return BookingResult(booking, replayed=False)
+
+    async def _start_payment(self, booking: Booking, owner: bool) -> Booking:
+        """Create the booking's payment intent, after its transaction has committed (nothing is
+        locked while the provider answers). If the provider fails the request that created the
+        booking, the booking is cancelled and its seats freed: nothing is left half-made."""
+        if (
+            self._payments is None
+            or booking.payment is not None
+            or booking.status is not BookingStatus.PENDING
+        ):
+            return booking
+        try:
+            intent = await self._payments.create_intent(booking)
+        except Exception as exc:
+            if isinstance(exc, PaymentProviderUnavailable):
+                self.stats["payment_unavailable"] += 1
+            if owner:  # a replay leaves the booking to the request that made it
+                await self._abandon(booking)
+            raise
+        stored = await self._store.attach_payment(
+            booking.id, self._payments.provider, intent.id, intent.client_secret
+        )
+        if stored.payment is not None and stored.payment.intent_id != intent.id:
+            log.warning("booking %s got a 2nd intent %s; keeping the 1st", stored.id, intent.id)
+        if stored.status is BookingStatus.CANCELLED:
+            await self.cancel_payment_later(stored)  # cancelled while the provider answered
+        return stored
+
+    async def _abandon(self, booking: Booking) -> None:
+        try:
+            await self._store.end_booking(
+                booking.id, BookingStatus.CANCELLED, CancelReason.PAYMENT_UNAVAILABLE.value
+            )
+        finally:
+            await self._release_quietly(
+                True, booking.screening_id, booking.seat_ids, booking.hold_token
+            )
+
+    async def cancel_payment_later(self, booking: Booking) -> None:
+        """A PENDING booking ended unpaid (cancelled, expired, failed): cancel its intent at the
+        provider in the background, retried; the seats are already free and never wait for it."""
+        if booking.payment is not None:
+            try:
+                await self._follow_ups.cancel_payment(booking.id)
+            except Exception:
+                log.exception("could not schedule cancelling the payment of %s", booking.id)
 
     async def _commit(
         self,
@@ -177,7 +232,9 @@ class BookingService:
             return None
         if earlier.screening_id != screening_id or earlier.seat_ids != seats:
             raise IdempotencyKeyReused()
-        return BookingResult(earlier, replayed=True)
+        # A replay answers with the same payment; if the first request died before creating
+        # it, the replay creates it (the provider's idempotency key keeps it to one intent).
+        return BookingResult(await self._start_payment(earlier, owner=False), replayed=True)
 
     async def _release_quietly(
         self, claimed: bool, screening_id: int, seats: tuple[int, ...], token: str
@@ -199,6 +256,10 @@ class BookingService:
     async def bookings_of(self, user_id: int, limit: int = 100, offset: int = 0) -> list[Booking]:
         return await self._store.bookings_of_user(user_id, limit, offset)
 
+    async def booking_by_reference(self, user_id: int, reference: str) -> Booking | None:
+        """The user's own booking with this reference, or None (another user's is None too)."""
+        return await self._store.booking_by_reference(user_id, reference.upper())
+
     async def cancel(self, user_id: int, booking_id: int) -> Booking:
         booking = await self.booking_for(user_id, booking_id)
         if booking.status is BookingStatus.CANCELLED:
@@ -216,6 +277,7 @@ class BookingService:
         self.stats["cancelled"] += 1
         self.events.cancelled(ended, CancelReason.USER.value)
         await self._release_quietly(True, ended.screening_id, ended.seat_ids, ended.hold_token)
+        await self.cancel_payment_later(ended)
         return ended
 
     async def seat_map(self, screening_id: int) -> SeatMap:

@@ -9,6 +9,7 @@ from pathlib import Path
 from openapi_spec_validator import validate
 
 from cinema.api.openapi import STATIC_DIR, openapi_path
+from tests.payment_fixtures import STRIPE_KEY, WEBHOOK_SECRET
 from tests.test_serve import servers  # noqa: F401  (fixture)
 
 ST = Path(sys.executable).with_name("st")
@@ -91,8 +92,16 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_break(
     servers,  # noqa: F811
     users,
     tmp_path,
+    localstripe_url,
 ):
-    server = servers(workers=1)
+    # Payments on (localstripe), as in production: bookings create intents and the webhook
+    # endpoint checks signatures instead of answering 503 "payments not configured".
+    server = servers(
+        workers=1,
+        STRIPE_SECRET_KEY=STRIPE_KEY,
+        STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        STRIPE_API_BASE=localstripe_url,
+    )
     staff = await users.one(staff=True)
     proc = await asyncio.create_subprocess_exec(
         str(ST),
@@ -102,8 +111,10 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_break(
         "all",
         # Schema-valid but refused is fine here: some rules are beyond JSON Schema (a seat
         # listed twice, a row of gaps only, a screening in the past, NUL in a password).
+        # use_after_free: DELETE /api/bookings/{id}/ cancels; the booking stays readable with
+        # status CANCELLED (the customer's history), so a 200 after it is by design.
         "--exclude-checks",
-        "positive_data_acceptance",
+        "positive_data_acceptance,use_after_free",
         "--max-examples",
         str(MAX_EXAMPLES),
         "--seed",

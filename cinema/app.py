@@ -85,6 +85,7 @@ def init_app(
         canceller = PaymentCanceller(gateway=gateway, store=booking_store)
         jobs = follow_ups or BackgroundFollowUps(background, canceller.cancel, mailer.send)
         catalogue = CatalogueService(PgCatalogueStore(pool))
+        telemetry = BookingTelemetry()  # metrics and a log line per booking state change
         app[CATALOGUE] = catalogue
         app[ACCOUNTS] = AccountService(
             PgUserStore(pool), TokenIssuer(settings.jwt_secret, settings.jwt_ttl_seconds)
@@ -98,7 +99,7 @@ def init_app(
             filter_enabled=settings.filter_enabled,
             payments=gateway,
             follow_ups=jobs,
-            events=BookingTelemetry(),
+            events=telemetry,
         )
         app[LIMITS] = Limits(
             RedisRateLimiter(redis, prefix=settings.redis_key_prefix),
@@ -107,7 +108,11 @@ def init_app(
             trusted_proxies=parse_networks(settings.trusted_proxies),
         )
         app[SETTLEMENT] = PaymentSettlement(
-            gateway=gateway, store=PgSettlementStore(pool), holds=holds, follow_ups=jobs
+            gateway=gateway,
+            store=PgSettlementStore(pool),
+            holds=holds,
+            follow_ups=jobs,
+            events=telemetry,
         )
         app[PROBES] = {
             "postgres": pinger(pool),

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
 from cinema.api.errors import error_middleware
-from cinema.api.health import PROBES, add_health_routes
+from cinema.api.health import HEALTH_ROUTES, PROBES, add_health_routes
 from cinema.api.keys import ACCOUNTS, BOOKINGS, CATALOGUE, SETTLEMENT
-from cinema.api.routes import add_routes
+from cinema.api.limits import LIMITS, Limits, auth_limit_middleware, parse_networks
+from cinema.api.observe import metrics_endpoint, observe_middleware
+from cinema.api.openapi import add_openapi_routes
+from cinema.api.routes import ROUTES, add_routes
 from cinema.auth.service import AccountService
 from cinema.auth.tokens import TokenIssuer
 from cinema.background import Background, BackgroundFollowUps
@@ -18,7 +24,9 @@ from cinema.booking.service import BookingService
 from cinema.booking.settlement import PaymentCanceller, PaymentSettlement
 from cinema.catalogue.service import CatalogueService
 from cinema.holds import RedisSeatHolds, create_redis
+from cinema.metrics import BookingTelemetry, observe_pool
 from cinema.payments.stripe_gateway import StripeGateway
+from cinema.ratelimit import RedisRateLimiter
 from cinema.settings import Settings
 from cinema.store.bookings import PgBookingStore
 from cinema.store.catalogue import PgCatalogueStore
@@ -29,6 +37,14 @@ from cinema.store.users import PgUserStore
 from cinema.tickets.mailer import SmtpConfig, TicketMailer
 
 MAX_BODY_BYTES = 1024 * 1024
+POOL_SAMPLE_SECONDS = 2.0
+
+
+async def _sample_pool(pool: Any) -> None:
+    """Keep the pool-usage gauges current (each process reports its own pool)."""
+    while True:
+        observe_pool(pool.get_size(), pool.get_idle_size(), pool.get_max_size())
+        await asyncio.sleep(POOL_SAMPLE_SECONDS)
 
 
 def init_app(
@@ -38,7 +54,10 @@ def init_app(
 ) -> web.Application:
     """`follow_ups`: where cancelling intents and sending tickets runs (default: retried
     background jobs in this process)."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[observe_middleware, error_middleware, auth_limit_middleware],
+        client_max_size=MAX_BODY_BYTES,
+    )
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
@@ -66,6 +85,7 @@ def init_app(
         canceller = PaymentCanceller(gateway=gateway, store=booking_store)
         jobs = follow_ups or BackgroundFollowUps(background, canceller.cancel, mailer.send)
         catalogue = CatalogueService(PgCatalogueStore(pool))
+        telemetry = BookingTelemetry()  # metrics and a log line per booking state change
         app[CATALOGUE] = catalogue
         app[ACCOUNTS] = AccountService(
             PgUserStore(pool), TokenIssuer(settings.jwt_secret, settings.jwt_ttl_seconds)
@@ -79,17 +99,32 @@ def init_app(
             filter_enabled=settings.filter_enabled,
             payments=gateway,
             follow_ups=jobs,
+            events=telemetry,
+        )
+        app[LIMITS] = Limits(
+            RedisRateLimiter(redis, prefix=settings.redis_key_prefix),
+            bookings_per_minute=settings.rate_limit_bookings_per_minute,
+            auth_per_minute=settings.rate_limit_auth_per_minute,
+            trusted_proxies=parse_networks(settings.trusted_proxies),
         )
         app[SETTLEMENT] = PaymentSettlement(
-            gateway=gateway, store=PgSettlementStore(pool), holds=holds, follow_ups=jobs
+            gateway=gateway,
+            store=PgSettlementStore(pool),
+            holds=holds,
+            follow_ups=jobs,
+            events=telemetry,
         )
         app[PROBES] = {
             "postgres": pinger(pool),
             "redis": redis.ping,
         }
+        sampler = asyncio.create_task(_sample_pool(pool))
         try:
             yield
         finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
             await background.close()
             if gateway is not None:
                 await gateway.close()
@@ -99,4 +134,6 @@ def init_app(
     app.cleanup_ctx.append(resources)
     add_routes(app)
     add_health_routes(app)
+    add_openapi_routes(app, ROUTES + HEALTH_ROUTES)
+    app.router.add_get("/metrics", metrics_endpoint)
     return app

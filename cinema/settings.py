@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
@@ -29,6 +30,12 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # --- operations (docs/operations.md) ---
+    log_format: Literal["json", "text"] = "json"
+    rate_limit_bookings_per_minute: int = Field(default=120, ge=0, le=1_000_000)
+    rate_limit_auth_per_minute: int = Field(default=300, ge=0, le=1_000_000)
+    trusted_proxies: str = ""
+    shutdown_timeout_seconds: float = Field(default=15, gt=0, le=600)
     # Payments (empty secret key: bookings carry no payment and webhooks answer 503).
     stripe_secret_key: str = ""
     stripe_webhook_secret: str = ""
@@ -53,6 +60,13 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)  # ValueError names the entry
+        return value
     @field_validator("stripe_api_base")
     @classmethod
     def _http_url(cls, value: str) -> str:

@@ -12,8 +12,16 @@ def _is_union_tag(part: object) -> bool:
     return isinstance(part, str) and (part[:1].isupper() or "[" in part or "-" in part)
 
 
+MAX_PART = 64  # a path part can be a client's dict key of any length: never echo it whole
+
+
+def _part(part: int | str) -> str:
+    text = str(part)
+    return text if len(text) <= MAX_PART else text[:MAX_PART] + "..."
+
+
 def field_path(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(p) for p in loc if not _is_union_tag(p))
+    return ".".join(_part(p) for p in loc if not _is_union_tag(p))
 
 
 def describe(exc: ValidationError) -> tuple[str, list[dict[str, Any]]]:

@@ -10,6 +10,7 @@ from pydantic import TypeAdapter, ValidationError
 from cinema.api.errors import ApiError
 from cinema.api.io import authenticate, json_response, path_id, read_body, read_query
 from cinema.api.keys import BOOKINGS
+from cinema.api.limits import enforce_booking_limit
 from cinema.api.schemas import BookingIn, BookingsQuery, IdempotencyKey, PageQuery
 from cinema.booking.model import Booking, Payment
 from cinema.money import format_minor
@@ -60,6 +61,7 @@ def _idempotency_key(request: web.Request) -> str | None:
 
 async def create_booking(request: web.Request) -> web.Response:
     principal = authenticate(request)
+    await enforce_booking_limit(request, principal.user_id)
     key = _idempotency_key(request)
     body = await read_body(request, BookingIn)
     result = await request.app[BOOKINGS].book(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -29,6 +29,7 @@ class Route:
     response: type[BaseModel] | None = None
     status: int = 200
     errors: tuple[int, ...] = ()
+    headers: tuple[tuple[str, Any], ...] = ()  # (request header, type it is validated as)
 
 
 ROUTES: tuple[Route, ...] = (
@@ -73,7 +74,14 @@ ROUTES: tuple[Route, ...] = (
         status=201,
         errors=(400,),
     ),
-    Route("GET", "/api/admin/halls/", catalogue.list_halls, "List halls", access="staff"),
+    Route(
+        "GET",
+        "/api/admin/halls/",
+        catalogue.list_halls,
+        "List halls",
+        access="staff",
+        response=s.HallList,
+    ),
     Route(
         "GET",
         r"/api/admin/halls/{id:\d+}/",
@@ -94,7 +102,14 @@ ROUTES: tuple[Route, ...] = (
         status=201,
         errors=(400, 404),
     ),
-    Route("GET", "/api/movies/", catalogue.list_movies, "List movies", query=s.PageQuery),
+    Route(
+        "GET",
+        "/api/movies/",
+        catalogue.list_movies,
+        "List movies",
+        query=s.PageQuery,
+        response=s.MovieList,
+    ),
     Route(
         "GET",
         r"/api/movies/{id:\d+}/",
@@ -109,6 +124,7 @@ ROUTES: tuple[Route, ...] = (
         catalogue.list_screenings,
         "Upcoming screenings, soonest first",
         query=s.ScreeningsQuery,
+        response=s.ScreeningList,
         errors=(400,),
     ),
     Route(
@@ -137,6 +153,7 @@ ROUTES: tuple[Route, ...] = (
         response=s.BookingOut,
         status=201,
         errors=(400, 404, 409, 422, 502),
+        headers=(("Idempotency-Key", s.IdempotencyKey),),
     ),
     Route(
         "GET",

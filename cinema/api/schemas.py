@@ -71,6 +71,10 @@ class MovieOut(Model):
     duration_minutes: int
 
 
+class MovieList(Model):
+    movies: list[MovieOut]
+
+
 class HallIn(Model):
     name: Annotated[Text, StringConstraints(min_length=1, max_length=100)]
     layout: LayoutIn
@@ -99,6 +103,14 @@ class ScreeningOut(Model):
     starts_at: datetime
     prices: dict[str, str]
     currency: str
+
+
+class HallList(Model):
+    halls: list[HallOut]
+
+
+class ScreeningList(Model):
+    screenings: list[ScreeningOut]
 
 
 class ScreeningsQuery(Model):
@@ -150,8 +162,13 @@ class PaymentOut(Model):
     ]
 
 
+# max_length: without it the schema advertised Model's 10,000 characters, and a query string
+# that long exceeds aiohttp's 8,190-byte request line (a text/plain 400 before any handler).
 Reference = Annotated[
-    str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z0-9]{8}$")
+    str,
+    StringConstraints(
+        strip_whitespace=True, to_upper=True, max_length=64, pattern=r"^[A-Za-z0-9]{8}$"
+    ),
 ]
 
 
@@ -181,6 +198,14 @@ class BookingList(Model):
     bookings: list[BookingOut]
 
 
+# --- service ----------------------------------------------------------------------------
+class HealthOut(Model):
+    status: Literal["ok"]
+
+
+class ReadyOut(Model):
+    status: Literal["ready"]
+    checks: dict[str, Literal["ok", "unavailable"]]
 # --- webhooks ---------------------------------------------------------------------------
 class WebhookOut(Model):
     received: Literal[True]

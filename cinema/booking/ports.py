@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from cinema.booking.model import (
     Booking,
@@ -90,6 +90,48 @@ class NoExpiryScheduler:
     """Used where no worker runs: deadlines still hold, as PostgreSQL enforces them on read."""
 
     async def schedule(self, booking: Booking) -> None:
+        return None
+
+
+ConflictSource = Literal["redis", "postgres"]
+
+
+class BookingEvents(Protocol):
+    """What happened to bookings, told to whoever counts and logs it (metrics, JSON logs).
+    Every state change of a booking goes through one of these; calls must not block."""
+
+    def created(self, booking: Booking) -> None: ...
+
+    def conflicted(self, caught_by: ConflictSource, seat_ids: Sequence[int]) -> None: ...
+
+    def redis_fallback(self) -> None: ...
+
+    def confirmed(self, booking: Booking) -> None: ...
+
+    def cancelled(self, booking: Booking, reason: str | None) -> None: ...
+
+    def expired(self, booking: Booking) -> None: ...
+
+
+class NoBookingEvents:
+    """Tells nobody: for tools and tests that do not care."""
+
+    def created(self, booking: Booking) -> None:
+        return None
+
+    def conflicted(self, caught_by: ConflictSource, seat_ids: Sequence[int]) -> None:
+        return None
+
+    def redis_fallback(self) -> None:
+        return None
+
+    def confirmed(self, booking: Booking) -> None:
+        return None
+
+    def cancelled(self, booking: Booking, reason: str | None) -> None:
+        return None
+
+    def expired(self, booking: Booking) -> None:
         return None
 
 

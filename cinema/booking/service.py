@@ -30,9 +30,11 @@ from cinema.booking.model import (
     SeatMapEntry,
 )
 from cinema.booking.ports import (
+    BookingEvents,
     BookingStore,
     ExpiryScheduler,
     FollowUps,
+    NoBookingEvents,
     NoFollowUps,
     PaymentGateway,
     ScreeningCatalogue,
@@ -66,6 +68,7 @@ class BookingService:
         hold_ttl_seconds: int,
         filter_enabled: bool = True,
         clock: Callable[[], datetime] = _utcnow,
+        events: BookingEvents | None = None,
         payments: PaymentGateway | None = None,
         follow_ups: FollowUps | None = None,
     ) -> None:
@@ -76,6 +79,7 @@ class BookingService:
         self._hold_ttl = hold_ttl_seconds
         self._filter_enabled = filter_enabled
         self._clock = clock
+        self.events: BookingEvents = events or NoBookingEvents()
         self._payments = payments  # None: bookings carry no payment (no provider configured)
         self._follow_ups = follow_ups or NoFollowUps()
         # conflicts_redis / conflicts_postgres / created / cancelled / redis_fallbacks ...
@@ -104,6 +108,7 @@ class BookingService:
             claim = await self._holds.claim(screening_id, seats, token, self._hold_ttl)
             if not claim.reachable:
                 self.stats["redis_fallbacks"] += 1
+                self.events.redis_fallback()
                 log.warning("seat filter unreachable; booking through PostgreSQL alone")
             elif not claim.claimed:
                 if idempotency_key is not None:
@@ -111,6 +116,7 @@ class BookingService:
                     if replay is not None:
                         return replay
                 self.stats["conflicts_redis"] += 1
+                self.events.conflicted("redis", claim.taken)
                 raise SeatsUnavailable(list(claim.taken))
             else:
                 claimed = True
@@ -129,6 +135,7 @@ class BookingService:
             if replay is not None:
                 return replay
             self.stats["conflicts_postgres"] += 1
+            self.events.conflicted("postgres", seats)
             if isinstance(exc, SeatsUnavailable):
                 raise
             raise SeatsUnavailable(list(seats)) from exc
@@ -137,6 +144,7 @@ class BookingService:
             raise
 
         self.stats["created"] += 1
+        self.events.created(booking)
         booking = await self._start_payment(booking, owner=True)
         await self._expiry.schedule(booking)
         return BookingResult(booking, replayed=False)
@@ -267,6 +275,7 @@ class BookingService:
             # It changed under us (paid or expired a moment ago): report what it is now.
             return await self.cancel(user_id, booking_id)
         self.stats["cancelled"] += 1
+        self.events.cancelled(ended, CancelReason.USER.value)
         await self._release_quietly(True, ended.screening_id, ended.seat_ids, ended.hold_token)
         await self.cancel_payment_later(ended)
         return ended

@@ -18,8 +18,10 @@ from cinema.booking.model import (
     SettlementOutcome,
 )
 from cinema.booking.ports import (
+    BookingEvents,
     BookingStore,
     FollowUps,
+    NoBookingEvents,
     PaymentGateway,
     SeatHolds,
     SettlementStore,
@@ -36,11 +38,13 @@ class PaymentSettlement:
         store: SettlementStore,
         holds: SeatHolds,
         follow_ups: FollowUps,
+        events: BookingEvents | None = None,
     ) -> None:
         self._gateway = gateway
         self._store = store
         self._holds = holds
         self._follow_ups = follow_ups
+        self._events: BookingEvents = events or NoBookingEvents()
         self.stats: Counter[str] = Counter()
 
     async def handle_webhook(self, payload: bytes, signature: str | None) -> SettlementOutcome:
@@ -67,9 +71,11 @@ class PaymentSettlement:
             return
         outcome = settlement.outcome
         if outcome in (SettlementOutcome.CONFIRMED, SettlementOutcome.CONFIRMED_LATE):
+            self._events.confirmed(booking)
             await self._quietly(self._holds.mark_sold(booking.screening_id, booking.seat_ids))
             await self._follow_ups.send_ticket(booking.id)
         elif outcome is SettlementOutcome.CANCELLED:
+            self._events.cancelled(booking, booking.cancel_reason)
             await self._quietly(
                 self._holds.release(booking.screening_id, booking.seat_ids, booking.hold_token)
             )

@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import contextlib
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
+import time
 from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
 
 from cinema.settings import Settings, SettingsError, load_settings
+
+# An onsale opens thousands of connections at once; a short accept queue turns that burst
+# into one-second SYN retries.
+BACKLOG = 4096
 
 
 def _settings() -> Settings:
@@ -24,10 +34,9 @@ def _settings() -> Settings:
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
-    )
+    from cinema.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
 
 
 def _install_uvloop() -> None:
@@ -46,7 +55,38 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve_one(settings: Settings, sock: socket.socket | None, host: str, port: int) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    """Linux: have the kernel send SIGTERM to this worker when its parent dies, so workers
+    never outlive a parent killed with SIGKILL (they would keep the port and serve stale code)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _serve_child(settings: Settings, sock: socket.socket, host: str, port: int, ppid: int) -> None:
+    try:
+        _serve_one(settings, sock, host, port, ppid)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        print(f"cinema serve: cannot use PostgreSQL or Redis: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _serve_one(
+    settings: Settings, sock: socket.socket | None, host: str, port: int, parent_pid: int = 0
+) -> None:
+    if parent_pid:
+        # Own process group: a terminal's Ctrl-C reaches the parent only, which forwards
+        # one SIGTERM, instead of every worker getting SIGINT and then SIGTERM as well.
+        os.setpgid(0, 0)
+        _die_with_parent(parent_pid)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
     from aiohttp import web
 
     from cinema.app import init_app
@@ -54,39 +94,115 @@ def _serve_one(settings: Settings, sock: socket.socket | None, host: str, port: 
     _configure_logging(settings)
     _install_uvloop()
     app = init_app(settings)
+    timeout = settings.shutdown_timeout_seconds
+    # On SIGTERM/SIGINT aiohttp stops accepting, lets in-flight requests finish for up to
+    # `timeout` seconds (then cancels them: a booking's transaction rolls back whole), and
+    # only then runs the cleanup that closes the PostgreSQL and Redis pools.
+    options: dict[str, Any] = {
+        "print": None,
+        "access_log": None,  # cinema.access logs one JSON line per request instead
+        "shutdown_timeout": timeout,
+        "backlog": BACKLOG,
+    }
     if sock is not None:
-        web.run_app(app, sock=sock, print=None, access_log=None, shutdown_timeout=10)
+        web.run_app(app, sock=sock, **options)
     else:
-        web.run_app(app, host=host, port=port, print=None, access_log=None, shutdown_timeout=10)
+        web.run_app(app, host=host, port=port, **options)
+
+
+def _metrics_dir(workers: int) -> tuple[str | None, bool]:
+    """PROMETHEUS_MULTIPROC_DIR for the workers: the operator's (emptied of a previous run's
+    files), or a temporary folder of our own when several processes must share their metrics.
+    Returns (folder, whether we created it)."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        os.makedirs(given, exist_ok=True)
+        for name in os.listdir(given):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(given, name))
+        return given, False
+    if workers <= 1:
+        return None, False
+    folder = tempfile.mkdtemp(prefix="cinema-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    return folder, True
 
 
 def serve(settings: Settings, host: str, port: int, workers: int) -> int:
-    if workers <= 1:
-        print(f"serving on http://{host}:{port}", flush=True)
-        _serve_one(settings, None, host, port)
-        return 0
-    # One listening socket shared by every worker process: the kernel spreads connections.
-    sock = socket.create_server((host, port), reuse_port=False, backlog=4096)
+    metrics_dir, own_dir = _metrics_dir(workers)
+    try:
+        if workers <= 1:
+            print(f"serving on http://{host}:{port}", flush=True)
+            _serve_one(settings, None, host, port)
+            return 0
+        return _serve_many(settings, host, port, workers)
+    finally:
+        if own_dir and metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _serve_many(settings: Settings, host: str, port: int, workers: int) -> int:
+    """N forked workers accept on one listening socket (the kernel spreads connections).
+    SIGTERM/SIGINT: forwarded once as SIGTERM; workers get shutdown_timeout plus a margin to
+    finish, then SIGKILL. A worker that dies on its own stops the rest and the exit code is 1,
+    so a supervisor (compose, systemd) restarts the whole set. Exit code 0 after a clean stop."""
+    from multiprocessing.connection import wait
+
+    # Not cinema.metrics: creating metrics here would leave files of the parent's own.
+    from prometheus_client.multiprocess import mark_process_dead
+
+    sock = socket.create_server((host, port), backlog=BACKLOG)
     sock.set_inheritable(True)
     ctx = multiprocessing.get_context("fork")
+    parent_pid = os.getpid()
     children = [
-        ctx.Process(target=_serve_one, args=(settings, sock, host, port), daemon=False)
+        ctx.Process(target=_serve_child, args=(settings, sock, host, port, parent_pid))
         for _ in range(workers)
     ]
+    stopping = False
+    stop_deadline = 0.0
+
+    def stop_all() -> None:
+        nonlocal stopping, stop_deadline
+        if stopping:
+            return
+        stopping = True
+        stop_deadline = time.monotonic() + settings.shutdown_timeout_seconds + 5
+        for child in children:
+            if child.pid is not None and child.exitcode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGTERM)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop_all()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     for child in children:
         child.start()
+    sock.close()  # the workers hold it now
     print(f"serving on http://{host}:{port} with {workers} processes", flush=True)
 
-    def forward(signum: int, _frame: object) -> None:
-        for child in children:
-            if child.pid is not None and child.is_alive():
-                os.kill(child.pid, signal.SIGTERM if signum != signal.SIGINT else signal.SIGINT)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for child in children:
-        child.join()
-    return 0
+    failed = False
+    running = list(children)
+    while running:
+        timeout = max(0.0, stop_deadline - time.monotonic()) if stopping else None
+        ready = wait([c.sentinel for c in running], timeout=timeout)
+        if not ready:  # stragglers past the deadline
+            for child in running:
+                child.kill()
+            continue
+        for child in [c for c in running if c.sentinel in ready]:
+            child.join()
+            running.remove(child)
+            if child.pid is not None:
+                mark_process_dead(child.pid)  # type: ignore[no-untyped-call]
+            clean = child.exitcode == 0 or (stopping and child.exitcode == -signal.SIGTERM)
+            if not clean or not stopping:
+                failed = True
+                print(f"worker {child.pid} exited with {child.exitcode}", file=sys.stderr)
+            stop_all()
+    return 1 if failed else 0
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -170,7 +286,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("serve", "demo") and args.workers < 1:
         print("--workers must be at least 1", file=sys.stderr)
         return 2
-    return COMMANDS[args.command](settings, args)
+    try:
+        return COMMANDS[args.command](settings, args)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # Unreachable or refusing PostgreSQL at start-up: one line, not a traceback.
+        print(f"cinema {args.command}: cannot use PostgreSQL or Redis: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ class RedisSeatHolds:
         self._grace_ms = grace_seconds * 1000
         self._claim = client.register_script((LUA_DIR / "claim_seats.lua").read_text())
         self._release = client.register_script((LUA_DIR / "release_seats.lua").read_text())
+        self._mark_sold = client.register_script((LUA_DIR / "mark_sold.lua").read_text())
         # After a connection failure, skip Redis for a moment instead of paying a
         # connect timeout on every request while it is down.
         self._retry_after = retry_after_seconds
@@ -59,7 +60,7 @@ class RedisSeatHolds:
 
     async def load_scripts(self) -> None:
         try:
-            for script in (self._claim, self._release):
+            for script in (self._claim, self._release, self._mark_sold):
                 await self._client.script_load(script.script)
         except RedisError as exc:
             log.warning("could not preload seat scripts (%s); they load on first use", exc)
@@ -90,3 +91,7 @@ class RedisSeatHolds:
 
     async def release(self, screening_id: int, seat_ids: Sequence[int], token: str) -> None:
         await self._release(keys=self._keys(screening_id, seat_ids), args=[token])
+
+    async def mark_sold(self, screening_id: int, seat_ids: Sequence[int]) -> None:
+        if seat_ids:
+            await self._mark_sold(keys=self._keys(screening_id, seat_ids))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
@@ -35,6 +36,21 @@ class Settings(BaseSettings):
     expiry_reconcile_seconds: float = Field(default=30, ge=1, le=3600)
     expiry_batch_size: int = Field(default=200, ge=1, le=10_000)
     worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    # --- operations (docs/operations.md) ---
+    log_format: Literal["json", "text"] = "json"
+    rate_limit_bookings_per_minute: int = Field(default=120, ge=0, le=1_000_000)
+    rate_limit_auth_per_minute: int = Field(default=300, ge=0, le=1_000_000)
+    trusted_proxies: str = ""
+    shutdown_timeout_seconds: float = Field(default=15, gt=0, le=600)
+    # Payments (empty secret key: bookings carry no payment and webhooks answer 503).
+    stripe_secret_key: str = ""
+    stripe_webhook_secret: str = ""
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # Ticket emails (empty host: none are sent).
+    smtp_host: str = ""
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = "CinemaCore <tickets@cinemacore.example>"
 
     @field_validator("database_url")
     @classmethod
@@ -55,6 +71,25 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)  # ValueError names the entry
+        return value
+
+    @field_validator("stripe_api_base")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// or http://")
+        return value.rstrip("/")
+
+    @property
+    def payments_enabled(self) -> bool:
+        return bool(self.stripe_secret_key)
+
     @property
     def filter_enabled(self) -> bool:
         return self.hold_filter == "on"
@@ -72,4 +107,4 @@ def load_settings(**overrides: object) -> Settings:
         first = exc.errors()[0]
         name = str(first["loc"][0]).upper() if first["loc"] else "settings"
         problem = "is required" if first["type"] == "missing" else first["msg"]
-        raise SettingsError(f"configuration error: {name} {problem}") from None
+        raise SettingsError(f"configuration error: {name}: {problem}") from None

@@ -1,42 +1,44 @@
 # Shared by demo.sh and test.sh. Sourced, not run.
 
-ensure_venv() {
-  if [ ! -x .venv/bin/python ]; then
-    python3 -m venv .venv
-  fi
-  local stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
+# Commands to run when the calling script exits (any way but SIGKILL), last registered first.
+_on_exit_commands=()
+_run_on_exit() {
+  local cmd
+  for cmd in "${_on_exit_commands[@]}"; do eval "$cmd" || true; done
+}
+on_exit() {
+  _on_exit_commands=("$1" "${_on_exit_commands[@]}")
+  trap _run_on_exit EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+install_extras() {  # extras, e.g. dev,embedded: pip install -e ".[extras]" once per pyproject.toml
+  local stamp=.venv/.installed-$1-$(sha1sum pyproject.toml | cut -c1-12)
   if [ ! -e "$stamp" ]; then
-    .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q -e '.[dev]'
+    .venv/bin/pip install -q -e ".[$1]"
     touch "$stamp"
   fi
 }
 
-_answers() {  # host port
-  .venv/bin/python - "$1" "$2" <<'PY'
-import socket, sys
-try:
-    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1).close()
-except OSError:
-    sys.exit(1)
-PY
+ensure_venv() {
+  if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+    .venv/bin/pip install -q --upgrade pip
+  fi
+  install_extras dev
 }
 
-_host_port() {  # url default_port -> "host port"
-  .venv/bin/python - "$1" "$2" <<'PY'
-import sys
-from urllib.parse import urlsplit
-u = urlsplit(sys.argv[1])
-print(u.hostname or "127.0.0.1", u.port or int(sys.argv[2]))
-PY
-}
-
+# Use PostgreSQL and Redis at DATABASE_URL / REDIS_URL (environment, then .env) when they answer;
+# otherwise start embedded ones (the `embedded` extra, data under .local/services), export their
+# URLs for everything this script runs next, and stop them when it exits.
 ensure_services() {
-  local pg redis
-  pg=$(_host_port "${DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/cinema}" 5432)
-  redis=$(_host_port "${REDIS_URL:-redis://127.0.0.1:6379/0}" 6379)
-  # shellcheck disable=SC2086
-  _answers $pg || { echo "PostgreSQL does not answer at ${pg/ /:}" >&2; return 1; }
-  # shellcheck disable=SC2086
-  _answers $redis || { echo "Redis does not answer at ${redis/ /:}" >&2; return 1; }
+  local missing exports
+  missing=$(.venv/bin/python -m cinema.devservices missing)
+  [ -z "$missing" ] && return 0
+  echo "not answering: $missing -> using embedded servers (data in .local/services)" >&2
+  install_extras dev,embedded
+  exports=$(.venv/bin/python -m cinema.devservices up)
+  eval "$exports"
+  on_exit '.venv/bin/python -m cinema.devservices down'
 }

@@ -1,4 +1,6 @@
-"""Expiry metrics: how many bookings expired, and how late (deadline -> actual cancel).
+"""Expiry metrics: how late bookings expire (deadline -> actual cancel), how the tasks fare.
+The count of expired bookings is cinema_bookings_expired_total (cinema/metrics.py, through the
+BookingEvents port); the histogram's _count gives it per path.
 
 Prometheus objects for a scrape (`cinema worker` serves them on WORKER_METRICS_PORT), plus a
 small window of recent latenesses that the worker summarises in its log."""
@@ -12,11 +14,6 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from cinema.booking.model import Booking
 
-EXPIRED = Counter(
-    "cinema_bookings_expired_total",
-    "PENDING bookings cancelled because their deadline passed unpaid.",
-    ["path"],  # "task": the scheduled task; "reconciler": the catch-up sweep
-)
 TASK_RUNS = Counter(
     "cinema_expiry_tasks_total",
     "Expiry tasks run, by outcome: expired (it ended the booking) or noop (paid, already"
@@ -33,7 +30,8 @@ IN_FLIGHT = Gauge(
 )
 LATENESS = Histogram(
     "cinema_booking_expiry_lateness_seconds",
-    "Seconds from a booking's deadline (expires_at) to its actual cancellation.",
+    "Seconds from a booking's deadline (expires_at) to its cancellation by the worker, by"
+    " path: task (the scheduled task) or reconciler (the catch-up sweep).",
     ["path"],
     buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60, 300, 900, 3600),
 )
@@ -52,7 +50,6 @@ class LatenessWindow:
 
     def record(self, path: str, booking: Booking) -> float:
         late = lateness_seconds(booking)
-        EXPIRED.labels(path).inc()
         LATENESS.labels(path).observe(max(late, 0.0))
         self.samples.setdefault(path, []).append(late)
         return late

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from taskiq.cli.scheduler.run import SchedulerLoop
@@ -42,6 +43,7 @@ class ExpiryWorker:
         batch_size: int,
         summary_every_seconds: float = 10.0,
         max_concurrent_tasks: int = 1000,  # most wait out their SCHEDULE_LEAD asleep
+        also_sweep: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self._service = service
         self._queue = queue
@@ -49,6 +51,7 @@ class ExpiryWorker:
         self._batch_size = batch_size
         self._summary_every = summary_every_seconds
         self._max_concurrent = max_concurrent_tasks
+        self._also_sweep = also_sweep  # run after each reconciliation
         self.window = LatenessWindow()
 
     async def expire(self, booking_id: int) -> None:
@@ -167,6 +170,11 @@ class ExpiryWorker:
             else:
                 if ended:
                     log.info("reconciler ended %d overdue booking(s)", ended)
+            if self._also_sweep is not None:
+                try:
+                    await self._also_sweep()
+                except Exception as exc:
+                    log.warning("sweep after reconciliation failed (%r)", exc)
             await asyncio.sleep(min(next(pauses), self._reconcile_every))
 
     async def _summarise_forever(self) -> None:

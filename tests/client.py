@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,6 +13,17 @@ from typing import Any
 import aiohttp
 
 _counter = itertools.count(1)
+
+
+async def wait_for(
+    predicate: Callable[[], Awaitable[bool]], within: float = 10.0, interval: float = 0.05
+) -> None:
+    """Poll an async predicate until it holds; fail once the deadline passes."""
+    deadline = time.monotonic() + within
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within} s")
+        await asyncio.sleep(interval)
 
 
 @dataclass

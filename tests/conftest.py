@@ -65,6 +65,9 @@ def make_settings(database_url: str, redis_prefix: str, **overrides: Any) -> Set
         "jwt_secret": JWT_SECRET,
         "redis_key_prefix": redis_prefix,
         "db_pool_max": 20,
+        # Off unless a test turns them on: the suite registers many users from one address.
+        "rate_limit_bookings_per_minute": 0,
+        "rate_limit_auth_per_minute": 0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -128,3 +131,14 @@ async def make_api(database_url: str, redis_prefix: str, users: Users) -> AsyncI
 @pytest.fixture
 async def api(make_api: AppFactory) -> ApiClient:
     return await make_api()
+
+
+# Payment fixtures live in their own module; importing them here registers them.
+from tests.payment_fixtures import (  # noqa: E402, F401
+    localstripe_url,
+    make_pay_api,
+    pay_api,
+    quiet_api,
+    smtp,
+    stripe_fake,
+)

@@ -14,7 +14,7 @@ from taskiq import ScheduledTask
 
 from cinema.auth.tokens import TokenIssuer
 from cinema.booking.model import Booking, BookingStatus
-from cinema.booking.ports import NoExpiryScheduler
+from cinema.booking.ports import NoBookingEvents, NoExpiryScheduler
 from cinema.booking.service import BookingService
 from cinema.catalogue.service import CatalogueService
 from cinema.holds import RedisSeatHolds, seat_key
@@ -26,11 +26,13 @@ from tests.client import ApiClient
 from tests.conftest import JWT_SECRET, REDIS_URL, AppFactory, Users
 
 
-class RecordingHook:
+class RecordingEvents(NoBookingEvents):
+    """The BookingEvents port (metrics and logs in production), recording expiries."""
+
     def __init__(self) -> None:
         self.ended: list[int] = []
 
-    async def booking_ended(self, booking: Booking) -> None:
+    def expired(self, booking: Booking) -> None:
         self.ended.append(booking.id)
 
 
@@ -54,19 +56,19 @@ async def rds() -> AsyncIterator[aioredis.Redis]:
 
 
 @pytest.fixture
-def hook() -> RecordingHook:
-    return RecordingHook()
+def hook() -> RecordingEvents:
+    return RecordingEvents()
 
 
 @pytest.fixture
-def service(pool: Pool, rds: aioredis.Redis, prefix: str, hook: RecordingHook) -> BookingService:
+def service(pool: Pool, rds: aioredis.Redis, prefix: str, hook: RecordingEvents) -> BookingService:
     return BookingService(
         holds=RedisSeatHolds(rds, prefix=prefix, grace_seconds=5),
         store=PgBookingStore(pool),
         catalogue=CatalogueService(PgCatalogueStore(pool)),
         expiry=NoExpiryScheduler(),
         hold_ttl_seconds=900,
-        on_ended=hook,
+        events=hook,
     )
 
 
@@ -110,7 +112,7 @@ async def test_expire_waits_for_the_deadline_then_ends_once(
     pool: Pool,
     rds: aioredis.Redis,
     prefix: str,
-    hook: RecordingHook,
+    hook: RecordingEvents,
 ) -> None:
     (booking,), screening_id = await _book_many(service, users, api, 1)
     key = seat_key(prefix, screening_id, booking.seat_ids[0])
@@ -133,7 +135,7 @@ async def test_expire_waits_for_the_deadline_then_ends_once(
 
 
 async def test_expire_leaves_paid_bookings_alone(
-    service: BookingService, users: Users, api: ApiClient, pool: Pool, hook: RecordingHook
+    service: BookingService, users: Users, api: ApiClient, pool: Pool, hook: RecordingEvents
 ) -> None:
     (booking,), _ = await _book_many(service, users, api, 1)
     store = PgBookingStore(pool)
@@ -144,12 +146,14 @@ async def test_expire_leaves_paid_bookings_alone(
     assert hook.ended == []
 
 
-async def test_user_cancel_tells_the_hook(
-    service: BookingService, users: Users, api: ApiClient, hook: RecordingHook
+async def test_a_user_cancelled_booking_does_not_expire(
+    service: BookingService, users: Users, api: ApiClient, pool: Pool, hook: RecordingEvents
 ) -> None:
     (booking,), _ = await _book_many(service, users, api, 1)
     await service.cancel(booking.user_id, booking.id)
-    assert hook.ended == [booking.id]
+    await _make_overdue(pool, [booking.id])
+    assert await service.expire(booking.id) is None
+    assert hook.ended == []
 
 
 async def test_concurrent_reconcilers_end_every_overdue_booking_exactly_once(
@@ -159,7 +163,7 @@ async def test_concurrent_reconcilers_end_every_overdue_booking_exactly_once(
     pool: Pool,
     rds: aioredis.Redis,
     prefix: str,
-    hook: RecordingHook,
+    hook: RecordingEvents,
 ) -> None:
     bookings, screening_id = await _book_many(service, users, api, 31)
     overdue, fresh = bookings[:30], bookings[30]

@@ -10,11 +10,23 @@ from pydantic import TypeAdapter, ValidationError
 from cinema.api.errors import ApiError
 from cinema.api.io import authenticate, json_response, path_id, read_body, read_query
 from cinema.api.keys import BOOKINGS
-from cinema.api.schemas import BookingIn, IdempotencyKey, PageQuery
-from cinema.booking.model import Booking
+from cinema.api.limits import enforce_booking_limit
+from cinema.api.schemas import BookingIn, BookingsQuery, IdempotencyKey, PageQuery
+from cinema.booking.model import Booking, Payment
 from cinema.money import format_minor
 
 _IDEMPOTENCY_KEY = TypeAdapter(IdempotencyKey)
+
+
+def payment_json(payment: Payment | None) -> dict[str, Any] | None:
+    if payment is None:
+        return None
+    return {
+        "provider": payment.provider,
+        "payment_intent_id": payment.intent_id,
+        "client_secret": payment.client_secret,
+        "status": payment.status.value,
+    }
 
 
 def booking_json(booking: Booking) -> dict[str, Any]:
@@ -31,6 +43,7 @@ def booking_json(booking: Booking) -> dict[str, Any]:
         "cancel_reason": booking.cancel_reason,
         "created_at": booking.created_at.isoformat(),
         "updated_at": booking.updated_at.isoformat(),
+        "payment": payment_json(booking.payment),
     }
 
 
@@ -48,6 +61,7 @@ def _idempotency_key(request: web.Request) -> str | None:
 
 async def create_booking(request: web.Request) -> web.Response:
     principal = authenticate(request)
+    await enforce_booking_limit(request, principal.user_id)
     key = _idempotency_key(request)
     body = await read_body(request, BookingIn)
     result = await request.app[BOOKINGS].book(
@@ -61,6 +75,19 @@ async def get_booking(request: web.Request) -> web.Response:
     principal = authenticate(request)
     booking = await request.app[BOOKINGS].booking_for(principal.user_id, path_id(request))
     return json_response(booking_json(booking))
+
+
+async def list_bookings(request: web.Request) -> web.Response:
+    """My bookings, newest first; `?reference=ABCD1234` finds one of mine by its reference."""
+    principal = authenticate(request)
+    query = read_query(request, BookingsQuery)
+    service = request.app[BOOKINGS]
+    if query.reference is not None:
+        found = await service.booking_by_reference(principal.user_id, query.reference)
+        bookings = [] if found is None else [found]
+    else:
+        bookings = await service.bookings_of(principal.user_id, query.limit, query.offset)
+    return json_response({"bookings": [booking_json(b) for b in bookings]})
 
 
 async def my_bookings(request: web.Request) -> web.Response:

@@ -11,19 +11,23 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from cinema.auth.errors import AuthError, BadCredentials, EmailTaken, InvalidToken
+from cinema.auth.errors import BadCredentials, EmailTaken, InvalidToken
 from cinema.booking.errors import (
-    BookingError,
     BookingNotCancellable,
     BookingNotFound,
     IdempotencyKeyReused,
     InvalidSelection,
+    InvalidWebhook,
+    PaymentProviderUnavailable,
+    PaymentsNotConfigured,
     ScreeningNotFound,
     ScreeningStarted,
     SeatsNotInHall,
     SeatsUnavailable,
 )
-from cinema.catalogue.errors import CatalogueError, InvalidLayout, InvalidScreening, NotFound
+from cinema.catalogue.errors import InvalidLayout, InvalidScreening, NotFound
+from cinema.errors import DomainError
+from cinema.validation import describe
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,9 @@ _STATUS_BY_ERROR: dict[type[Exception], int] = {
     SeatsUnavailable: 409,
     BookingNotCancellable: 409,
     IdempotencyKeyReused: 422,
+    InvalidWebhook: 400,
+    PaymentProviderUnavailable: 502,
+    PaymentsNotConfigured: 503,
     EmailTaken: 409,
     BadCredentials: 401,
     InvalidToken: 401,
@@ -56,6 +63,7 @@ _CODE_BY_STATUS = {
     422: "unprocessable",
     429: "rate_limited",
     500: "internal_error",
+    502: "bad_gateway",
     503: "service_unavailable",
 }
 
@@ -70,11 +78,19 @@ _UNAVAILABLE = (
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers
         self.extra = extra
 
 
@@ -88,16 +104,13 @@ def error_response(
 
 
 def validation_error(exc: ValidationError) -> ApiError:
-    errors = exc.errors(include_url=False, include_context=False, include_input=False)
-    if any(e["type"] == "json_invalid" for e in errors):
+    if any(e["type"] == "json_invalid" for e in exc.errors()):
         return ApiError(400, "malformed_json", "the request body is not valid JSON")
-    details = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in errors]
-    first = details[0]
-    message = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
+    message, details = describe(exc)
     return ApiError(400, "validation_error", message, details=details)
 
 
-def _domain_response(exc: BookingError | CatalogueError | AuthError) -> web.Response:
+def _domain_response(exc: DomainError) -> web.Response:
     status = next(
         (s for t, s in _STATUS_BY_ERROR.items() if isinstance(exc, t)),
         400,
@@ -107,8 +120,7 @@ def _domain_response(exc: BookingError | CatalogueError | AuthError) -> web.Resp
     if seat_ids is not None:
         extra["seat_ids"] = seat_ids
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    message = getattr(exc, "message", None) or str(exc)
-    return error_response(status, exc.code, message, headers, **extra)
+    return error_response(status, exc.code, exc.message, headers, **extra)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -119,12 +131,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else exc.headers
         return error_response(exc.status, exc.code, exc.message, headers, **exc.extra)
     except ValidationError as exc:
         api = validation_error(exc)
         return error_response(api.status, api.code, api.message, **api.extra)
-    except (BookingError, CatalogueError, AuthError) as exc:
+    except DomainError as exc:
         return _domain_response(exc)
     except web.HTTPException as exc:
         if exc.status < 400:

@@ -7,7 +7,9 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from cinema.api import schemas as s
 from cinema.api.io import json_response
+from cinema.api.routes import Route, add_routes
 
 Probe = Callable[[], Awaitable[None]]
 PROBES = web.AppKey("probes", dict[str, Probe])
@@ -43,6 +45,17 @@ async def ready(request: web.Request) -> web.Response:
     return json_response(body, status=503)
 
 
+HEALTH_ROUTES: tuple[Route, ...] = (
+    Route("GET", "/health", health, "The process answers", response=s.HealthOut),
+    Route(
+        "GET",
+        "/ready",
+        ready,
+        "PostgreSQL and Redis answer (503 names the one that does not)",
+        response=s.ReadyOut,
+    ),
+)
+
+
 def add_health_routes(app: web.Application) -> None:
-    app.router.add_get("/health", health)
-    app.router.add_get("/ready", ready)
+    add_routes(app, HEALTH_ROUTES)

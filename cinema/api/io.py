@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from cinema.api.errors import ApiError, validation_error
 from cinema.api.keys import ACCOUNTS
+from cinema.api.observe import USER_ID
 from cinema.api.schemas import MAX_ID
 from cinema.auth.errors import InvalidToken
 from cinema.auth.tokens import Principal
@@ -58,9 +59,11 @@ def authenticate(request: web.Request) -> Principal:
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "not_authenticated", "send a bearer token in the Authorization header")
     try:
-        return request.app[ACCOUNTS].tokens.verify(token.strip())
+        principal = request.app[ACCOUNTS].tokens.verify(token.strip())
     except InvalidToken as exc:
         raise ApiError(401, "invalid_token", f"invalid token: {exc}") from None
+    request[USER_ID] = principal.user_id  # for the access log
+    return principal
 
 
 def authenticate_staff(request: web.Request) -> Principal:

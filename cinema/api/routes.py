@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel
 
-from cinema.api import auth, bookings, catalogue
+from cinema.api import auth, bookings, catalogue, webhooks
 from cinema.api import schemas as s
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -29,6 +29,7 @@ class Route:
     response: type[BaseModel] | None = None
     status: int = 200
     errors: tuple[int, ...] = ()
+    headers: tuple[tuple[str, Any], ...] = ()  # (request header, type it is validated as)
 
 
 ROUTES: tuple[Route, ...] = (
@@ -73,7 +74,14 @@ ROUTES: tuple[Route, ...] = (
         status=201,
         errors=(400,),
     ),
-    Route("GET", "/api/admin/halls/", catalogue.list_halls, "List halls", access="staff"),
+    Route(
+        "GET",
+        "/api/admin/halls/",
+        catalogue.list_halls,
+        "List halls",
+        access="staff",
+        response=s.HallList,
+    ),
     Route(
         "GET",
         r"/api/admin/halls/{id:\d+}/",
@@ -94,7 +102,14 @@ ROUTES: tuple[Route, ...] = (
         status=201,
         errors=(400, 404),
     ),
-    Route("GET", "/api/movies/", catalogue.list_movies, "List movies", query=s.PageQuery),
+    Route(
+        "GET",
+        "/api/movies/",
+        catalogue.list_movies,
+        "List movies",
+        query=s.PageQuery,
+        response=s.MovieList,
+    ),
     Route(
         "GET",
         r"/api/movies/{id:\d+}/",
@@ -109,6 +124,7 @@ ROUTES: tuple[Route, ...] = (
         catalogue.list_screenings,
         "Upcoming screenings, soonest first",
         query=s.ScreeningsQuery,
+        response=s.ScreeningList,
         errors=(400,),
     ),
     Route(
@@ -136,7 +152,18 @@ ROUTES: tuple[Route, ...] = (
         body=s.BookingIn,
         response=s.BookingOut,
         status=201,
-        errors=(400, 404, 409, 422),
+        errors=(400, 404, 409, 422, 502),
+        headers=(("Idempotency-Key", s.IdempotencyKey),),
+    ),
+    Route(
+        "GET",
+        "/api/bookings/",
+        bookings.list_bookings,
+        "My bookings, newest first; ?reference= finds one by its reference",
+        access="user",
+        query=s.BookingsQuery,
+        response=s.BookingList,
+        errors=(400,),
     ),
     Route(
         "GET",
@@ -164,6 +191,14 @@ ROUTES: tuple[Route, ...] = (
         access="user",
         query=s.PageQuery,
         response=s.BookingList,
+    ),
+    Route(
+        "POST",
+        "/api/webhooks/stripe/",
+        webhooks.stripe_webhook,
+        "Stripe events (signed with Stripe-Signature); confirms or cancels bookings",
+        response=s.WebhookOut,
+        errors=(400, 502, 503),
     ),
 )
 

@@ -71,6 +71,10 @@ class MovieOut(Model):
     duration_minutes: int
 
 
+class MovieList(Model):
+    movies: list[MovieOut]
+
+
 class HallIn(Model):
     name: Annotated[Text, StringConstraints(min_length=1, max_length=100)]
     layout: LayoutIn
@@ -99,6 +103,14 @@ class ScreeningOut(Model):
     starts_at: datetime
     prices: dict[str, str]
     currency: str
+
+
+class HallList(Model):
+    halls: list[HallOut]
+
+
+class ScreeningList(Model):
+    screenings: list[ScreeningOut]
 
 
 class ScreeningsQuery(Model):
@@ -141,6 +153,31 @@ class BookingIn(Model):
 IdempotencyKey = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,255}$")]
 
 
+class PaymentOut(Model):
+    provider: Literal["stripe"]
+    payment_intent_id: str
+    client_secret: str  # for the customer's client (Stripe.js) to pay; shown to the owner only
+    status: Literal[
+        "requires_payment", "succeeded", "failed", "canceled", "refund_pending", "refunded"
+    ]
+
+
+# max_length: without it the schema advertised Model's 10,000 characters, and a query string
+# that long exceeds aiohttp's 8,190-byte request line (a text/plain 400 before any handler).
+Reference = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, to_upper=True, max_length=64, pattern=r"^[A-Za-z0-9]{8}$"
+    ),
+]
+
+
+class BookingsQuery(Model):
+    reference: Reference | None = None
+    limit: Annotated[int, Field(ge=1, le=500)] = 100
+    offset: Annotated[int, Field(ge=0, le=100_000)] = 0
+
+
 class BookingOut(Model):
     id: int
     reference: str
@@ -154,10 +191,25 @@ class BookingOut(Model):
     cancel_reason: str | None
     created_at: datetime
     updated_at: datetime
+    payment: PaymentOut | None  # null when no payment provider is configured
 
 
 class BookingList(Model):
     bookings: list[BookingOut]
+
+
+# --- service ----------------------------------------------------------------------------
+class HealthOut(Model):
+    status: Literal["ok"]
+
+
+class ReadyOut(Model):
+    status: Literal["ready"]
+    checks: dict[str, Literal["ok", "unavailable"]]
+# --- webhooks ---------------------------------------------------------------------------
+class WebhookOut(Model):
+    received: Literal[True]
+    outcome: str
 
 
 class ErrorBody(Model):

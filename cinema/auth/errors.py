@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from cinema.errors import DomainError
 
-class AuthError(Exception):
+
+class AuthError(DomainError):
     code = "auth_error"
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+from cinema.errors import DomainError
 
-class BookingError(Exception):
+
+class BookingError(DomainError):
     code = "booking_error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class InvalidSelection(BookingError):
@@ -61,6 +59,30 @@ class IdempotencyKeyReused(BookingError):
 
     def __init__(self) -> None:
         super().__init__("this Idempotency-Key was already used for a different booking request")
+
+
+class PaymentProviderUnavailable(BookingError):
+    """The payment provider could not be reached or refused; `retryable` says whether trying
+    the same call again later may help."""
+
+    code = "payment_provider_unavailable"
+
+    def __init__(self, message: str, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class PaymentsNotConfigured(BookingError):
+    code = "payments_not_configured"
+
+    def __init__(self) -> None:
+        super().__init__("payments are not configured on this server")
+
+
+class InvalidWebhook(BookingError):
+    """A webhook whose signature is missing, wrong or too old, or whose body is not an event."""
+
+    code = "invalid_webhook"
 
 
 class ReferenceTaken(Exception):

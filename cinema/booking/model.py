@@ -23,7 +23,28 @@ class CancelReason(StrEnum):
     EXPIRED = "expired"
     USER = "cancelled_by_user"
     PAYMENT_FAILED = "payment_failed"
+    PAYMENT_CANCELED = "payment_canceled"
+    PAYMENT_UNAVAILABLE = "payment_provider_unavailable"  # no payment could be started
     ABANDONED = "abandoned"  # the request failed after the hold was taken
+
+
+class PaymentStatus(StrEnum):
+    REQUIRES_PAYMENT = "requires_payment"  # intent created, waiting for the customer
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    REFUND_PENDING = "refund_pending"  # paid after its seats were gone; refund not yet done
+    REFUNDED = "refunded"
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    """The booking's payment at the provider; no card data, only the intent's handle."""
+
+    provider: str
+    intent_id: str
+    client_secret: str
+    status: PaymentStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +63,7 @@ class Booking:
     cancel_reason: str | None
     created_at: datetime
     updated_at: datetime
+    payment: Payment | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,3 +107,36 @@ class SeatMap:
 
     def count(self, status: SeatStatus) -> int:
         return sum(1 for s in self.seats if s.status is status)
+
+
+class PaymentEventKind(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    OTHER = "other"  # any event type we do not act on
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentEvent:
+    """A verified provider event, reduced to what settlement needs."""
+
+    id: str
+    type: str
+    kind: PaymentEventKind
+    intent_id: str | None
+
+
+class SettlementOutcome(StrEnum):
+    CONFIRMED = "confirmed"
+    CONFIRMED_LATE = "confirmed_late"  # paid after it ended, its seats were still free
+    CANCELLED = "cancelled"
+    REFUND_NEEDED = "refund_needed"  # paid after it ended, its seats were gone
+    DUPLICATE = "duplicate"
+    IGNORED = "ignored"  # a state only moves forward: nothing to do
+    UNKNOWN_INTENT = "unknown_intent"
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    outcome: SettlementOutcome
+    booking: Booking | None

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
-from cinema.booking.model import Booking, BookingStatus, LiveReservation, NewBooking
+from cinema.booking.model import (
+    Booking,
+    BookingStatus,
+    LiveReservation,
+    NewBooking,
+    PaymentEvent,
+    PaymentStatus,
+    Settlement,
+)
 from cinema.catalogue.model import ScreeningSnapshot
 
 
@@ -25,6 +33,10 @@ class SeatHolds(Protocol):
     ) -> HoldClaim: ...
 
     async def release(self, screening_id: int, seat_ids: Sequence[int], token: str) -> None: ...
+
+    async def mark_sold(self, screening_id: int, seat_ids: Sequence[int]) -> None:
+        """Make the seats' keys permanent "sold" markers, whoever held them."""
+        ...
 
 
 class BookingStore(Protocol):
@@ -56,6 +68,24 @@ class BookingStore(Protocol):
         """Cancel up to `limit` overdue PENDING bookings in one transaction; return them."""
         ...
 
+    async def booking_by_reference(self, user_id: int, reference: str) -> Booking | None: ...
+
+    async def attach_payment(
+        self, booking_id: int, provider: str, intent_id: str, client_secret: str
+    ) -> Booking:
+        """Store the booking's intent unless it already has one; return the booking as stored."""
+        ...
+
+    async def set_payment_status(
+        self, booking_id: int, status: PaymentStatus, expected: PaymentStatus
+    ) -> bool:
+        """Move the payment from `expected` to `status`; False if it was not `expected`."""
+        ...
+
+    async def ended_with_open_intent(self, limit: int) -> list[int]:
+        """CANCELLED bookings whose intent was never cancelled at the provider."""
+        ...
+
 
 class ScreeningCatalogue(Protocol):
     async def snapshot(self, screening_id: int) -> ScreeningSnapshot | None: ...
@@ -72,8 +102,103 @@ class NoExpiryScheduler:
         return None
 
 
-class BookingEndedHook(Protocol):
-    """Told after a PENDING booking ended unpaid (expired or cancelled by its user) and its
-    seats were released. The payments side plugs in here to cancel the payment intent."""
+ConflictSource = Literal["redis", "postgres"]
 
-    async def booking_ended(self, booking: Booking) -> None: ...
+
+class BookingEvents(Protocol):
+    """What happened to bookings, told to whoever counts and logs it (metrics, JSON logs).
+    Every state change of a booking goes through one of these; calls must not block."""
+
+    def created(self, booking: Booking) -> None: ...
+
+    def conflicted(self, caught_by: ConflictSource, seat_ids: Sequence[int]) -> None: ...
+
+    def redis_fallback(self) -> None: ...
+
+    def confirmed(self, booking: Booking) -> None: ...
+
+    def cancelled(self, booking: Booking, reason: str | None) -> None: ...
+
+    def expired(self, booking: Booking) -> None: ...
+
+
+class NoBookingEvents:
+    """Tells nobody: for tools and tests that do not care."""
+
+    def created(self, booking: Booking) -> None:
+        return None
+
+    def conflicted(self, caught_by: ConflictSource, seat_ids: Sequence[int]) -> None:
+        return None
+
+    def redis_fallback(self) -> None:
+        return None
+
+    def confirmed(self, booking: Booking) -> None:
+        return None
+
+    def cancelled(self, booking: Booking, reason: str | None) -> None:
+        return None
+
+    def expired(self, booking: Booking) -> None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class IntentHandle:
+    """A payment intent as the customer's client needs it to pay."""
+
+    id: str
+    client_secret: str
+
+
+class PaymentGateway(Protocol):
+    """The payment provider. Every call may raise PaymentProviderUnavailable."""
+
+    provider: str
+
+    async def create_intent(self, booking: Booking) -> IntentHandle:
+        """Idempotent per booking: calling twice for one booking yields one intent."""
+        ...
+
+    async def cancel_intent(self, intent_id: str) -> bool:
+        """Cancel an unpaid intent; False when it can no longer be cancelled (paid, gone)."""
+        ...
+
+    async def refund(self, booking: Booking) -> str:
+        """Refund the booking's payment in full (idempotent per booking); the refund id."""
+        ...
+
+    def parse_event(self, payload: bytes, signature: str | None) -> PaymentEvent:
+        """Verify the signature over the raw payload and read the event; InvalidWebhook if not."""
+        ...
+
+
+class SettlementStore(Protocol):
+    async def settle(self, event: PaymentEvent) -> Settlement:
+        """Record the event id and apply its effect in one transaction (see rules.settle_action);
+        a recorded event id is a DUPLICATE and changes nothing."""
+        ...
+
+    async def record_refund(self, booking_id: int, refund_id: str) -> None: ...
+
+
+class FollowUps(Protocol):
+    """Work that must happen after a change, off the request path, retried until it succeeds
+    (in process now; a Taskiq task queue can implement the same two calls)."""
+
+    async def cancel_payment(self, booking_id: int) -> None:
+        """Cancel an ended, unpaid booking's intent at the provider."""
+        ...
+
+    async def send_ticket(self, booking_id: int) -> None:
+        """Email a CONFIRMED booking's ticket (at most once)."""
+        ...
+
+
+class NoFollowUps:
+    async def cancel_payment(self, booking_id: int) -> None:
+        return None
+
+    async def send_ticket(self, booking_id: int) -> None:
+        return None

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from enum import StrEnum
 
 from cinema.booking.errors import (
     InvalidSelection,
     ScreeningStarted,
     SeatsNotInHall,
 )
-from cinema.booking.model import BookingStatus, LiveReservation, SeatStatus
+from cinema.booking.model import (
+    BookingStatus,
+    LiveReservation,
+    PaymentEventKind,
+    PaymentStatus,
+    SeatStatus,
+)
 from cinema.catalogue.model import ScreeningSnapshot
 
 MAX_SEATS_PER_BOOKING = 10
@@ -63,3 +70,32 @@ def seat_status(reservation: LiveReservation | None) -> SeatStatus:
     if reservation.status is BookingStatus.PENDING and not reservation.deadline_passed:
         return SeatStatus.LOCKED
     return SeatStatus.AVAILABLE
+
+
+class SettleAction(StrEnum):
+    CONFIRM = "confirm"  # PENDING -> CONFIRMED, seats SOLD
+    RECLAIM = "reclaim"  # ended, but paid: confirm only if every seat can be taken again
+    CANCEL = "cancel"  # PENDING -> CANCELLED, seats freed
+    IGNORE = "ignore"
+
+
+def settle_action(
+    status: BookingStatus, payment: PaymentStatus | None, kind: PaymentEventKind
+) -> SettleAction:
+    """What a payment event does to a booking. States only move forward: a failure after a
+    success changes nothing; a success after the booking ended tries to take its seats back
+    (the money is real), and is refunded if they are gone."""
+    if kind is PaymentEventKind.SUCCEEDED:
+        if status is BookingStatus.PENDING:
+            return SettleAction.CONFIRM
+        if status is BookingStatus.CANCELLED and payment not in (
+            PaymentStatus.REFUND_PENDING,
+            PaymentStatus.REFUNDED,
+        ):
+            return SettleAction.RECLAIM
+        return SettleAction.IGNORE
+    if kind in (PaymentEventKind.FAILED, PaymentEventKind.CANCELED) and (
+        status is BookingStatus.PENDING
+    ):
+        return SettleAction.CANCEL
+    return SettleAction.IGNORE

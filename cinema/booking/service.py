@@ -15,6 +15,7 @@ from cinema.booking.errors import (
     BookingNotFound,
     IdempotencyKeyReused,
     IdempotencyKeyTaken,
+    PaymentProviderUnavailable,
     ReferenceTaken,
     ScreeningNotFound,
     SeatsUnavailable,
@@ -29,9 +30,13 @@ from cinema.booking.model import (
     SeatMapEntry,
 )
 from cinema.booking.ports import (
-    BookingEndedHook,
+    BookingEvents,
     BookingStore,
     ExpiryScheduler,
+    FollowUps,
+    NoBookingEvents,
+    NoFollowUps,
+    PaymentGateway,
     ScreeningCatalogue,
     SeatHolds,
 )
@@ -63,7 +68,9 @@ class BookingService:
         hold_ttl_seconds: int,
         filter_enabled: bool = True,
         clock: Callable[[], datetime] = _utcnow,
-        on_ended: BookingEndedHook | None = None,
+        events: BookingEvents | None = None,
+        payments: PaymentGateway | None = None,
+        follow_ups: FollowUps | None = None,
     ) -> None:
         self._holds = holds
         self._store = store
@@ -72,7 +79,9 @@ class BookingService:
         self._hold_ttl = hold_ttl_seconds
         self._filter_enabled = filter_enabled
         self._clock = clock
-        self._on_ended = on_ended
+        self.events: BookingEvents = events or NoBookingEvents()
+        self._payments = payments  # None: bookings carry no payment (no provider configured)
+        self._follow_ups = follow_ups or NoFollowUps()
         # conflicts_redis / conflicts_postgres / created / cancelled / redis_fallbacks ...
         self.stats: Counter[str] = Counter()
 
@@ -99,6 +108,7 @@ class BookingService:
             claim = await self._holds.claim(screening_id, seats, token, self._hold_ttl)
             if not claim.reachable:
                 self.stats["redis_fallbacks"] += 1
+                self.events.redis_fallback()
                 log.warning("seat filter unreachable; booking through PostgreSQL alone")
             elif not claim.claimed:
                 if idempotency_key is not None:
@@ -106,6 +116,7 @@ class BookingService:
                     if replay is not None:
                         return replay
                 self.stats["conflicts_redis"] += 1
+                self.events.conflicted("redis", claim.taken)
                 raise SeatsUnavailable(list(claim.taken))
             else:
                 claimed = True
@@ -124,6 +135,7 @@ class BookingService:
             if replay is not None:
                 return replay
             self.stats["conflicts_postgres"] += 1
+            self.events.conflicted("postgres", seats)
             if isinstance(exc, SeatsUnavailable):
                 raise
             raise SeatsUnavailable(list(seats)) from exc
@@ -132,6 +144,8 @@ class BookingService:
             raise
 
         self.stats["created"] += 1
+        self.events.created(booking)
+        booking = await self._start_payment(booking, owner=True)
         try:
             await self._expiry.schedule(booking)
         except Exception as exc:
@@ -140,6 +154,52 @@ class BookingService:
             self.stats["expiry_schedule_failures"] += 1
             log.warning("could not schedule expiry of booking %s: %r", booking.id, exc)
         return BookingResult(booking, replayed=False)
+
+    async def _start_payment(self, booking: Booking, owner: bool) -> Booking:
+        """Create the booking's payment intent, after its transaction has committed (nothing is
+        locked while the provider answers). If the provider fails the request that created the
+        booking, the booking is cancelled and its seats freed: nothing is left half-made."""
+        if (
+            self._payments is None
+            or booking.payment is not None
+            or booking.status is not BookingStatus.PENDING
+        ):
+            return booking
+        try:
+            intent = await self._payments.create_intent(booking)
+        except Exception as exc:
+            if isinstance(exc, PaymentProviderUnavailable):
+                self.stats["payment_unavailable"] += 1
+            if owner:  # a replay leaves the booking to the request that made it
+                await self._abandon(booking)
+            raise
+        stored = await self._store.attach_payment(
+            booking.id, self._payments.provider, intent.id, intent.client_secret
+        )
+        if stored.payment is not None and stored.payment.intent_id != intent.id:
+            log.warning("booking %s got a 2nd intent %s; keeping the 1st", stored.id, intent.id)
+        if stored.status is BookingStatus.CANCELLED:
+            await self.cancel_payment_later(stored)  # cancelled while the provider answered
+        return stored
+
+    async def _abandon(self, booking: Booking) -> None:
+        try:
+            await self._store.end_booking(
+                booking.id, BookingStatus.CANCELLED, CancelReason.PAYMENT_UNAVAILABLE.value
+            )
+        finally:
+            await self._release_quietly(
+                True, booking.screening_id, booking.seat_ids, booking.hold_token
+            )
+
+    async def cancel_payment_later(self, booking: Booking) -> None:
+        """A PENDING booking ended unpaid (cancelled, expired, failed): cancel its intent at the
+        provider in the background, retried; the seats are already free and never wait for it."""
+        if booking.payment is not None:
+            try:
+                await self._follow_ups.cancel_payment(booking.id)
+            except Exception:
+                log.exception("could not schedule cancelling the payment of %s", booking.id)
 
     async def _commit(
         self,
@@ -178,7 +238,9 @@ class BookingService:
             return None
         if earlier.screening_id != screening_id or earlier.seat_ids != seats:
             raise IdempotencyKeyReused()
-        return BookingResult(earlier, replayed=True)
+        # A replay answers with the same payment; if the first request died before creating
+        # it, the replay creates it (the provider's idempotency key keeps it to one intent).
+        return BookingResult(await self._start_payment(earlier, owner=False), replayed=True)
 
     async def _release_quietly(
         self, claimed: bool, screening_id: int, seats: tuple[int, ...], token: str
@@ -200,6 +262,10 @@ class BookingService:
     async def bookings_of(self, user_id: int, limit: int = 100, offset: int = 0) -> list[Booking]:
         return await self._store.bookings_of_user(user_id, limit, offset)
 
+    async def booking_by_reference(self, user_id: int, reference: str) -> Booking | None:
+        """The user's own booking with this reference, or None (another user's is None too)."""
+        return await self._store.booking_by_reference(user_id, reference.upper())
+
     async def cancel(self, user_id: int, booking_id: int) -> Booking:
         booking = await self.booking_for(user_id, booking_id)
         if booking.status is BookingStatus.CANCELLED:
@@ -215,8 +281,9 @@ class BookingService:
             # It changed under us (paid or expired a moment ago): report what it is now.
             return await self.cancel(user_id, booking_id)
         self.stats["cancelled"] += 1
+        self.events.cancelled(ended, CancelReason.USER.value)
         await self._release_quietly(True, ended.screening_id, ended.seat_ids, ended.hold_token)
-        await self._tell_ended(ended)
+        await self.cancel_payment_later(ended)
         return ended
 
     async def expire(self, booking_id: int) -> Booking | None:
@@ -239,17 +306,9 @@ class BookingService:
 
     async def _after_expiry(self, ended: Booking) -> None:
         self.stats["expired"] += 1
+        self.events.expired(ended)
         await self._release_quietly(True, ended.screening_id, ended.seat_ids, ended.hold_token)
-        await self._tell_ended(ended)
-
-    async def _tell_ended(self, ended: Booking) -> None:
-        """The hook (payments: cancel the intent) must never undo or fail the cancellation."""
-        if self._on_ended is None:
-            return
-        try:
-            await self._on_ended.booking_ended(ended)
-        except Exception:
-            log.exception("booking-ended hook failed for booking %s", ended.id)
+        await self.cancel_payment_later(ended)
 
     async def seat_map(self, screening_id: int) -> SeatMap:
         snapshot = await self._snapshot(screening_id)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+from cinema.errors import DomainError
 
-class CatalogueError(Exception):
+
+class CatalogueError(DomainError):
     code = "catalogue_error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class NotFound(CatalogueError):

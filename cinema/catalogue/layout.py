@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from cinema.catalogue.model import SeatSpec
+from cinema.validation import describe
 
 MAX_ROWS = 100
 MAX_SLOTS_PER_ROW = 150
@@ -49,19 +50,13 @@ class LayoutError(ValueError):
     """The layout cannot describe a real hall; the message says why."""
 
 
-def _describe(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    return f"{where}: {first['msg']}" if where else first["msg"]
-
-
 def parse_layout(raw: Any) -> tuple[dict[str, Any], list[SeatSpec]]:
     """Validate a layout; return its normalized full form and its seats in row, then
     position order."""
     try:
         layout = raw if isinstance(raw, LayoutIn) else LayoutIn.model_validate(raw)
     except ValidationError as exc:
-        raise LayoutError(_describe(exc)) from None
+        raise LayoutError(describe(exc)[0]) from None
     seen_labels: set[str] = set()
     seats: list[SeatSpec] = []
     normalized_rows: list[dict[str, Any]] = []

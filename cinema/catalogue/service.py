@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -83,6 +83,8 @@ class CatalogueService:
         prices: dict[str, Decimal | int | str],
         currency: str,
     ) -> Screening:
+        if starts_at <= datetime.now(UTC):
+            raise InvalidScreening("starts_at must be in the future")
         await self.movie(movie_id)
         hall = await self.hall(hall_id)
         currency = currency.lower()

@@ -14,12 +14,15 @@ from cinema.booking.model import (
     CancelReason,
     LiveReservation,
     NewBooking,
+    Payment,
+    PaymentStatus,
 )
 from cinema.store.pool import Pool
 
 _BOOKING_COLUMNS = """
     b.id, b.reference, b.user_id, b.screening_id, b.status, b.amount, b.currency,
     b.expires_at, b.hold_token, b.idempotency_key, b.cancel_reason, b.created_at, b.updated_at,
+    b.payment_provider, b.payment_intent_id, b.payment_client_secret, b.payment_status,
     ARRAY(SELECT r.seat_id FROM reservations r WHERE r.booking_id = b.id ORDER BY r.seat_id)
         AS seat_ids
 """
@@ -88,6 +91,29 @@ _EXPIRED = CancelReason.EXPIRED.value
 _SEAT_IN_DETAIL = re.compile(r"\(screening_id, seat_id\)=\(\d+, (\d+)\)")
 
 
+_ATTACH_PAYMENT = """
+    UPDATE bookings SET payment_provider = $2, payment_intent_id = $3,
+        payment_client_secret = $4, payment_status = 'requires_payment', updated_at = now()
+    WHERE id = $1 AND payment_intent_id IS NULL
+"""
+
+
+def _payment(row: Any) -> Payment | None:
+    intent_id = row.get("payment_intent_id")
+    if intent_id is None:
+        return None
+    return Payment(
+        provider=row["payment_provider"],
+        intent_id=intent_id,
+        client_secret=row["payment_client_secret"],
+        status=PaymentStatus(row["payment_status"]),
+    )
+
+
+def booking_from_row(row: Any) -> Booking:
+    return _booking(row)
+
+
 def _booking(row: Any) -> Booking:
     return Booking(
         id=row["id"],
@@ -104,6 +130,7 @@ def _booking(row: Any) -> Booking:
         cancel_reason=row["cancel_reason"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        payment=_payment(row),
     )
 
 
@@ -201,6 +228,44 @@ class PgBookingStore:
             )
         return [_booking(r) for r in rows]
 
+    async def booking_by_reference(self, user_id: int, reference: str) -> Booking | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_BOOKING_COLUMNS} FROM bookings b WHERE b.reference = $1 AND b.user_id = $2",
+            reference,
+            user_id,
+        )
+        return None if row is None else _booking(row)
+
+    async def attach_payment(
+        self, booking_id: int, provider: str, intent_id: str, client_secret: str
+    ) -> Booking:
+        async with self._pool.acquire() as conn:
+            await conn.execute(_ATTACH_PAYMENT, booking_id, provider, intent_id, client_secret)
+            row = await conn.fetchrow(
+                f"SELECT {_BOOKING_COLUMNS} FROM bookings b WHERE b.id = $1", booking_id
+            )
+        return _booking(row)
+
+    async def set_payment_status(
+        self, booking_id: int, status: PaymentStatus, expected: PaymentStatus
+    ) -> bool:
+        done = await self._pool.fetchval(
+            "UPDATE bookings SET payment_status = $2, updated_at = now()"
+            " WHERE id = $1 AND payment_status = $3 RETURNING true",
+            booking_id,
+            status.value,
+            expected.value,
+        )
+        return bool(done)
+
+    async def ended_with_open_intent(self, limit: int) -> list[int]:
+        rows = await self._pool.fetch(
+            "SELECT id FROM bookings WHERE status = 'CANCELLED'"
+            " AND payment_status IN ('requires_payment', 'failed') ORDER BY id LIMIT $1",
+            limit,
+        )
+        return [r["id"] for r in rows]
+
     async def live_reservations(self, screening_id: int) -> list[LiveReservation]:
         rows = await self._pool.fetch(
             "SELECT seat_id, status, expires_at <= now() AS lapsed FROM reservations"
@@ -223,3 +288,10 @@ def _unique_violation(exc: asyncpg.UniqueViolationError, seat_ids: list[int]) ->
         return IdempotencyKeyTaken()
     error: Exception = exc
     return error
+
+
+# Shared with the settlement store, which takes seats back under the very same rules.
+BOOKING_COLUMNS = _BOOKING_COLUMNS
+LOCK_SEATS = _LOCK_SEATS
+LIVE_CONFLICTS = _LIVE_CONFLICTS
+END_BOOKINGS = _END_BOOKINGS

@@ -23,7 +23,7 @@ class PgUserStore:
                 is_staff,
             )
         except asyncpg.UniqueViolationError:
-            raise EmailTaken(email) from None
+            raise EmailTaken(f"{email} is already registered") from None
         return UserRecord(**dict(row))
 
     async def user_by_email(self, email: str) -> UserRecord | None:

@@ -1,0 +1,116 @@
+"""Rate limits at the HTTP edge: per client IP on /api/auth/*, per user on POST /api/bookings/.
+Over the limit: 429 with Retry-After and the standard error body. The counting itself is
+behind the RateLimiter port (cinema/ratelimit.py counts in Redis)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiohttp import web
+
+from cinema.api.errors import ApiError, Handler
+from cinema.metrics import RATE_LIMIT_FAILURES, RATE_LIMITED
+
+log = logging.getLogger(__name__)
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Verdict(Protocol):
+    @property
+    def allowed(self) -> bool: ...
+    @property
+    def retry_after_seconds(self) -> int: ...
+    @property
+    def checked(self) -> bool: ...
+
+
+class RateLimiter(Protocol):
+    async def hit(self, limit_name: str, subject: str, limit: int) -> Verdict: ...
+
+
+@dataclass(frozen=True)
+class Limits:
+    limiter: RateLimiter
+    bookings_per_minute: int
+    auth_per_minute: int
+    trusted_proxies: tuple[Network, ...] = ()
+
+
+LIMITS = web.AppKey("limits", Limits)
+AUTH_PREFIX = "/api/auth/"
+BOOKINGS_PATH = "/api/bookings/"
+
+
+def is_rate_limited(method: str, path: str) -> bool:
+    """Whether a route can answer 429 (auth endpoints by IP, booking creation by user)."""
+    return path.startswith(AUTH_PREFIX) or (method == "POST" and path == BOOKINGS_PATH)
+
+
+def parse_networks(text: str) -> tuple[Network, ...]:
+    """ "10.0.0.0/8, 127.0.0.1" -> networks; raises ValueError naming a bad entry."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    return tuple(ipaddress.ip_network(p, strict=False) for p in parts)
+
+
+def _trusted(address: str | None, proxies: Sequence[Network]) -> bool:
+    if not address or not proxies:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in proxies)
+
+
+def client_ip(request: web.Request, proxies: Sequence[Network]) -> str:
+    """The peer address, or, when the peer is a trusted proxy, the nearest untrusted address in
+    X-Forwarded-For (walking from the right: entries left of it are the client's own claims)."""
+    peer = request.remote or "unknown"
+    if not _trusted(peer, proxies):
+        return peer
+    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _trusted(hop, proxies):
+            return hop
+    return hops[0] if hops else peer
+
+
+async def enforce(request: web.Request, limit_name: str, subject: str, limit: int) -> None:
+    limits = request.app.get(LIMITS)
+    if limits is None or limit <= 0:
+        return
+    verdict = await limits.limiter.hit(limit_name, subject, limit)
+    if not verdict.checked:
+        RATE_LIMIT_FAILURES.inc()
+        return
+    if verdict.allowed:
+        return
+    RATE_LIMITED.labels(limit_name).inc()
+    raise ApiError(
+        429,
+        "rate_limited",
+        f"too many requests; retry in {verdict.retry_after_seconds} s",
+        retry_after=verdict.retry_after_seconds,
+        headers={"Retry-After": str(verdict.retry_after_seconds)},
+    )
+
+
+async def enforce_booking_limit(request: web.Request, user_id: int) -> None:
+    limits = request.app.get(LIMITS)
+    if limits is not None:
+        await enforce(request, "bookings", str(user_id), limits.bookings_per_minute)
+
+
+@web.middleware
+async def auth_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    limits = request.app.get(LIMITS)
+    if limits is not None and limits.auth_per_minute > 0 and request.path.startswith(AUTH_PREFIX):
+        await enforce(
+            request, "auth", client_ip(request, limits.trusted_proxies), limits.auth_per_minute
+        )
+    return await handler(request)

@@ -1,0 +1,1 @@
+"""The payment provider adapter: only this package speaks Stripe."""

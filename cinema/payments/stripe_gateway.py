@@ -1,0 +1,139 @@
+"""PaymentGateway on Stripe Payment Intents (or any server speaking Stripe's API, such as
+localstripe, through STRIPE_API_BASE)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import stripe
+
+from cinema.booking.errors import InvalidWebhook, PaymentProviderUnavailable
+from cinema.booking.model import Booking, PaymentEvent, PaymentEventKind
+from cinema.booking.ports import IntentHandle
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_TOLERANCE_SECONDS = 300
+
+_KINDS = {
+    "payment_intent.succeeded": PaymentEventKind.SUCCEEDED,
+    "payment_intent.payment_failed": PaymentEventKind.FAILED,
+    "payment_intent.canceled": PaymentEventKind.CANCELED,
+}
+
+
+def _unavailable(action: str, exc: stripe.StripeError) -> PaymentProviderUnavailable:
+    status = exc.http_status
+    # No answer, throttled or a server error may pass; a refusal (4xx) will not by retrying.
+    retryable = (
+        isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError)
+        or status is None
+        or status >= 500
+    )
+    log.warning("stripe refused to %s (%s, http %s): %s", action, type(exc).__name__, status, exc)
+    return PaymentProviderUnavailable(f"the payment provider could not {action}", retryable)
+
+
+def idempotency_key(kind: str, booking: Booking) -> str:
+    # The reference makes the key unique even across databases that reuse booking ids.
+    return f"cinemacore-{kind}-{booking.id}-{booking.reference}"
+
+
+class StripeGateway:
+    provider = "stripe"
+
+    def __init__(
+        self,
+        secret_key: str,
+        webhook_secret: str,
+        api_base: str = stripe.DEFAULT_API_BASE,
+        timeout_seconds: float = 10.0,
+        max_network_retries: int = 1,
+    ) -> None:
+        self._webhook_secret = webhook_secret
+        self._http = stripe.AIOHTTPClient(timeout=timeout_seconds)
+        self._client = stripe.StripeClient(
+            secret_key,
+            base_addresses={"api": api_base},
+            http_client=self._http,
+            max_network_retries=max_network_retries,
+        )
+
+    async def close(self) -> None:
+        await self._http.close_async()  # type: ignore[no-untyped-call]
+
+    async def create_intent(self, booking: Booking) -> IntentHandle:
+        try:
+            intent = await self._client.v1.payment_intents.create_async(
+                {
+                    "amount": booking.amount,
+                    "currency": booking.currency.lower(),
+                    "metadata": {"booking_id": str(booking.id), "reference": booking.reference},
+                },
+                {"idempotency_key": idempotency_key("intent", booking)},
+            )
+        except stripe.StripeError as exc:
+            raise _unavailable("create a payment", exc) from exc
+        if not intent.client_secret:
+            raise PaymentProviderUnavailable("the payment provider returned no client secret")
+        return IntentHandle(intent.id, intent.client_secret)
+
+    async def cancel_intent(self, intent_id: str) -> bool:
+        try:
+            await self._client.v1.payment_intents.cancel_async(intent_id)
+        except stripe.InvalidRequestError as exc:
+            # Already canceled, succeeded or unknown: there is nothing left to cancel.
+            log.info("payment intent %s not cancelled: %s", intent_id, exc)
+            return False
+        except stripe.StripeError as exc:
+            raise _unavailable("cancel a payment", exc) from exc
+        return True
+
+    async def refund(self, booking: Booking) -> str:
+        if booking.payment is None:
+            raise ValueError(f"booking {booking.id} has no payment to refund")
+        try:
+            refund = await self._client.v1.refunds.create_async(
+                {
+                    "payment_intent": booking.payment.intent_id,
+                    "metadata": {"booking_id": str(booking.id), "reference": booking.reference},
+                },
+                {"idempotency_key": idempotency_key("refund", booking)},
+            )
+        except stripe.StripeError as exc:
+            raise _unavailable("refund a payment", exc) from exc
+        return refund.id
+
+    def parse_event(self, payload: bytes, signature: str | None) -> PaymentEvent:
+        try:
+            event = stripe.Webhook.construct_event(
+                payload, signature, self._webhook_secret, tolerance=SIGNATURE_TOLERANCE_SECONDS
+            )
+        except stripe.SignatureVerificationError as exc:
+            raise InvalidWebhook(f"invalid Stripe-Signature: {exc.user_message or exc}") from None
+        except ValueError:  # not UTF-8 or not JSON, though correctly signed
+            raise InvalidWebhook("the webhook body is not a Stripe event") from None
+        event_id, event_type = _field(event, "id"), _field(event, "type")
+        if not isinstance(event_id, str) or not isinstance(event_type, str):
+            raise InvalidWebhook("the webhook body is not a Stripe event")
+        kind = _KINDS.get(event_type, PaymentEventKind.OTHER)
+        return PaymentEvent(event_id, event_type, kind, _intent_id(event, kind))
+
+
+def _field(obj: Any, *path: str) -> Any:
+    """obj[path[0]][path[1]]..., or None where a level is missing (Stripe objects are not
+    dicts: no .get)."""
+    for key in path:
+        try:
+            obj = obj[key]
+        except (KeyError, TypeError, IndexError):
+            return None
+    return obj
+
+
+def _intent_id(event: Any, kind: PaymentEventKind) -> str | None:
+    if kind is PaymentEventKind.OTHER:
+        return None
+    value = _field(event, "data", "object", "id")
+    return value if isinstance(value, str) else None

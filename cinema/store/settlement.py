@@ -1,0 +1,154 @@
+"""Applying payment events in PostgreSQL: the event id is recorded in the same transaction as
+the change it causes, so a duplicate delivery (even ten at once) changes nothing."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from cinema.booking import rules
+from cinema.booking.model import (
+    BookingStatus,
+    CancelReason,
+    PaymentEvent,
+    PaymentEventKind,
+    PaymentStatus,
+    Settlement,
+    SettlementOutcome,
+)
+from cinema.booking.rules import SettleAction
+from cinema.store.bookings import (
+    BOOKING_COLUMNS,
+    END_BOOKINGS,
+    LIVE_CONFLICTS,
+    LOCK_SEATS,
+    booking_from_row,
+)
+from cinema.store.pool import Pool
+
+log = logging.getLogger(__name__)
+
+_RECORD_EVENT = """
+    INSERT INTO payment_events (event_id, type, payment_intent_id) VALUES ($1, $2, $3)
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING true
+"""
+
+# Concurrent deliveries for one booking queue here, one after the other.
+_LOCK_BOOKING = """
+    SELECT id, screening_id, status, payment_status,
+           ARRAY(SELECT r.seat_id FROM reservations r WHERE r.booking_id = b.id
+                 ORDER BY r.seat_id) AS seat_ids
+    FROM bookings b WHERE payment_intent_id = $1
+    FOR UPDATE
+"""
+
+_CONFIRM = """
+    WITH b AS (
+        UPDATE bookings SET status = 'CONFIRMED', payment_status = 'succeeded',
+            cancel_reason = NULL, updated_at = now()
+        WHERE id = $1
+        RETURNING id
+    )
+    UPDATE reservations SET status = 'CONFIRMED' WHERE booking_id = (SELECT id FROM b)
+"""
+
+_CANCEL = """
+    WITH b AS (
+        UPDATE bookings SET status = 'CANCELLED', payment_status = $2, cancel_reason = $3,
+            updated_at = now()
+        WHERE id = $1 AND status = 'PENDING'
+        RETURNING id
+    )
+    UPDATE reservations SET status = 'CANCELLED'
+    WHERE booking_id = (SELECT id FROM b) AND status = 'PENDING'
+"""
+
+_CANCEL_REASON = {
+    PaymentEventKind.FAILED: (PaymentStatus.FAILED, CancelReason.PAYMENT_FAILED),
+    PaymentEventKind.CANCELED: (PaymentStatus.CANCELED, CancelReason.PAYMENT_CANCELED),
+}
+
+
+class PgSettlementStore:
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    async def settle(self, event: PaymentEvent) -> Settlement:
+        async with self._pool.acquire() as conn, conn.transaction():
+            fresh = await conn.fetchval(_RECORD_EVENT, event.id, event.type, event.intent_id)
+            if not fresh:
+                row = await conn.fetchrow(
+                    f"SELECT {BOOKING_COLUMNS} FROM bookings b WHERE b.payment_intent_id = $1",
+                    event.intent_id,
+                )
+                booking = None if row is None else booking_from_row(row)
+                return Settlement(SettlementOutcome.DUPLICATE, booking)
+            locked = await conn.fetchrow(_LOCK_BOOKING, event.intent_id)
+            if locked is None:
+                outcome = SettlementOutcome.UNKNOWN_INTENT
+            else:
+                outcome = await self._apply(conn, locked, event.kind)
+            await conn.execute(
+                "UPDATE payment_events SET booking_id = $2, outcome = $3 WHERE event_id = $1",
+                event.id,
+                None if locked is None else locked["id"],
+                outcome.value,
+            )
+            if locked is None:
+                return Settlement(outcome, None)
+            row = await conn.fetchrow(
+                f"SELECT {BOOKING_COLUMNS} FROM bookings b WHERE b.id = $1", locked["id"]
+            )
+        return Settlement(outcome, booking_from_row(row))
+
+    async def _apply(self, conn: Any, locked: Any, kind: PaymentEventKind) -> SettlementOutcome:
+        payment = locked["payment_status"]
+        action = rules.settle_action(
+            BookingStatus(locked["status"]),
+            None if payment is None else PaymentStatus(payment),
+            kind,
+        )
+        booking_id = locked["id"]
+        if action is SettleAction.CONFIRM:
+            # Its reservations are live (a PENDING booking's always are: whoever takes its
+            # seats after the deadline must end it first, and waits for our row lock).
+            await conn.execute(_CONFIRM, booking_id)
+            return SettlementOutcome.CONFIRMED
+        if action is SettleAction.CANCEL:
+            status, reason = _CANCEL_REASON[kind]
+            await conn.execute(_CANCEL, booking_id, status.value, reason.value)
+            return SettlementOutcome.CANCELLED
+        if action is SettleAction.RECLAIM:
+            if await self._seats_free(conn, locked["screening_id"], list(locked["seat_ids"])):
+                await conn.execute(_CONFIRM, booking_id)
+                return SettlementOutcome.CONFIRMED_LATE
+            await conn.execute(
+                "UPDATE bookings SET payment_status = 'refund_pending', updated_at = now()"
+                " WHERE id = $1",
+                booking_id,
+            )
+            return SettlementOutcome.REFUND_NEEDED
+        return SettlementOutcome.IGNORED
+
+    async def _seats_free(self, conn: Any, screening_id: int, seat_ids: list[int]) -> bool:
+        """The same rules as create_booking: lock the seat rows in ascending order, end holds
+        past their deadline, and count what is still live."""
+        if not seat_ids:
+            return False
+        await conn.fetch(LOCK_SEATS, seat_ids)
+        conflicts = await conn.fetch(LIVE_CONFLICTS, screening_id, seat_ids)
+        lapsed = sorted({r["booking_id"] for r in conflicts if r["lapsed"]})
+        if lapsed:
+            await conn.execute(END_BOOKINGS, lapsed, "CANCELLED", "expired", False)
+            # A lapsed hold may have been paid a moment ago: look again with a new snapshot.
+            conflicts = await conn.fetch(LIVE_CONFLICTS, screening_id, seat_ids)
+        return not conflicts
+
+    async def record_refund(self, booking_id: int, refund_id: str) -> None:
+        await self._pool.execute(
+            "UPDATE bookings SET payment_status = 'refunded', refund_id = $2, updated_at = now()"
+            " WHERE id = $1 AND payment_status = 'refund_pending'",
+            booking_id,
+            refund_id,
+        )

@@ -1,0 +1,66 @@
+"""Sends one booking's ticket by SMTP, at most once: a short lease in PostgreSQL keeps two
+senders apart, and `tickets_sent_at` records that it went out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiosmtplib
+
+from cinema.tickets.model import Ticket
+from cinema.tickets.render import render_ticket
+
+log = logging.getLogger(__name__)
+
+
+class TicketStore(Protocol):
+    async def claim(self, booking_id: int, lease_seconds: float) -> Ticket | None:
+        """The ticket of a CONFIRMED booking whose email is neither sent nor being sent by
+        someone else (their lease passed); None otherwise."""
+        ...
+
+    async def mark_sent(self, booking_id: int) -> None: ...
+
+    async def release(self, booking_id: int) -> None:
+        """Give up the lease after a failed attempt, so the retry need not wait for it."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    host: str  # empty: no email is sent
+    port: int
+    sender: str
+    timeout_seconds: float = 30.0
+
+
+class TicketMailer:
+    def __init__(self, store: TicketStore, smtp: SmtpConfig, lease_seconds: float = 120.0):
+        self._store = store
+        self._smtp = smtp
+        self._lease = lease_seconds
+
+    async def send(self, booking_id: int) -> bool:
+        """One attempt; True if this call sent the email. Raises on SMTP failure (retry)."""
+        if not self._smtp.host:
+            log.info("SMTP_HOST is not set: no ticket email for booking %s", booking_id)
+            return False
+        ticket = await self._store.claim(booking_id, self._lease)
+        if ticket is None:
+            return False
+        try:
+            await aiosmtplib.send(
+                render_ticket(ticket, self._smtp.sender),
+                hostname=self._smtp.host,
+                port=self._smtp.port,
+                timeout=self._smtp.timeout_seconds,
+            )
+        except BaseException:
+            await asyncio.shield(self._store.release(booking_id))
+            raise
+        await self._store.mark_sent(booking_id)
+        log.info("ticket email for booking %s sent to %s", booking_id, ticket.email)
+        return True

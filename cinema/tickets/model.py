@@ -1,0 +1,26 @@
+"""What a ticket shows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TicketSeat:
+    row: str
+    number: int
+    category: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    booking_id: int
+    reference: str
+    email: str
+    movie_title: str
+    hall_name: str
+    starts_at: datetime
+    seats: tuple[TicketSeat, ...]
+    amount: int  # minor units
+    currency: str

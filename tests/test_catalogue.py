@@ -1,0 +1,129 @@
+"""Staff create movies, halls and screenings; everyone reads them."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+
+async def test_movie_create_and_read(api):
+    created = await api.post(
+        "/api/admin/movies/",
+        {"title": "Heat", "description": "LA crime", "duration_minutes": 170},
+        token=api.staff_token,
+    )
+    assert created.status == 201
+    movie_id = created.body["id"]
+    assert created.body == {
+        "id": movie_id,
+        "title": "Heat",
+        "description": "LA crime",
+        "duration_minutes": 170,
+    }
+    assert (await api.get(f"/api/movies/{movie_id}/")).body == created.body
+    listed = await api.get("/api/movies/")
+    assert created.body in listed.body["movies"]
+    assert (await api.get("/api/movies/999999999/")).status == 404
+
+
+async def test_hall_with_full_layout(api):
+    layout = {
+        "rows": [
+            {"label": "A", "seats": [{"number": 1, "category": "accessible"}, None, 2, 3]},
+            {"label": "B", "category": "vip", "seats": 2},
+        ]
+    }
+    hall = await api.post(
+        "/api/admin/halls/", {"name": "Studio", "layout": layout}, token=api.staff_token
+    )
+    assert hall.status == 201
+    assert hall.body["seat_count"] == 5
+    assert hall.body["categories"] == ["accessible", "standard", "vip"]
+    assert hall.body["layout"]["rows"][0]["seats"][1] is None
+
+
+@pytest.mark.parametrize(
+    ("layout", "reason"),
+    [
+        ({"rows": [{"label": "A", "seats": 2}, {"label": "A", "seats": 2}]}, "more than once"),
+        ({"rows": []}, "rows"),
+        ({"rows": [{"label": "A", "seats": 100_000}]}, "seats"),
+        ({"rows": [{"label": "A", "seats": [None]}]}, "no seats"),
+    ],
+)
+async def test_invalid_layout_is_400_with_reason(api, layout, reason):
+    reply = await api.post(
+        "/api/admin/halls/", {"name": "Bad", "layout": layout}, token=api.staff_token
+    )
+    assert reply.status == 400
+    assert reason in reply.body["error"]["message"]
+
+
+async def test_screening_lists_upcoming_first_and_filters_by_movie(api):
+    first = await api.new_screening(starts_in=timedelta(days=2))
+    second = await api.new_screening(starts_in=timedelta(hours=2))
+    listed = await api.get("/api/screenings/")
+    ids = [s["id"] for s in listed.body["screenings"]]
+    assert ids.index(second.id) < ids.index(first.id)
+
+    one = await api.get(f"/api/screenings/{first.id}/")
+    assert one.status == 200
+    by_movie = await api.get(f"/api/screenings/?movie_id={one.body['movie_id']}")
+    assert [s["id"] for s in by_movie.body["screenings"]] == [first.id]
+    assert (await api.get("/api/screenings/?movie_id=abc")).status == 400
+
+
+async def test_screening_validation(api):
+    movie = await api.post(
+        "/api/admin/movies/", {"title": "M", "duration_minutes": 90}, token=api.staff_token
+    )
+    hall = await api.post(
+        "/api/admin/halls/",
+        {"name": "H", "layout": {"rows": [{"label": "A", "seats": 2, "category": "vip"}]}},
+        token=api.staff_token,
+    )
+    base = {
+        "movie_id": movie.body["id"],
+        "hall_id": hall.body["id"],
+        "starts_at": (datetime.now(UTC) + timedelta(days=1)).isoformat(),
+        "prices": {"vip": "20.00"},
+        "currency": "EUR",
+    }
+    ok = await api.post("/api/admin/screenings/", base, token=api.staff_token)
+    assert ok.status == 201
+    assert ok.body["prices"] == {"vip": "20.00"}
+    assert ok.body["currency"] == "eur"
+
+    cases = [
+        ({"prices": {"standard": "10.00"}}, 400),  # the hall's vip seats would have no price
+        ({"prices": {"vip": "-1"}}, 400),
+        ({"prices": {"vip": "1.001"}}, 400),
+        ({"starts_at": "2030-01-01T10:00:00"}, 400),  # no timezone
+        ({"starts_at": "tomorrow"}, 400),
+        ({"starts_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat()}, 400),
+        ({"currency": "euro"}, 400),
+        ({"movie_id": 999999999}, 404),
+        ({"hall_id": 999999999}, 404),
+    ]
+    for change, status in cases:
+        reply = await api.post("/api/admin/screenings/", {**base, **change}, token=api.staff_token)
+        assert reply.status == status, (change, reply)
+        assert "error" in reply.body
+
+
+async def test_seat_map_shape_and_order(api):
+    screening = await api.new_screening(
+        layout={"rows": [{"label": "B", "seats": [2, None, 1]}, {"label": "A", "seats": 2}]}
+    )
+    reply = await api.get(f"/api/screenings/{screening.id}/seats/")
+    assert reply.status == 200
+    assert reply.body["screening_id"] == screening.id
+    # ordered by row (as the layout lists them) then seat number
+    assert [(s["row"], s["seat"]) for s in reply.body["seats"]] == [
+        ("B", 1),
+        ("B", 2),
+        ("A", 1),
+        ("A", 2),
+    ]
+    assert set(reply.body["seats"][0]) == {"id", "row", "seat", "category", "status"}
+    assert reply.body["counts"] == {"available": 4, "locked": 0, "sold": 0}
+    assert (await api.get("/api/screenings/999999999/seats/")).status == 404

@@ -67,6 +67,7 @@ class Settings(BaseSettings):
             if part.strip():
                 ipaddress.ip_network(part.strip(), strict=False)  # ValueError names the entry
         return value
+
     @field_validator("stripe_api_base")
     @classmethod
     def _http_url(cls, value: str) -> str:

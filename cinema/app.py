@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cinema.api.errors import error_middleware
+from cinema.api.errors import make_error_middleware
 from cinema.api.health import HEALTH_ROUTES, PROBES, add_health_routes
 from cinema.api.keys import ACCOUNTS, BOOKINGS, CATALOGUE, SETTLEMENT
 from cinema.api.limits import LIMITS, Limits, auth_limit_middleware, parse_networks
@@ -30,7 +30,7 @@ from cinema.ratelimit import RedisRateLimiter
 from cinema.settings import Settings
 from cinema.store.bookings import PgBookingStore
 from cinema.store.catalogue import PgCatalogueStore
-from cinema.store.pool import create_pool, pinger
+from cinema.store.pool import UNAVAILABLE_ERRORS, create_pool, pinger
 from cinema.store.settlement import PgSettlementStore
 from cinema.store.tickets import PgTicketStore
 from cinema.store.users import PgUserStore
@@ -57,7 +57,11 @@ def init_app(
     """`follow_ups`: where cancelling intents and sending tickets runs (default: retried
     background jobs in this process)."""
     app = web.Application(
-        middlewares=[observe_middleware, error_middleware, auth_limit_middleware],
+        middlewares=[
+            observe_middleware,
+            make_error_middleware(UNAVAILABLE_ERRORS),
+            auth_limit_middleware,
+        ],
         client_max_size=MAX_BODY_BYTES,
     )
 

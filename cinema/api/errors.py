@@ -6,9 +6,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import asyncpg
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from pydantic import ValidationError
 
 from cinema.auth.errors import BadCredentials, EmailTaken, InvalidToken
@@ -67,14 +67,9 @@ _CODE_BY_STATUS = {
     503: "service_unavailable",
 }
 
-_UNAVAILABLE = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    ConnectionError,
-    TimeoutError,
-)
+# Errors meaning "a backing service is unreachable" (503, not 500). The composition root adds
+# its drivers' own exception types, so this module needs to know none of them.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
 
 
 class ApiError(Exception):
@@ -126,8 +121,21 @@ def _domain_response(exc: DomainError) -> web.Response:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def make_error_middleware(
+    unavailable: tuple[type[BaseException], ...] = (),
+) -> Middleware:
+    unreachable = _UNAVAILABLE + unavailable
+
+    @web.middleware
+    async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        return await _answer_errors(request, handler, unreachable)
+
+    return error_middleware
+
+
+async def _answer_errors(
+    request: web.Request, handler: Handler, unavailable: tuple[type[BaseException], ...]
+) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:
@@ -145,7 +153,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(
             exc.status, _CODE_BY_STATUS.get(exc.status, "http_error"), exc.reason, headers
         )
-    except _UNAVAILABLE as exc:
+    except unavailable as exc:
         log.error("backing service unavailable on %s %s: %r", request.method, request.path, exc)
         return error_response(503, "service_unavailable", "a backing service is unavailable")
     except Exception:

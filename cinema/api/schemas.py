@@ -206,6 +206,8 @@ class HealthOut(Model):
 class ReadyOut(Model):
     status: Literal["ready"]
     checks: dict[str, Literal["ok", "unavailable"]]
+
+
 # --- webhooks ---------------------------------------------------------------------------
 class WebhookOut(Model):
     received: Literal[True]

@@ -10,6 +10,14 @@ import asyncpg
 
 Pool = Any  # asyncpg ships no type information; see pyproject's mypy override.
 
+# The driver's ways of saying "PostgreSQL cannot be reached right now".
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+
 
 async def _init_connection(conn: Any) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")

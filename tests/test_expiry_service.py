@@ -246,3 +246,14 @@ async def test_schedule_source_finds_schedules_left_from_earlier_minutes(
     finally:
         for source in (reader, writer):
             await source._connection_pool.disconnect()
+
+
+async def test_expiry_scheduler_off_writes_no_schedule(
+    make_api: AppFactory, users: Users, rds: aioredis.Redis, prefix: str
+) -> None:
+    api = await make_api(redis_key_prefix=prefix, expiry_scheduler="off")
+    token = await users.one()
+    screening = await api.new_screening()
+    booked = await api.book(token, screening.id, [screening.seat_ids[0]])
+    assert booked.status == 201, booked
+    assert [k async for k in rds.scan_iter(match=f"{prefix}taskiq:*")] == []

@@ -35,6 +35,8 @@ from cinema.store.settlement import PgSettlementStore
 from cinema.store.tickets import PgTicketStore
 from cinema.store.users import PgUserStore
 from cinema.tickets.mailer import SmtpConfig, TicketMailer
+from tasks.queue import ExpiryQueue
+from tasks.scheduling import TaskiqExpiryScheduler
 
 MAX_BODY_BYTES = 1024 * 1024
 POOL_SAMPLE_SECONDS = 2.0
@@ -64,6 +66,13 @@ def init_app(
     )
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
+        queue = None  # the Taskiq side of expiry; the worker runs the tasks (docs/expiry.md)
+        scheduler = expiry
+        if scheduler is None and settings.expiry_scheduler == "taskiq":
+            queue = ExpiryQueue(
+                settings.taskiq_url, settings.redis_key_prefix, settings.redis_timeout_seconds
+            )
+            scheduler = TaskiqExpiryScheduler(queue, settings.redis_timeout_seconds * 2)
         pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
         redis = create_redis(settings.redis_url, settings.redis_timeout_seconds)
         holds = RedisSeatHolds(
@@ -98,7 +107,7 @@ def init_app(
             holds=holds,
             store=booking_store,
             catalogue=catalogue,
-            expiry=expiry or NoExpiryScheduler(),
+            expiry=scheduler or NoExpiryScheduler(),
             hold_ttl_seconds=settings.hold_ttl_seconds,
             filter_enabled=settings.filter_enabled,
             payments=gateway,
@@ -134,6 +143,8 @@ def init_app(
                 await gateway.close()
             await redis.aclose()
             await pool.close()
+            if queue is not None:
+                await queue.close()
 
     app.cleanup_ctx.append(resources)
     add_routes(app)

@@ -1,4 +1,4 @@
-"""The `cinema` command: migrate, serve, createuser, demo."""
+"""The `cinema` command: migrate, serve, worker, createuser, demo."""
 
 from __future__ import annotations
 
@@ -214,6 +214,24 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     )
 
 
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    """Expiry worker: Taskiq receiver + scheduler + reconciler; stops on SIGTERM/SIGINT."""
+    from cinema.worker import run_worker
+
+    _configure_logging(settings)
+    _install_uvloop()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await run_worker(settings, stop)
+
+    asyncio.run(main())
+    return 0
+
+
 def cmd_createuser(settings: Settings, args: argparse.Namespace) -> int:
     from cinema.tools import create_user
 
@@ -245,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--host", help="listen address (default: HOST)")
         p.add_argument("--port", type=int, help="listen port (default: PORT)")
         p.add_argument("--workers", type=int, default=1, help="API processes on one port")
+    sub.add_parser("worker", help="end unpaid bookings at their deadline (Taskiq + reconciler)")
     p = sub.add_parser("createuser", help="create a user")
     p.add_argument("--email", required=True)
     p.add_argument("--password", required=True)
@@ -255,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS = {
     "migrate": cmd_migrate,
     "serve": cmd_serve,
+    "worker": cmd_worker,
     "createuser": cmd_createuser,
     "demo": cmd_demo,
 }

@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Expiry (docs/expiry.md): Taskiq on its own Redis if set, else on REDIS_URL.
+    taskiq_redis_url: str | None = None
+    expiry_scheduler: Literal["taskiq", "off"] = "taskiq"
+    expiry_reconcile_seconds: float = Field(default=30, ge=1, le=3600)
+    expiry_batch_size: int = Field(default=200, ge=1, le=10_000)
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
     # --- operations (docs/operations.md) ---
     log_format: Literal["json", "text"] = "json"
     rate_limit_bookings_per_minute: int = Field(default=120, ge=0, le=1_000_000)
@@ -53,10 +59,15 @@ class Settings(BaseSettings):
             raise ValueError("must start with postgresql://")
         return value
 
-    @field_validator("redis_url")
+    @field_validator("taskiq_redis_url", mode="before")
     @classmethod
-    def _redis_url(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value  # TASKIQ_REDIS_URL= means "use REDIS_URL"
+
+    @field_validator("redis_url", "taskiq_redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
@@ -82,6 +93,10 @@ class Settings(BaseSettings):
     @property
     def filter_enabled(self) -> bool:
         return self.hold_filter == "on"
+
+    @property
+    def taskiq_url(self) -> str:
+        return self.taskiq_redis_url or self.redis_url
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -59,6 +59,15 @@ class BookingStore(Protocol):
 
     async def live_reservations(self, screening_id: int) -> list[LiveReservation]: ...
 
+    async def expire_booking(self, booking_id: int) -> Booking | None:
+        """Cancel it as expired in one transaction if it is still PENDING and past its
+        deadline; None if there was nothing to do (paid, cancelled, or not due yet)."""
+        ...
+
+    async def expire_overdue(self, limit: int) -> list[Booking]:
+        """Cancel up to `limit` overdue PENDING bookings in one transaction; return them."""
+        ...
+
     async def booking_by_reference(self, user_id: int, reference: str) -> Booking | None: ...
 
     async def attach_payment(

@@ -146,7 +146,13 @@ class BookingService:
         self.stats["created"] += 1
         self.events.created(booking)
         booking = await self._start_payment(booking, owner=True)
-        await self._expiry.schedule(booking)
+        try:
+            await self._expiry.schedule(booking)
+        except Exception as exc:
+            # The booking stands: its deadline lives in PostgreSQL, and the worker's
+            # reconciler ends it even without a scheduled task.
+            self.stats["expiry_schedule_failures"] += 1
+            log.warning("could not schedule expiry of booking %s: %r", booking.id, exc)
         return BookingResult(booking, replayed=False)
 
     async def _start_payment(self, booking: Booking, owner: bool) -> Booking:
@@ -279,6 +285,30 @@ class BookingService:
         await self._release_quietly(True, ended.screening_id, ended.seat_ids, ended.hold_token)
         await self.cancel_payment_later(ended)
         return ended
+
+    async def expire(self, booking_id: int) -> Booking | None:
+        """End the booking if it is still PENDING and past its deadline; None if there was
+        nothing to do (paid, already cancelled, unknown, or not due yet). Idempotent: any
+        number of workers may call it for the same booking."""
+        ended = await self._store.expire_booking(booking_id)
+        if ended is None:
+            return None
+        await self._after_expiry(ended)
+        return ended
+
+    async def expire_overdue(self, batch_size: int) -> list[Booking]:
+        """End one batch of overdue PENDING bookings (the reconciler calls this until it
+        returns fewer than `batch_size`)."""
+        ended = await self._store.expire_overdue(batch_size)
+        for booking in ended:
+            await self._after_expiry(booking)
+        return ended
+
+    async def _after_expiry(self, ended: Booking) -> None:
+        self.stats["expired"] += 1
+        self.events.expired(ended)
+        await self._release_quietly(True, ended.screening_id, ended.seat_ids, ended.hold_token)
+        await self.cancel_payment_later(ended)
 
     async def seat_map(self, screening_id: int) -> SeatMap:
         snapshot = await self._snapshot(screening_id)

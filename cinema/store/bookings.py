@@ -11,6 +11,7 @@ from cinema.booking.errors import IdempotencyKeyTaken, ReferenceTaken, SeatsUnav
 from cinema.booking.model import (
     Booking,
     BookingStatus,
+    CancelReason,
     LiveReservation,
     NewBooking,
     Payment,
@@ -47,6 +48,30 @@ _END_BOOKINGS = """
     RETURNING booking_id
 """
 
+# Overdue holds, oldest deadline first, through bookings_status_expires_idx. SKIP LOCKED lets
+# several reconcilers (or a reconciler and the expiry tasks) work side by side.
+_LOCK_OVERDUE = """
+    SELECT id FROM bookings
+    WHERE status = 'PENDING' AND expires_at <= now()
+    ORDER BY expires_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+"""
+
+# _END_BOOKINGS for one due booking, returning the ended booking with its seats.
+_EXPIRE_ONE = """
+    WITH ended AS (
+        UPDATE bookings SET status = 'CANCELLED', cancel_reason = $2, updated_at = now()
+        WHERE id = $1 AND status = 'PENDING' AND expires_at <= now()
+        RETURNING *
+    ), seats AS (
+        UPDATE reservations SET status = 'CANCELLED'
+        WHERE booking_id IN (SELECT id FROM ended) AND status = 'PENDING'
+        RETURNING seat_id
+    )
+    SELECT ended.*, ARRAY(SELECT seat_id FROM seats ORDER BY seat_id) AS seat_ids FROM ended
+"""
+
 _INSERT_BOOKING = """
     WITH b AS (
         INSERT INTO bookings (reference, user_id, screening_id, amount, currency, expires_at,
@@ -60,6 +85,8 @@ _INSERT_BOOKING = """
     )
     SELECT b.*, $9::bigint[] AS seat_ids FROM b
 """
+
+_EXPIRED = CancelReason.EXPIRED.value
 
 _SEAT_IN_DETAIL = re.compile(r"\(screening_id, seat_id\)=\(\d+, (\d+)\)")
 
@@ -177,6 +204,29 @@ class PgBookingStore:
                 f"SELECT {_BOOKING_COLUMNS} FROM bookings b WHERE b.id = $1", booking_id
             )
         return _booking(row)
+
+    async def expire_booking(self, booking_id: int) -> Booking | None:
+        """Cancel the booking as expired if it is still PENDING and past its deadline.
+        One statement, so one transaction and one round trip (the expiry task's hot path)."""
+        row = await self._pool.fetchrow(_EXPIRE_ONE, booking_id, _EXPIRED)
+        return None if row is None else _booking(row)
+
+    async def expire_overdue(self, limit: int) -> list[Booking]:
+        """Cancel up to `limit` overdue PENDING bookings in one transaction; return them."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            due = [r["id"] for r in await conn.fetch(_LOCK_OVERDUE, limit)]
+            if not due:
+                return []
+            ended = await conn.fetch(
+                _END_BOOKINGS, due, BookingStatus.CANCELLED.value, _EXPIRED, False
+            )
+            ids = sorted({r["booking_id"] for r in ended})
+            rows = await conn.fetch(
+                f"SELECT {_BOOKING_COLUMNS} FROM bookings b WHERE b.id = ANY($1::bigint[])"
+                " ORDER BY b.id",
+                ids,
+            )
+        return [_booking(r) for r in rows]
 
     async def booking_by_reference(self, user_id: int, reference: str) -> Booking | None:
         row = await self._pool.fetchrow(

@@ -1213,6 +1213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--compare", help="e.g. filter=on,filter=off (needs --spawn)")
     parser.add_argument("--rounds", type=int, default=1, help="alternate the arms this many times")
     parser.add_argument("--workers", type=int, default=2, help="API processes with --spawn")
+    parser.add_argument(
+        "--db-pool-max",
+        type=int,
+        default=16,
+        help="with --spawn: DB_POOL_MAX per API process (PostgreSQL allows 100 connections)",
+    )
     parser.add_argument("--clients", type=int, default=1000, help="hot seat: concurrent clients")
     parser.add_argument("--users", type=int, default=200, help="onsale: concurrent users")
     parser.add_argument("--seats", type=int, default=2000, help="onsale: seats in the hall")
@@ -1258,6 +1264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             REDIS_KEY_PREFIX=f"cinemabench:{tag}:",
             JWT_SECRET=secrets.token_urlsafe(48),
             LOG_LEVEL="WARNING",
+            DB_POOL_MAX=str(args.db_pool_max),
         )
     else:
         dsn = args.database_url

@@ -568,6 +568,7 @@ async def _onsale_child(spec: dict[str, Any], barrier: Any) -> dict[str, Any]:
     statuses: Counter[int] = Counter()
     latencies: list[float] = []
     booked: list[list[int]] = []
+    codes: list[int] = []
     errors: list[str] = []
     async with _session(len(spec["tokens"])) as session:
         await _preconnect(session, url, len(spec["tokens"]))
@@ -582,6 +583,7 @@ async def _onsale_child(spec: dict[str, Any], barrier: Any) -> dict[str, Any]:
                     raw = await resp.read()
                     latencies.append((time.perf_counter() - started) * 1000)
                     statuses[resp.status] += 1
+                    codes.append(resp.status)
                 if resp.status == 201:
                     booked.append(seats)
                     for s in seats:
@@ -600,6 +602,7 @@ async def _onsale_child(spec: dict[str, Any], barrier: Any) -> dict[str, Any]:
     return {
         "statuses": dict(statuses),
         "latencies": latencies,
+        "codes": codes,
         "booked": booked,
         "errors": errors[:5],
         "started": started,
@@ -843,6 +846,17 @@ class Run:
             "statuses": {str(k): v for k, v in sorted(statuses.items())},
             "errors": [e for r in sales for e in r["errors"]][:5],
             "latency_ms": percentiles(latencies),
+            "latency_ms_by_status": {
+                str(code): percentiles(
+                    [
+                        x
+                        for r in sales
+                        for c, x in zip(r["codes"], r["latencies"], strict=True)
+                        if c == code
+                    ]
+                )
+                for code in sorted(statuses)
+            },
             "api_cpu_s": api_cpu_s,
             "pg_cpu_s": pg_cpu_s,
             "loadgen_cpu_s": round(sum(r["cpu_s"] for _, r in results), 2),
@@ -1002,6 +1016,8 @@ TABLE_ROWS: dict[str, list[tuple[str, str]]] = {
         ("p95 ms", "latency_ms.p95"),
         ("p99 ms", "latency_ms.p99"),
         ("max ms", "latency_ms.max"),
+        ("p99 ms of 201s", "latency_ms_by_status.201.p99"),
+        ("p99 ms of 409s", "latency_ms_by_status.409.p99"),
         ("API CPU ms/request", "api_cpu_ms_per_request"),
         ("PG CPU ms/request", "pg_cpu_ms_per_request"),
         ("double-booked seats", "check.double_booked_seats"),

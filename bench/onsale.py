@@ -33,6 +33,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -654,12 +655,18 @@ def _child_main(kind: str, spec: dict[str, Any], barrier: Any, stop: Any, out: A
         out.put((kind, {"crash": repr(exc)}))
 
 
-def run_children(jobs: list[tuple[str, dict[str, Any]]], stop_after: set[str] | None = None) -> Any:
-    """Run each (kind, spec) in its own process; all start together through one barrier.
-    Kinds in `stop_after` must finish before the others are told to stop (browse readers run
-    until the onsale is over). Returns a list of (kind, result)."""
+def run_children(
+    jobs: list[tuple[str, dict[str, Any]]],
+    stop_after: set[str] | None = None,
+    on_start: Callable[[], None] | None = None,
+) -> Any:
+    """Run each (kind, spec) in its own process; all start together through one barrier,
+    once every process has opened its connections, and `on_start` runs at that moment (so
+    CPU meters see the load, not the connecting). Kinds in `stop_after` must finish before
+    the others are told to stop (browse readers run until the onsale is over). Returns a
+    list of (kind, result)."""
     ctx = mp.get_context("fork")
-    barrier = ctx.Barrier(len(jobs))
+    barrier = ctx.Barrier(len(jobs) + 1)
     stop = ctx.Event()
     out = ctx.Queue()
     procs = [
@@ -668,6 +675,13 @@ def run_children(jobs: list[tuple[str, dict[str, Any]]], stop_after: set[str] | 
     ]
     for proc in procs:
         proc.start()
+    try:
+        barrier.wait(timeout=600)
+    except threading.BrokenBarrierError:
+        pass  # a child failed before the start; its report says why
+    else:
+        if on_start is not None:
+            on_start()
     results: list[tuple[str, dict[str, Any]]] = []
     waiting_for = sum(1 for kind, _ in jobs if stop_after is None or kind in stop_after)
     while len(results) < len(jobs):
@@ -755,8 +769,7 @@ class Run:
             for i, size in enumerate(sizes)
         ]
         api_cpu = CpuMeter(arm.api_pids)
-        api_cpu.start()
-        results = [r for _, r in run_children(jobs)]
+        results = [r for _, r in run_children(jobs, on_start=api_cpu.start)]
         api_cpu_s = api_cpu.stop()
         self._settle()
         xact_after = asyncio.run(self.pg.transactions())
@@ -772,6 +785,7 @@ class Run:
             "pg_transactions": xact_after - xact_before,
             "pg_transactions_settled": args.stats_settle >= PG_IDLE_FLUSH_SECONDS,
             "api_cpu_s": api_cpu_s,
+            "api_cpu_ms_per_request": round(api_cpu_s * 1000 / max(1, args.clients), 3),
             "loadgen_cpu_s": round(sum(r["cpu_s"] for r in results), 2),
             "warmup": "16 seat-map reads on fresh connections + 1 booking of another seat",
             "check": self._check(arm, "hot", [screening_id]),
@@ -810,9 +824,9 @@ class Run:
                 ("browse", {"url": arm.url, "screening_id": browse_id, "readers": args.readers})
             )
         api_cpu, pg_cpu = CpuMeter(arm.api_pids), CpuMeter(self._pg_pids)
-        api_cpu.start()
-        pg_cpu.start()
-        results = run_children(jobs, stop_after={"onsale"})
+        results = run_children(
+            jobs, stop_after={"onsale"}, on_start=lambda: (api_cpu.start(), pg_cpu.start())
+        )
         api_cpu_s, pg_cpu_s = api_cpu.stop(), pg_cpu.stop()
         sales = [r for k, r in results if k == "onsale"]
         statuses = Counter()
@@ -875,8 +889,6 @@ class Run:
     def browse_alone(self, arm: Arm) -> dict[str, Any]:
         browse_id = asyncio.run(self._with_api(arm.url, self._full_screening))
         api_cpu, pg_cpu = CpuMeter(arm.api_pids), CpuMeter(self._pg_pids)
-        api_cpu.start()
-        pg_cpu.start()
         readers = split(range(self.args.readers), self.args.load_procs)
         jobs = [
             (
@@ -890,7 +902,9 @@ class Run:
             )
             for part in readers
         ]
-        results = [r for _, r in run_children(jobs)]
+        results = [
+            r for _, r in run_children(jobs, on_start=lambda: (api_cpu.start(), pg_cpu.start()))
+        ]
         summary = self._browse_summary("browse", results)
         n = max(1, summary["requests"])
         summary["api_cpu_ms_per_request"] = round(api_cpu.stop() * 1000 / n, 3)
@@ -1002,6 +1016,7 @@ TABLE_ROWS: dict[str, list[tuple[str, str]]] = {
         ("whole burst ms", "burst_ms"),
         ("PG transactions", "pg_transactions"),
         ("API CPU s", "api_cpu_s"),
+        ("API CPU ms/request", "api_cpu_ms_per_request"),
         ("double-booked seats", "check.double_booked_seats"),
     ],
     "onsale": [

@@ -440,7 +440,9 @@ async def create_fixture(
             async with gate:
                 return await api.token(email)
 
+        began = time.monotonic()
         tokens = list(await asyncio.gather(*(login(e) for e in emails)))
+        log(f"logged in {len(tokens)} users in {time.monotonic() - began:.1f} s")
         movie = await api.ok(
             "POST",
             "/api/admin/movies/",

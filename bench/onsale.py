@@ -1310,6 +1310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine(),
         "settings": {k: v for k, v in vars(args).items() if k != "results_dir"},
         "note": "2 cores shared by server, PostgreSQL, Redis and load generator",
+        "database": database_name(dsn),
     }
     run: Run | None = None
     arms: list[dict[str, Any]] = []

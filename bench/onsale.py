@@ -480,15 +480,13 @@ async def new_screening(api: Api, fixture: Fixture, hall: str) -> tuple[int, lis
     return screening["id"], await api.seat_ids(screening["id"])
 
 
-async def warm(api: Api, screening_id: int, connections: int = 16) -> None:
-    """Read the seat map on `connections` fresh connections at once, so every API process
-    (they share one listening socket) has the screening in its cache."""
-
-    async def one() -> None:
+async def warm(api: Api, screening_id: int, connections: int = 32) -> None:
+    """Read the seat map on `connections` fresh connections, one after the other, so that
+    every API process (they share one listening socket) has the screening cached. One after
+    the other: a burst of connections is accepted by whichever process wakes first."""
+    for _ in range(connections):
         async with aiohttp.ClientSession() as fresh:
             await Api(api.url, fresh).ok("GET", f"/api/screenings/{screening_id}/seats/")
-
-    await asyncio.gather(*(one() for _ in range(connections)))
 
 
 # --- load generator processes ----------------------------------------------------------------
@@ -789,7 +787,7 @@ class Run:
             "api_cpu_s": api_cpu_s,
             "api_cpu_ms_per_request": round(api_cpu_s * 1000 / max(1, args.clients), 3),
             "loadgen_cpu_s": round(sum(r["cpu_s"] for r in results), 2),
-            "warmup": "16 seat-map reads on fresh connections + 1 booking of another seat",
+            "warmup": "32 seat-map reads, each on a fresh connection, + 1 booking of another seat",
             "check": self._check(arm, "hot", [screening_id]),
             "cdf_ms": cdf_points(latencies),
         }

@@ -1149,17 +1149,25 @@ def chart(arms: list[dict[str, Any]], path: Path) -> bool:
     ]
     fig, axes = plt.subplots(2, 3, figsize=(16, 9))
     flat = axes.flatten()
+    labels = list(dict.fromkeys(a["label"] for a in arms))
+    rounds = max((a.get("round", 1) for a in arms), default=1)
+
+    def style(arm: dict[str, Any]) -> dict[str, Any]:
+        name = arm["label"] + (f" #{arm.get('round', 1)}" if rounds > 1 else "")
+        dashes = "-" if arm.get("round", 1) % 2 else "--"
+        return {"label": name, "color": f"C{labels.index(arm['label'])}", "linestyle": dashes}
+
     for ax, (name, title) in zip(flat, panels, strict=False):
         for arm in arms:
             summary = arm["scenarios"].get(name)
             if not summary or not summary.get("cdf_ms"):
                 continue
             cdf = summary["cdf_ms"]
-            ax.plot(cdf, [100 * (i + 1) / len(cdf) for i in range(len(cdf))], label=arm["label"])
+            ax.plot(cdf, [100 * (i + 1) / len(cdf) for i in range(len(cdf))], **style(arm))
             if name == "onsale4" and "browse" in summary:
                 b = summary["browse"]["cdf_ms"]
                 ax_b = flat[4]
-                ax_b.plot(b, [100 * (i + 1) / len(b) for i in range(len(b))], label=arm["label"])
+                ax_b.plot(b, [100 * (i + 1) / len(b) for i in range(len(b))], **style(arm))
         ax.set_title(title)
         ax.set_xscale("log")
         ax.set_xlabel("latency ms (log)")
@@ -1181,7 +1189,15 @@ def chart(arms: list[dict[str, Any]], path: Path) -> bool:
     width = 0.8 / max(1, len(arms))
     for i, arm in enumerate(arms):
         values = [dig(arm["scenarios"].get(s), p) or 0 for _, s, p in metrics]
-        ax.bar([m + i * width for m in range(len(metrics))], values, width, label=arm["label"])
+        bar = style(arm)
+        ax.bar(
+            [m + i * width for m in range(len(metrics))],
+            values,
+            width,
+            label=bar["label"],
+            color=bar["color"],
+            alpha=1.0 if arm.get("round", 1) % 2 else 0.6,
+        )
     ax.set_xticks([m + width * (len(arms) - 1) / 2 for m in range(len(metrics))])
     ax.set_xticklabels([m[0] for m in metrics], rotation=15, fontsize=8)
     ax.set_title("throughput")

@@ -1316,6 +1316,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             # benchmark's users book far faster than a person and must not be turned away.
             RATE_LIMIT_BOOKINGS_PER_MINUTE="1000000",
             RATE_LIMIT_AUTH_PER_MINUTE="1000000",
+            # No payment provider: a booking is the hold alone (with a Stripe key every
+            # booking would also create a payment intent, which is not what this measures).
+            STRIPE_SECRET_KEY="",
+            SMTP_HOST="",
         )
     else:
         dsn = args.database_url

@@ -53,8 +53,8 @@ class Buyer(HttpUser):
             if reply.status_code == 201:
                 self.bookings.append(reply.json()["id"])
                 reply.success()
-            elif reply.status_code == 409:
-                reply.success()  # lost the race for a seat: the promised answer
+            elif reply.status_code in (409, 429):
+                reply.success()  # lost the race for a seat, or rate-limited: promised answers
             else:
                 reply.failure(f"{reply.status_code}: {reply.text[:200]}")
 

@@ -1320,6 +1320,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             # booking would also create a payment intent, which is not what this measures).
             STRIPE_SECRET_KEY="",
             SMTP_HOST="",
+            # The worker's reconciler would add its own transactions to the hot seat's count;
+            # it sweeps at start-up and then hourly (no hold falls due during a run anyway).
+            EXPIRY_RECONCILE_SECONDS="3600",
         )
     else:
         dsn = args.database_url

@@ -79,6 +79,7 @@ def init_app(
             redis, prefix=settings.redis_key_prefix, grace_seconds=settings.hold_grace_seconds
         )
         await holds.load_scripts()
+        await holds.open_connections()
         gateway = (
             StripeGateway(
                 settings.stripe_secret_key,

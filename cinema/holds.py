@@ -4,6 +4,7 @@ database, only use it to turn losers away early."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -27,7 +28,10 @@ def seat_key(prefix: str, screening_id: int, seat_id: int) -> str:
     return f"{prefix}{{screening:{screening_id}}}:seat:{seat_id}"
 
 
-def create_redis(url: str, timeout: float, max_connections: int = 64) -> aioredis.Redis:
+POOL_SIZE = 64
+
+
+def create_redis(url: str, timeout: float, max_connections: int = POOL_SIZE) -> aioredis.Redis:
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -64,6 +68,15 @@ class RedisSeatHolds:
                 await self._client.script_load(script.script)
         except RedisError as exc:
             log.warning("could not preload seat scripts (%s); they load on first use", exc)
+
+    async def open_connections(self, count: int = POOL_SIZE) -> None:
+        """Fill the connection pool at start-up. Otherwise the first onsale burst opens them
+        all at once, on a busy CPU, where a connect slower than the Redis timeout counts as
+        "Redis is down" and sends the next second's requests to PostgreSQL unfiltered."""
+        try:
+            await asyncio.gather(*(self._client.ping() for _ in range(count)))
+        except RedisError as exc:
+            log.warning("could not open the redis pool (%s); connections open on first use", exc)
 
     def _keys(self, screening_id: int, seat_ids: Sequence[int]) -> list[str]:
         return [seat_key(self._prefix, screening_id, s) for s in seat_ids]

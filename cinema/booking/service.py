@@ -27,7 +27,6 @@ from cinema.booking.model import (
     CancelReason,
     NewBooking,
     SeatMap,
-    SeatMapEntry,
 )
 from cinema.booking.ports import (
     BookingEvents,
@@ -40,6 +39,7 @@ from cinema.booking.ports import (
     ScreeningCatalogue,
     SeatHolds,
 )
+from cinema.booking.seatmap import SeatMapBuilder
 from cinema.catalogue.model import ScreeningSnapshot
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ class BookingService:
         self.events: BookingEvents = events or NoBookingEvents()
         self._payments = payments  # None: bookings carry no payment (no provider configured)
         self._follow_ups = follow_ups or NoFollowUps()
+        self._seat_maps = SeatMapBuilder()
         # conflicts_redis / conflicts_postgres / created / cancelled / redis_fallbacks ...
         self.stats: Counter[str] = Counter()
 
@@ -312,17 +313,4 @@ class BookingService:
 
     async def seat_map(self, screening_id: int) -> SeatMap:
         snapshot = await self._snapshot(screening_id)
-        live = {r.seat_id: r for r in await self._store.live_reservations(screening_id)}
-        return SeatMap(
-            screening_id=screening_id,
-            seats=tuple(
-                SeatMapEntry(
-                    seat_id=seat.id,
-                    row=seat.row_label,
-                    number=seat.number,
-                    category=seat.category,
-                    status=rules.seat_status(live.get(seat.id)),
-                )
-                for seat in snapshot.seats
-            ),
-        )
+        return self._seat_maps.build(snapshot, await self._store.live_reservations(screening_id))

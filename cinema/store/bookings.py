@@ -87,6 +87,8 @@ _INSERT_BOOKING = """
 """
 
 _EXPIRED = CancelReason.EXPIRED.value
+# A dict lookup instead of an Enum call per row: a full seat map has hundreds of rows.
+_STATUS_BY_NAME = {status.value: status for status in BookingStatus}
 
 _SEAT_IN_DETAIL = re.compile(r"\(screening_id, seat_id\)=\(\d+, (\d+)\)")
 
@@ -272,9 +274,8 @@ class PgBookingStore:
             " WHERE screening_id = $1 AND status <> 'CANCELLED'",
             screening_id,
         )
-        return [
-            LiveReservation(r["seat_id"], BookingStatus(r["status"]), r["lapsed"]) for r in rows
-        ]
+        statuses = _STATUS_BY_NAME
+        return [LiveReservation(r[0], statuses[r[1]], r[2]) for r in rows]
 
 
 def _unique_violation(exc: asyncpg.UniqueViolationError, seat_ids: list[int]) -> Exception:

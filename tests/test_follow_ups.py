@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from cinema.booking.errors import PaymentProviderUnavailable
 from cinema.settings import Settings
 from tasks.follow_ups import FollowUpTasks, retry_delay
 from tasks.queue import ExpiryQueue
@@ -300,3 +301,37 @@ async def test_queue_unreachable_falls_back_to_in_process(
     await _confirm_by_webhook(api, booking)
     await smtp.wait_for(booking["reference"])
     assert len(smtp.for_reference(booking["reference"])) == 1
+
+
+async def test_a_failed_attempt_is_rescheduled_then_given_up(
+    rds: aioredis.Redis, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The retry lives in Redis as a timed schedule; past the bound, or for an error that
+    will not go away, the task gives up with an error line and schedules nothing."""
+    calls: list[int] = []
+
+    async def failing(booking_id: int) -> bool:
+        calls.append(booking_id)
+        raise ConnectionRefusedError("SMTP down")
+
+    async def refused(booking_id: int) -> bool:
+        raise PaymentProviderUnavailable("no such intent", retryable=False)
+
+    queue = ExpiryQueue(REDIS_URL, prefix)
+    try:
+        tasks = FollowUpTasks(queue, attempts=3)
+        tasks.serve(send_ticket=failing, cancel_payment=refused)
+        data = f"{prefix}taskiq:schedule:data:"
+
+        await tasks.send_ticket_task.original_func(7, 1)
+        assert await rds.exists(f"{data}send_ticket-7-2") == 1
+        await tasks.send_ticket_task.original_func(7, 3)
+        assert await rds.exists(f"{data}send_ticket-7-4") == 0
+        assert "send_ticket for booking 7 gave up after 3 attempt(s)" in caplog.text
+
+        await tasks.cancel_payment_task.original_func(8, 1)
+        assert await rds.exists(f"{data}cancel_payment-8-2") == 0
+        assert "cancel_payment for booking 8 gave up after 1 attempt(s)" in caplog.text
+        assert calls == [7, 7]
+    finally:
+        await queue.close()

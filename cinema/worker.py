@@ -80,7 +80,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             # next buyer inside create_booking), then tickets no one is sending (a sender
             # crashed mid-send and its lease lapsed, a task lost with Redis).
             if gateway is not None:
-                await canceller.sweep()
+                try:
+                    await canceller.sweep()
+                except Exception as exc:
+                    log.warning(
+                        "payment intent sweep failed (%r); the ticket sweep still runs", exc
+                    )
             await mailer.sweep()
 
         service = BookingService(

@@ -288,7 +288,11 @@ async def test_the_sweep_sends_a_ticket_whose_sender_died_mid_send(
 
 
 async def test_queue_unreachable_falls_back_to_in_process(
-    make_pay_api: PayApiFactory, stripe_fake: LocalStripe, smtp: SmtpSink, users: Any
+    make_pay_api: PayApiFactory,
+    stripe_fake: LocalStripe,
+    smtp: SmtpSink,
+    users: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     await stripe_fake.send_webhooks_to(f"http://127.0.0.1:{free_port()}/nowhere")
     api = (
@@ -301,6 +305,7 @@ async def test_queue_unreachable_falls_back_to_in_process(
     await _confirm_by_webhook(api, booking)
     await smtp.wait_for(booking["reference"])
     assert len(smtp.for_reference(booking["reference"])) == 1
+    assert f"could not queue send_ticket for booking {booking['id']}" in caplog.text
 
 
 async def test_a_failed_attempt_is_rescheduled_then_given_up(

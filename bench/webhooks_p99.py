@@ -3,10 +3,13 @@
 
     python bench/webhooks_p99.py                 # 200 concurrent deliveries, then 200 dupes
     python bench/webhooks_p99.py --deliveries 500 --no-smtp
+    python bench/webhooks_p99.py --follow-ups inprocess   # emails sent by the API itself
 
 Everything is real and local: its own PostgreSQL database (dropped afterwards), a localstripe
 server for the payment intents, an SMTP sink (aiosmtpd) for the ticket emails, and a
-`cinema serve` process. It books N one-seat bookings through the API (one intent each), then
+`cinema serve` process (and, with `--follow-ups taskiq`, the default, a `cinema worker` that
+sends the emails; it prints how long until the last one arrived). It books N one-seat
+bookings through the API (one intent each), then
 fires N signed `payment_intent.succeeded` events at once (one per booking: N transitions, N
 seat locks, N emails queued) and measures each delivery from send to response; then the same
 N events again (the duplicate path). Prints p50/p95/p99/max per wave and checks PostgreSQL:
@@ -216,6 +219,7 @@ async def main(args: argparse.Namespace) -> int:
             STRIPE_API_BASE=f"http://127.0.0.1:{stripe_port}",
             LOG_LEVEL="WARNING",
             DB_POOL_MAX=str(args.pool),
+            FOLLOW_UPS=args.follow_ups,
         )
         if not args.no_smtp:
             from aiosmtpd.controller import Controller
@@ -238,6 +242,8 @@ async def main(args: argparse.Namespace) -> int:
                 cwd=workdir,
             )
         )
+        if args.follow_ups == "taskiq" and not args.no_smtp:
+            procs.append(spawn([sys.executable, "-m", "cinema", "worker"], env=env, cwd=workdir))
         await wait_port(stripe_port)
         await wait_port(api_port)
         base = f"http://127.0.0.1:{api_port}"
@@ -254,12 +260,22 @@ async def main(args: argparse.Namespace) -> int:
             print(
                 f"{args.deliveries} concurrent deliveries, one API process, "
                 f"pool {args.pool}, {os.cpu_count()} CPUs, "
-                f"SMTP {'off' if args.no_smtp else 'on'}:"
+                f"SMTP {'off' if args.no_smtp else 'on'}, follow-ups {args.follow_ups}:"
             )
+            fired = time.perf_counter()
             first = await fire(session, url, events)
             print(summary("succeeded (fresh)", *first))
             again = await fire(session, url, events)
             print(summary("succeeded (duplicate)", *again))
+            if smtp_controller is not None:
+                for _ in range(2400):  # up to 120 s
+                    if Sink.received >= len(bookings):
+                        break
+                    await asyncio.sleep(0.05)
+                print(
+                    f"{Sink.received}/{len(bookings)} ticket emails received, the last "
+                    f"{time.perf_counter() - fired:.2f} s after the first delivery was fired"
+                )
         conn = await asyncpg.connect(database_url)
         try:
             confirmed = await conn.fetchval(
@@ -283,4 +299,10 @@ if __name__ == "__main__":
     parser.add_argument("--deliveries", type=int, default=200)
     parser.add_argument("--pool", type=int, default=20, help="DB_POOL_MAX of the API process")
     parser.add_argument("--no-smtp", action="store_true", help="do not send ticket emails")
+    parser.add_argument(
+        "--follow-ups",
+        choices=["taskiq", "inprocess"],
+        default="taskiq",
+        help="FOLLOW_UPS: emails sent by a `cinema worker` (taskiq) or by the API process",
+    )
     raise SystemExit(asyncio.run(main(parser.parse_args())))

@@ -35,6 +35,7 @@ from cinema.store.settlement import PgSettlementStore
 from cinema.store.tickets import PgTicketStore
 from cinema.store.users import PgUserStore
 from cinema.tickets.mailer import SmtpConfig, TicketMailer
+from tasks.follow_ups import FollowUpTasks, TaskiqFollowUps
 from tasks.queue import ExpiryQueue
 from tasks.scheduling import TaskiqExpiryScheduler
 
@@ -54,8 +55,9 @@ def init_app(
     expiry: ExpiryScheduler | None = None,
     follow_ups: FollowUps | None = None,
 ) -> web.Application:
-    """`follow_ups`: where cancelling intents and sending tickets runs (default: retried
-    background jobs in this process)."""
+    """`follow_ups`: where cancelling intents and sending tickets runs (default: per
+    FOLLOW_UPS, Taskiq tasks run by `cinema worker`, or retried background jobs in this
+    process)."""
     app = web.Application(
         middlewares=[
             observe_middleware,
@@ -68,10 +70,13 @@ def init_app(
     async def resources(app: web.Application) -> AsyncIterator[None]:
         queue = None  # the Taskiq side of expiry; the worker runs the tasks (docs/expiry.md)
         scheduler = expiry
-        if scheduler is None and settings.expiry_scheduler == "taskiq":
+        follow_ups_on_worker = follow_ups is None and settings.follow_ups_mode == "taskiq"
+        if (scheduler is None and settings.expiry_scheduler == "taskiq") or follow_ups_on_worker:
             queue = ExpiryQueue(
                 settings.taskiq_url, settings.redis_key_prefix, settings.redis_timeout_seconds
             )
+        if scheduler is None and settings.expiry_scheduler == "taskiq":
+            assert queue is not None
             scheduler = TaskiqExpiryScheduler(queue, settings.redis_timeout_seconds * 2)
         pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
         redis = create_redis(settings.redis_url, settings.redis_timeout_seconds)
@@ -98,6 +103,11 @@ def init_app(
         )
         canceller = PaymentCanceller(gateway=gateway, store=booking_store)
         jobs = follow_ups or BackgroundFollowUps(background, canceller.cancel, mailer.send)
+        if follow_ups_on_worker:
+            # The worker sends tickets and cancels intents (docs/payments.md); the in-process
+            # jobs only take over when the task cannot be queued.
+            assert queue is not None
+            jobs = TaskiqFollowUps(FollowUpTasks(queue), jobs, settings.redis_timeout_seconds * 2)
         catalogue = CatalogueService(PgCatalogueStore(pool))
         telemetry = BookingTelemetry()  # metrics and a log line per booking state change
         app[CATALOGUE] = catalogue

@@ -1,5 +1,6 @@
 """Work done off the request path in this process, retried with backoff; drained on shutdown.
-(A Taskiq worker can take over the same jobs: see BackgroundFollowUps.)"""
+With FOLLOW_UPS=taskiq the worker runs these follow-ups as Taskiq tasks (tasks/follow_ups.py)
+and BackgroundFollowUps is only the fallback for a task that could not be queued."""
 
 from __future__ import annotations
 

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     expiry_reconcile_seconds: float = Field(default=30, ge=1, le=3600)
     expiry_batch_size: int = Field(default=200, ge=1, le=10_000)
     worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    # Where ticket emails and intent cancels run (docs/payments.md): "taskiq" (the worker,
+    # durable), "inprocess" (retried jobs in this process), "auto" (taskiq when
+    # EXPIRY_SCHEDULER is taskiq: a worker is in use).
+    follow_ups: Literal["auto", "taskiq", "inprocess"] = "auto"
     # --- operations (docs/operations.md) ---
     log_format: Literal["json", "text"] = "json"
     rate_limit_bookings_per_minute: int = Field(default=120, ge=0, le=1_000_000)
@@ -93,6 +97,12 @@ class Settings(BaseSettings):
     @property
     def filter_enabled(self) -> bool:
         return self.hold_filter == "on"
+
+    @property
+    def follow_ups_mode(self) -> Literal["taskiq", "inprocess"]:
+        if self.follow_ups != "auto":
+            return self.follow_ups
+        return "taskiq" if self.expiry_scheduler == "taskiq" else "inprocess"
 
     @property
     def taskiq_url(self) -> str:

@@ -9,7 +9,7 @@ import contextlib
 import logging
 
 from cinema.background import Background, BackgroundFollowUps
-from cinema.booking.ports import NoExpiryScheduler
+from cinema.booking.ports import FollowUps, NoExpiryScheduler
 from cinema.booking.service import BookingService
 from cinema.booking.settlement import PaymentCanceller
 from cinema.catalogue.service import CatalogueService
@@ -22,6 +22,7 @@ from cinema.store.catalogue import PgCatalogueStore
 from cinema.store.pool import create_pool
 from cinema.store.tickets import PgTicketStore
 from cinema.tickets.mailer import SmtpConfig, TicketMailer
+from tasks.follow_ups import FollowUpTasks, TaskiqFollowUps
 from tasks.queue import ExpiryQueue
 from tasks.worker import ExpiryWorker
 
@@ -66,6 +67,27 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             PgTicketStore(pool),
             SmtpConfig(settings.smtp_host, settings.smtp_port, settings.smtp_from),
         )
+        # This worker runs the follow-up tasks (ticket emails, intent cancels), also those
+        # its own expiries kick; in-process jobs only when a task cannot be queued.
+        tasks = FollowUpTasks(queue)
+        tasks.serve(send_ticket=mailer.send, cancel_payment=canceller.cancel)
+        follow_ups: FollowUps = BackgroundFollowUps(background, canceller.cancel, mailer.send)
+        if settings.follow_ups_mode == "taskiq":
+            follow_ups = TaskiqFollowUps(tasks, follow_ups, settings.redis_timeout_seconds * 2)
+
+        async def sweep() -> None:
+            # Intents of bookings that ended without a hook (a lapsed hold taken over by the
+            # next buyer inside create_booking), then tickets no one is sending (a sender
+            # crashed mid-send and its lease lapsed, a task lost with Redis).
+            if gateway is not None:
+                try:
+                    await canceller.sweep()
+                except Exception as exc:
+                    log.warning(
+                        "payment intent sweep failed (%r); the ticket sweep still runs", exc
+                    )
+            await mailer.sweep()
+
         service = BookingService(
             holds=holds,
             store=store,
@@ -74,7 +96,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             hold_ttl_seconds=settings.hold_ttl_seconds,
             filter_enabled=settings.filter_enabled,
             payments=gateway,
-            follow_ups=BackgroundFollowUps(background, canceller.cancel, mailer.send),
+            follow_ups=follow_ups,
             events=BookingTelemetry(),
         )
         if settings.worker_metrics_port:
@@ -87,9 +109,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             queue,
             reconcile_every_seconds=settings.expiry_reconcile_seconds,
             batch_size=settings.expiry_batch_size,
-            # Also close intents of bookings that ended without a hook (a lapsed hold taken
-            # over by the next buyer inside create_booking): see PaymentCanceller.sweep.
-            also_sweep=canceller.sweep if gateway is not None else None,
+            also_sweep=sweep,
         )
         await worker.run(stop)
     finally:

@@ -77,3 +77,11 @@ def describe(values: list[float]) -> str:
         f"p50 {percentile(values, 50):.3f}s p99 {percentile(values, 99):.3f}s"
         f" max {max(values):.3f}s"
     )
+
+
+FOLLOW_UP_RUNS = Counter(
+    "cinema_follow_up_tasks_total",
+    "Follow-up task attempts (task: send_ticket or cancel_payment), by outcome: done (it"
+    " did the work), noop (nothing left to do), retry (failed, re-scheduled) or gave_up.",
+    ["task", "outcome"],
+)

@@ -68,6 +68,9 @@ def make_settings(database_url: str, redis_prefix: str, **overrides: Any) -> Set
         # Off unless a test turns them on: the suite registers many users from one address.
         "rate_limit_bookings_per_minute": 0,
         "rate_limit_auth_per_minute": 0,
+        # No worker runs behind most tests: tickets and intent cancels run in-process.
+        # tests/test_follow_ups.py runs them through a real `cinema worker` instead.
+        "follow_ups": "inprocess",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -75,11 +75,18 @@ def localstripe_url() -> Iterator[str]:
 
 
 class _Collect:
-    def __init__(self) -> None:
+    def __init__(self, refuse_first: int = 0) -> None:
         self.lock = threading.Lock()
         self.messages: list[EmailMessage] = []
+        self.refusals_left = refuse_first
+        self.refused = 0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            if self.refusals_left > 0:
+                self.refusals_left -= 1
+                self.refused += 1
+                return "451 4.3.0 try again later"
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         with self.lock:
@@ -90,8 +97,9 @@ class _Collect:
 class SmtpSink:
     """A real SMTP server on loopback that keeps what it receives."""
 
-    def __init__(self) -> None:
-        self._handler = _Collect()
+    def __init__(self, refuse_first: int = 0) -> None:
+        """`refuse_first`: answer the first N messages with a temporary failure (451)."""
+        self._handler = _Collect(refuse_first)
         self.port = free_port()
         self._controller = Controller(self._handler, hostname="127.0.0.1", port=self.port)
 
@@ -100,6 +108,11 @@ class SmtpSink:
 
     def stop(self) -> None:
         self._controller.stop()
+
+    @property
+    def refused(self) -> int:
+        with self._handler.lock:
+            return self._handler.refused
 
     def for_reference(self, reference: str) -> list[EmailMessage]:
         with self._handler.lock:

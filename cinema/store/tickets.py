@@ -12,6 +12,17 @@ _CLAIM = """
     RETURNING id
 """
 
+# Confirmed at least $2 s ago (their task had its chance), at most $3 s ago (enabling SMTP
+# later does not mail every old confirmed booking).
+_UNSENT = """
+    SELECT id FROM bookings
+    WHERE status = 'CONFIRMED' AND tickets_sent_at IS NULL
+      AND (tickets_claimed_until IS NULL OR tickets_claimed_until < now())
+      AND updated_at < now() - make_interval(secs => $2)
+      AND updated_at > now() - make_interval(secs => $3)
+    ORDER BY id LIMIT $1
+"""
+
 _TICKET = """
     SELECT b.id, b.reference, b.amount, b.currency, u.email, m.title, h.name AS hall_name,
            s.starts_at
@@ -52,6 +63,12 @@ class PgTicketStore:
             amount=row["amount"],
             currency=row["currency"],
         )
+
+    async def unsent(self, limit: int, min_age_seconds: float, max_age_seconds: float) -> list[int]:
+        rows = await self._pool.fetch(
+            _UNSENT, limit, float(min_age_seconds), float(max_age_seconds)
+        )
+        return [r["id"] for r in rows]
 
     async def mark_sent(self, booking_id: int) -> None:
         await self._pool.execute(

@@ -22,6 +22,12 @@ class TicketStore(Protocol):
         someone else (their lease passed); None otherwise."""
         ...
 
+    async def unsent(self, limit: int, min_age_seconds: float, max_age_seconds: float) -> list[int]:
+        """CONFIRMED bookings (confirmed between `min_age_seconds` and `max_age_seconds`
+        ago) whose email is neither sent nor leased: their sender died or their task was
+        lost."""
+        ...
+
     async def mark_sent(self, booking_id: int) -> None: ...
 
     async def release(self, booking_id: int) -> None:
@@ -35,6 +41,10 @@ class SmtpConfig:
     port: int
     sender: str
     timeout_seconds: float = 30.0
+
+
+# The sweep leaves alone bookings confirmed longer ago than this.
+SWEEP_MAX_AGE_SECONDS = 24 * 3600.0
 
 
 class TicketMailer:
@@ -64,3 +74,23 @@ class TicketMailer:
         await self._store.mark_sent(booking_id)
         log.info("ticket email for booking %s sent to %s", booking_id, ticket.email)
         return True
+
+    async def sweep(self, limit: int = 100) -> int:
+        """Send the tickets no one is sending: CONFIRMED bookings whose `tickets_sent_at`
+        is empty and whose lease has lapsed (a sender crashed mid-send, a task was lost),
+        confirmed at least one lease ago, so a booking's own task (and its first retries)
+        go first. Run it periodically; the lease keeps it from doubling a sender at work.
+        Stops at the first SMTP failure (the server is likely down). Returns how many it
+        sent."""
+        if not self._smtp.host:
+            return 0
+        sent = 0
+        for booking_id in await self._store.unsent(limit, self._lease, SWEEP_MAX_AGE_SECONDS):
+            try:
+                sent += await self.send(booking_id)
+            except Exception as exc:
+                log.warning("ticket sweep stopped at booking %s: %r", booking_id, exc)
+                break
+        if sent:
+            log.info("ticket sweep sent %d email(s)", sent)
+        return sent

@@ -154,6 +154,8 @@ def init_app(
                 await gateway.close()
             await redis.aclose()
             await pool.close()
+            if isinstance(scheduler, TaskiqExpiryScheduler):
+                await scheduler.close()
             if queue is not None:
                 await queue.close()
 

@@ -13,7 +13,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -151,6 +151,18 @@ class ExpiryScheduleSource(ListRedisScheduleSource):
             pipe.rpush(self._get_time_key(schedule.time), schedule.schedule_id)
             await pipe.execute()
 
+    async def add_timed_schedules(self, schedules: Sequence[ScheduledTask]) -> None:
+        """Write many timed schedules in one pipelined round trip."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            for schedule in schedules:
+                assert schedule.time is not None
+                pipe.set(
+                    self._get_data_key(schedule.schedule_id),
+                    self._serializer.dumpb(schedule.model_dump(mode="json")),
+                )
+                pipe.rpush(self._get_time_key(schedule.time), schedule.schedule_id)
+            await pipe.execute()
+
     async def post_send(self, task: ScheduledTask) -> None:
         """Delete the sent schedule in one round trip (upstream reads and decodes it back
         first, to learn the time we already have)."""
@@ -200,10 +212,23 @@ class ExpiryQueue:
 
     async def schedule(self, booking_id: int, due: dt.datetime) -> None:
         """Have the expiry task run for `booking_id` at `due` (its expires_at)."""
-        await (
-            self.expire_task.kicker()
-            .with_schedule_id(schedule_id(booking_id))
-            .schedule_by_time(self.schedules, due - SCHEDULE_LEAD, booking_id, due.timestamp())
+        await self.schedule_many([(booking_id, due)])
+
+    async def schedule_many(self, bookings: Sequence[tuple[int, dt.datetime]]) -> None:
+        """The same for many bookings, in one round trip. Builds the schedules the way
+        `kicker().schedule_by_time()` does, without a kicker per booking."""
+        await self.schedules.add_timed_schedules(
+            [
+                ScheduledTask(
+                    schedule_id=schedule_id(booking_id),
+                    task_name=self.expire_task.task_name,
+                    labels=dict(self.expire_task.labels),
+                    args=[booking_id, due.timestamp()],
+                    kwargs={},
+                    time=due - SCHEDULE_LEAD,
+                )
+                for booking_id, due in bookings
+            ]
         )
 
     async def close(self) -> None:

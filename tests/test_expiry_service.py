@@ -22,7 +22,7 @@ from cinema.store.bookings import PgBookingStore
 from cinema.store.catalogue import PgCatalogueStore
 from cinema.store.pool import Pool, create_pool
 from tasks.queue import EXPIRE_TASK_NAME, ExpiryScheduleSource, schedule_id
-from tests.client import ApiClient
+from tests.client import ApiClient, wait_for
 from tests.conftest import JWT_SECRET, REDIS_URL, AppFactory, Users
 
 
@@ -201,7 +201,11 @@ async def test_booking_writes_its_expiry_schedule(
     booked = await api.book(token, screening.id, [screening.seat_ids[0]])
     assert booked.status == 201, booked
     data_key = f"{prefix}taskiq:schedule:data:{schedule_id(booked.body['id'])}"
-    assert await rds.exists(data_key) == 1
+
+    async def written() -> bool:  # written off the request path, right after the 201
+        return bool(await rds.exists(data_key))
+
+    await wait_for(written, within=5)
 
 
 async def test_booking_succeeds_when_scheduling_fails(

@@ -112,9 +112,10 @@ async def test_postgres_conflicts_and_redis_fallbacks_are_counted(make_api, user
     assert (await api.book(a, screening.id, [screening.seat_ids[0]])).status == 201
     assert (await api.book(b, screening.id, [screening.seat_ids[0]])).status == 409
     after = await scrape(api)
-    assert value(after, "cinema_redis_fallbacks_total") - value(
-        before, "cinema_redis_fallbacks_total"
-    ) == 2
+    assert (
+        value(after, "cinema_redis_fallbacks_total") - value(before, "cinema_redis_fallbacks_total")
+        == 2
+    )
     key = ("cinema_bookings_conflicted_total", frozenset({("caught_by", "postgres")}))
     assert after[key] - before.get(key, 0) == 1
 

@@ -100,6 +100,7 @@ async def test_declined_card_cancels_and_frees_the_seats(pay_api, stripe_fake, s
     assert cancelled["cancel_reason"] == "payment_failed"
     statuses = await api.seat_statuses(screening.id)
     assert [statuses[s] for s in seats] == ["AVAILABLE", "AVAILABLE"]
+
     # the failed intent is closed at Stripe, so it cannot be paid later with another card
     async def intent_canceled() -> bool:
         return (await stripe_fake.intent(intent_id)).status == "canceled"
@@ -230,12 +231,15 @@ async def test_no_transaction_is_open_while_stripe_answers(
     async def slow_proxy(request: web.Request) -> web.Response:
         called.set()
         await release.wait()
-        async with aiohttp.ClientSession() as session, session.request(
-            request.method,
-            localstripe_url + request.path_qs,
-            data=await request.read(),
-            headers={k: v for k, v in request.headers.items() if k.lower() != "host"},
-        ) as resp:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                request.method,
+                localstripe_url + request.path_qs,
+                data=await request.read(),
+                headers={k: v for k, v in request.headers.items() if k.lower() != "host"},
+            ) as resp,
+        ):
             return web.Response(
                 body=await resp.read(), status=resp.status, content_type="application/json"
             )

@@ -73,9 +73,7 @@ async def test_sent_once_even_when_asked_twice(confirmed_booking, database_url, 
         await pool.close()
 
 
-async def test_smtp_failure_releases_the_claim_for_the_retry(
-    confirmed_booking, database_url, smtp
-):
+async def test_smtp_failure_releases_the_claim_for_the_retry(confirmed_booking, database_url, smtp):
     pool = await create_pool(database_url, 1, 4)
     try:
         store = PgTicketStore(pool)

@@ -93,9 +93,11 @@ class LiveReservation:
 
 @dataclass(frozen=True, slots=True)
 class SeatMapEntry:
-    seat_id: int
+    """One seat of a seat map, named as the API names it (`seat` is the number in its row)."""
+
+    id: int
     row: str
-    number: int
+    seat: int
     category: str
     status: SeatStatus
 
@@ -107,6 +109,13 @@ class SeatMap:
 
     def count(self, status: SeatStatus) -> int:
         return sum(1 for s in self.seats if s.status is status)
+
+    def counts(self) -> dict[SeatStatus, int]:
+        """Seats per status, in one pass."""
+        tally = dict.fromkeys(SeatStatus, 0)
+        for entry in self.seats:
+            tally[entry.status] += 1
+        return tally
 
 
 class PaymentEventKind(StrEnum):

@@ -22,9 +22,9 @@ class _Entries:
     def _entry(self, i: int, status: SeatStatus) -> SeatMapEntry:
         seat = self.snapshot.seats[i]
         return SeatMapEntry(
-            seat_id=seat.id,
+            id=seat.id,
             row=seat.row_label,
-            number=seat.number,
+            seat=seat.number,
             category=seat.category,
             status=status,
         )

@@ -133,9 +133,13 @@ async def test_a_booking_expires_and_its_seat_is_free_again(
     assert (await expiry_api.seat_statuses(screening.id))[seat] == "AVAILABLE"
     again = await expiry_api.book(bob, screening.id, [seat])
     assert again.status == 201, again
-    # The scheduled task did it.
+
+    # The scheduled task did it (its metrics are recorded just after the commit).
+    async def counted() -> bool:
+        return worker.metric("cinema_bookings_expired_total") >= 1
+
+    await eventually(counted, within=5, what="the expiry to be counted")
     assert worker.metric("cinema_booking_expiry_lateness_seconds_count", path="task") == 1
-    assert worker.metric("cinema_bookings_expired_total") >= 1
 
 
 async def test_paid_and_user_cancelled_bookings_are_left_alone(
@@ -216,8 +220,11 @@ async def test_worker_killed_with_tasks_scheduled_catches_up_after_restart(
         return await _seat_keys_exist(rds, prefix, screening.id, seats) == 0
 
     await eventually(keys_gone, within=5, what="the Redis keys to be released")
-    ended = restarted.metric("cinema_bookings_expired_total")
-    assert ended >= len(ids)  # the reconciler also ends other tests' leftovers
+
+    async def counted() -> bool:  # >=: the reconciler also ends other tests' leftovers
+        return restarted.metric("cinema_bookings_expired_total") >= len(ids)
+
+    await eventually(counted, within=5, what="every expiry to be counted")
 
 
 async def test_worker_down_entirely_the_seat_is_still_bookable(
@@ -346,7 +353,13 @@ async def test_with_taskiqs_redis_down_the_reconciler_still_ends_bookings(
         return bool(status == "CANCELLED")
 
     await eventually(ended, what="the reconciler to end the booking")
-    # (>=: the reconciler sweeps the whole database, which other tests share)
-    assert worker.metric("cinema_booking_expiry_lateness_seconds_count", path="reconciler") >= 1
+
+    async def counted() -> bool:
+        # recorded just after the commit; >=: the reconciler sweeps the whole database,
+        # which other tests share
+        lateness = worker.metric("cinema_booking_expiry_lateness_seconds_count", path="reconciler")
+        return lateness >= 1
+
+    await eventually(counted, within=5, what="the reconciler's lateness to be recorded")
     assert worker.proc is not None and worker.proc.poll() is None  # still running
     assert worker.terminate() == 0

@@ -25,7 +25,7 @@ from cinema.booking.settlement import PaymentCanceller, PaymentSettlement
 from cinema.catalogue.service import CatalogueService
 from cinema.holds import RedisSeatHolds, create_redis
 from cinema.metrics import BookingTelemetry, observe_pool
-from cinema.payments.stripe_gateway import StripeGateway
+from cinema.payments.stripe_gateway import gateway_from_settings
 from cinema.ratelimit import RedisRateLimiter
 from cinema.settings import Settings
 from cinema.store.bookings import PgBookingStore
@@ -85,16 +85,7 @@ def init_app(
         )
         await holds.load_scripts()
         await holds.open_connections()
-        gateway = (
-            StripeGateway(
-                settings.stripe_secret_key,
-                settings.stripe_webhook_secret,
-                settings.stripe_api_base,
-                settings.stripe_timeout_seconds,
-            )
-            if settings.payments_enabled
-            else None
-        )
+        gateway = gateway_from_settings(settings)
         booking_store = PgBookingStore(pool)
         background = Background()
         mailer = TicketMailer(

@@ -15,7 +15,7 @@ from cinema.booking.settlement import PaymentCanceller
 from cinema.catalogue.service import CatalogueService
 from cinema.holds import RedisSeatHolds, create_redis
 from cinema.metrics import BookingTelemetry
-from cinema.payments.stripe_gateway import StripeGateway
+from cinema.payments.stripe_gateway import gateway_from_settings
 from cinema.settings import Settings
 from cinema.store.bookings import PgBookingStore
 from cinema.store.catalogue import PgCatalogueStore
@@ -44,16 +44,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
     redis = create_redis(settings.redis_url, settings.redis_timeout_seconds)
     queue = ExpiryQueue(settings.taskiq_url, settings.redis_key_prefix)
-    gateway = (
-        StripeGateway(
-            settings.stripe_secret_key,
-            settings.stripe_webhook_secret,
-            settings.stripe_api_base,
-            settings.stripe_timeout_seconds,
-        )
-        if settings.payments_enabled
-        else None
-    )
+    gateway = gateway_from_settings(settings)
     background = Background()
     try:
         holds = RedisSeatHolds(

@@ -16,13 +16,16 @@ _counter = itertools.count(1)
 
 
 async def wait_for(
-    predicate: Callable[[], Awaitable[bool]], within: float = 10.0, interval: float = 0.05
+    predicate: Callable[[], Awaitable[bool]],
+    within: float = 15.0,
+    interval: float = 0.05,
+    what: str = "condition",
 ) -> None:
-    """Poll an async predicate until it holds; fail once the deadline passes."""
+    """Poll an async predicate until it holds; fail, naming `what`, once the deadline passes."""
     deadline = time.monotonic() + within
     while not await predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within} s")
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
         await asyncio.sleep(interval)
 
 

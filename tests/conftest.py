@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 import redis
+import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -19,7 +20,7 @@ from cinema.auth.passwords import hash_password_sync
 from cinema.auth.tokens import Principal, TokenIssuer
 from cinema.settings import Settings
 from cinema.store.migrations import migrate
-from cinema.store.pool import create_pool, drop_database
+from cinema.store.pool import Pool, create_pool, drop_database
 from cinema.store.users import PgUserStore
 from tests.client import ApiClient
 
@@ -98,6 +99,21 @@ class Users:
 
     async def one(self, staff: bool = False) -> str:
         return (await self.create(1, staff))[0]
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[Pool]:
+    """A pool on the test database, for tests that look at rows directly."""
+    p = await create_pool(database_url, 1, 10)
+    yield p
+    await p.close()
+
+
+@pytest.fixture
+async def rds() -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(REDIS_URL)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,23 +16,12 @@ import redis.asyncio as aioredis
 from cinema.booking.model import BookingStatus
 from cinema.holds import seat_key
 from cinema.store.bookings import PgBookingStore
-from cinema.store.pool import Pool, create_pool
-from tests.client import ApiClient
+from cinema.store.pool import Pool
+from tests.client import ApiClient, wait_for
 from tests.conftest import JWT_SECRET, REDIS_URL, AppFactory, Users
 from tests.workerproc import WorkerProcess, worker_env
 
 TTL = 2
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], within: float = 15, what: str = "condition"
-) -> None:
-    """Wait for `check()` to hold, polling; fail with `what` after `within` seconds."""
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -44,20 +33,6 @@ def prefix(redis_prefix: str) -> str:
 @pytest.fixture
 async def expiry_api(make_api: AppFactory, prefix: str) -> ApiClient:
     return await make_api(hold_ttl_seconds=TTL, redis_key_prefix=prefix)
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[Pool]:
-    p = await create_pool(database_url, 1, 4)
-    yield p
-    await p.close()
-
-
-@pytest.fixture
-async def rds() -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(REDIS_URL)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
@@ -105,7 +80,7 @@ async def test_a_booking_expires_and_its_seat_is_free_again(
 
     # After its two start-up sweeps the reconciler sleeps for an hour here: from then on
     # only the scheduled task can end a booking.
-    await eventually(start_up_sweeps_done, what="the worker's start-up sweeps")
+    await wait_for(start_up_sweeps_done, what="the worker's start-up sweeps")
     alice, bob = await users.create(2)
     screening = await expiry_api.new_screening()
     seat = screening.seat_ids[3]
@@ -118,7 +93,7 @@ async def test_a_booking_expires_and_its_seat_is_free_again(
     async def cancelled() -> bool:
         return (await _booking(expiry_api, alice, booking_id))["status"] == "CANCELLED"
 
-    await eventually(cancelled, what="the booking to expire")
+    await wait_for(cancelled, what="the booking to expire")
     ended = await _booking(expiry_api, alice, booking_id)
     assert ended["cancel_reason"] == "expired"
     assert datetime.fromisoformat(ended["updated_at"]) >= datetime.fromisoformat(
@@ -129,7 +104,7 @@ async def test_a_booking_expires_and_its_seat_is_free_again(
         return await _seat_keys_exist(rds, prefix, screening.id, [seat]) == 0
 
     # Released by the worker, well before Redis would drop it (PX = TTL + 5 s grace).
-    await eventually(keys_gone, within=3, what="the seat's Redis key to be released")
+    await wait_for(keys_gone, within=3, what="the seat's Redis key to be released")
     assert (await expiry_api.seat_statuses(screening.id))[seat] == "AVAILABLE"
     again = await expiry_api.book(bob, screening.id, [seat])
     assert again.status == 201, again
@@ -138,7 +113,7 @@ async def test_a_booking_expires_and_its_seat_is_free_again(
     async def counted() -> bool:
         return worker.metric("cinema_bookings_expired_total") >= 1
 
-    await eventually(counted, within=5, what="the expiry to be counted")
+    await wait_for(counted, within=5, what="the expiry to be counted")
     assert worker.metric("cinema_booking_expiry_lateness_seconds_count", path="task") == 1
 
 
@@ -162,7 +137,7 @@ async def test_paid_and_user_cancelled_bookings_are_left_alone(
     async def both_tasks_ran() -> bool:
         return worker.metric("cinema_expiry_tasks_total", outcome="noop") >= 2
 
-    await eventually(both_tasks_ran, what="both expiry tasks to run")
+    await wait_for(both_tasks_ran, what="both expiry tasks to run")
     assert (await _booking(expiry_api, alice, paid.body["id"]))["status"] == "CONFIRMED"
     after = await _booking(expiry_api, alice, dropped.body["id"])
     assert after["status"] == "CANCELLED"
@@ -212,19 +187,19 @@ async def test_worker_killed_with_tasks_scheduled_catches_up_after_restart(
         )
         return int(left) == 0
 
-    await eventually(all_ended, what="every overdue booking to end after the restart")
+    await wait_for(all_ended, what="every overdue booking to end after the restart")
     reasons = await pool.fetch("SELECT cancel_reason FROM bookings WHERE id = ANY($1)", ids)
     assert {r["cancel_reason"] for r in reasons} == {"expired"}
 
     async def keys_gone() -> bool:
         return await _seat_keys_exist(rds, prefix, screening.id, seats) == 0
 
-    await eventually(keys_gone, within=5, what="the Redis keys to be released")
+    await wait_for(keys_gone, within=5, what="the Redis keys to be released")
 
     async def counted() -> bool:  # >=: the reconciler also ends other tests' leftovers
         return restarted.metric("cinema_bookings_expired_total") >= len(ids)
 
-    await eventually(counted, within=5, what="every expiry to be counted")
+    await wait_for(counted, within=5, what="every expiry to be counted")
 
 
 async def test_worker_down_entirely_the_seat_is_still_bookable(
@@ -286,14 +261,14 @@ async def test_two_workers_send_and_run_each_task_once(
     async def all_ran() -> bool:
         return runs("expired") + runs("noop") >= len(ids)
 
-    await eventually(all_ran, what="both workers together to run every expiry task")
+    await wait_for(all_ran, what="both workers together to run every expiry task")
 
     async def all_tasks_done() -> bool:
         queued = int(await rds.llen(f"{prefix}taskiq:expiry"))
         running = sum(w.metric("cinema_expiry_tasks_in_flight") for w in workers)
         return queued == 0 and running == 0
 
-    await eventually(all_tasks_done, what="every expiry task to finish")
+    await wait_for(all_tasks_done, what="every expiry task to finish")
     # Each schedule was claimed by one scheduler: one task ran per booking. (A start-up
     # sweep of the reconciler may have ended a booking first, making its task a no-op.)
     assert runs("expired") + runs("noop") == len(ids)
@@ -323,7 +298,7 @@ async def test_tasks_lost_in_a_killed_worker_end_soon_after_restart(
         held = worker.metric("cinema_expiry_tasks_in_flight")
         return held >= 1 or worker.metric("cinema_expiry_tasks_total", outcome="expired") >= 1
 
-    await eventually(holding_tasks, what="the worker to hold expiry tasks")
+    await wait_for(holding_tasks, what="the worker to hold expiry tasks")
     worker.kill()
     start_worker()  # reconciles hourly: only its start-up sweeps can end these bookings
 
@@ -334,7 +309,7 @@ async def test_tasks_lost_in_a_killed_worker_end_soon_after_restart(
         )
         return int(left) == 0
 
-    await eventually(all_ended, what="the restarted worker to end the lost bookings")
+    await wait_for(all_ended, what="the restarted worker to end the lost bookings")
 
 
 async def test_with_taskiqs_redis_down_the_reconciler_still_ends_bookings(
@@ -352,7 +327,7 @@ async def test_with_taskiqs_redis_down_the_reconciler_still_ends_bookings(
         status = await pool.fetchval("SELECT status FROM bookings WHERE id = $1", booked.body["id"])
         return bool(status == "CANCELLED")
 
-    await eventually(ended, what="the reconciler to end the booking")
+    await wait_for(ended, what="the reconciler to end the booking")
 
     async def counted() -> bool:
         # recorded just after the commit; >=: the reconciler sweeps the whole database,
@@ -360,6 +335,6 @@ async def test_with_taskiqs_redis_down_the_reconciler_still_ends_bookings(
         lateness = worker.metric("cinema_booking_expiry_lateness_seconds_count", path="reconciler")
         return lateness >= 1
 
-    await eventually(counted, within=5, what="the reconciler's lateness to be recorded")
+    await wait_for(counted, within=5, what="the reconciler's lateness to be recorded")
     assert worker.proc is not None and worker.proc.poll() is None  # still running
     assert worker.terminate() == 0

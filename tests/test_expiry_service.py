@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,7 +19,7 @@ from cinema.catalogue.service import CatalogueService
 from cinema.holds import RedisSeatHolds, seat_key
 from cinema.store.bookings import PgBookingStore
 from cinema.store.catalogue import PgCatalogueStore
-from cinema.store.pool import Pool, create_pool
+from cinema.store.pool import Pool
 from tasks.queue import EXPIRE_TASK_NAME, ExpiryScheduleSource, schedule_id
 from tests.client import ApiClient, wait_for
 from tests.conftest import JWT_SECRET, REDIS_URL, AppFactory, Users
@@ -39,20 +38,6 @@ class RecordingEvents(NoBookingEvents):
 @pytest.fixture
 def prefix(redis_prefix: str) -> str:
     return f"{redis_prefix}svc{secrets.token_hex(3)}:"
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[Pool]:
-    p = await create_pool(database_url, 1, 10)
-    yield p
-    await p.close()
-
-
-@pytest.fixture
-async def rds() -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(REDIS_URL)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import asyncpg
@@ -79,13 +79,6 @@ async def fu_api(make_pay_api: PayApiFactory, stripe_fake: LocalStripe, prefix: 
     api = await make_pay_api(redis_key_prefix=prefix, follow_ups="taskiq")
     await stripe_fake.send_webhooks_to(api.webhook_url)
     return api
-
-
-@pytest.fixture
-async def rds() -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(REDIS_URL)
-    yield client
-    await client.aclose()
 
 
 async def _book(api: ApiClient, token: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import stripe
 from cinema.booking.errors import InvalidWebhook, PaymentProviderUnavailable
 from cinema.booking.model import Booking, PaymentEvent, PaymentEventKind
 from cinema.booking.ports import IntentHandle
+from cinema.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -137,3 +138,15 @@ def _intent_id(event: Any, kind: PaymentEventKind) -> str | None:
         return None
     value = _field(event, "data", "object", "id")
     return value if isinstance(value, str) else None
+
+
+def gateway_from_settings(settings: Settings) -> StripeGateway | None:
+    """The configured gateway, or None when no Stripe key is set (bookings carry no payment)."""
+    if not settings.payments_enabled:
+        return None
+    return StripeGateway(
+        settings.stripe_secret_key,
+        settings.stripe_webhook_secret,
+        settings.stripe_api_base,
+        settings.stripe_timeout_seconds,
+    )

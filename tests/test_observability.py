@@ -131,9 +131,13 @@ async def test_ready_names_redis_when_it_is_down(make_api):
 
 
 async def test_ready_names_postgres_when_it_goes_down(make_api, database_url, redis_prefix):
-    proxy = await CuttableProxy("127.0.0.1", 5432).start()
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(database_url)  # the machine's server, or an embedded one on any port
+    proxy = await CuttableProxy(parts.hostname or "127.0.0.1", parts.port or 5432).start()
     try:
-        url = database_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        netloc = f"{parts.username or 'postgres'}@127.0.0.1:{proxy.port}"
+        url = urlunsplit(parts._replace(netloc=netloc))
         assert url != database_url
         api = await make_api(app=init_app(make_settings(url, redis_prefix)))
         ok = await api.get("/ready")

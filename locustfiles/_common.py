@@ -45,11 +45,11 @@ def prepare_screening(host: str) -> int:
     email = os.environ.get("LOCUST_STAFF_EMAIL")
     if not email:
         listed = http.get(f"{host}/api/screenings/", params={"limit": 1}, timeout=10).json()
-        if not listed["screenings"]:
+        if not listed:
             raise SystemExit(
                 "no upcoming screening: set LOCUST_STAFF_EMAIL/PASSWORD or LOCUST_SCREENING_ID"
             )
-        return int(listed["screenings"][0]["id"])
+        return int(listed[0]["id"])
     login = {"email": email, "password": os.environ["LOCUST_STAFF_PASSWORD"]}
     token = http.post(f"{host}/api/auth/token", json=login, timeout=30).json()["access_token"]
     auth = {"Authorization": f"Bearer {token}"}

@@ -28,7 +28,7 @@ async def test_register_then_login(api):
 
     mine = await api.get("/api/my-bookings/", token=login.body["access_token"])
     assert mine.status == 200
-    assert mine.body == {"bookings": []}
+    assert mine.body == []
 
 
 async def test_password_is_stored_as_argon2(api, database_url):

@@ -21,7 +21,7 @@ async def test_movie_create_and_read(api):
     }
     assert (await api.get(f"/api/movies/{movie_id}/")).body == created.body
     listed = await api.get("/api/movies/")
-    assert created.body in listed.body["movies"]
+    assert created.body in listed.body
     assert (await api.get("/api/movies/999999999/")).status == 404
 
 
@@ -62,13 +62,13 @@ async def test_screening_lists_upcoming_first_and_filters_by_movie(api):
     first = await api.new_screening(starts_in=timedelta(days=2))
     second = await api.new_screening(starts_in=timedelta(hours=2))
     listed = await api.get("/api/screenings/")
-    ids = [s["id"] for s in listed.body["screenings"]]
+    ids = [s["id"] for s in listed.body]
     assert ids.index(second.id) < ids.index(first.id)
 
     one = await api.get(f"/api/screenings/{first.id}/")
     assert one.status == 200
     by_movie = await api.get(f"/api/screenings/?movie_id={one.body['movie_id']}")
-    assert [s["id"] for s in by_movie.body["screenings"]] == [first.id]
+    assert [s["id"] for s in by_movie.body] == [first.id]
     assert (await api.get("/api/screenings/?movie_id=abc")).status == 400
 
 

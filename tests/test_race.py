@@ -189,7 +189,7 @@ async def test_concurrent_retries_with_one_idempotency_key_make_one_booking(make
     assert statuses(replies) == {201: 10}
     assert len({r.body["id"] for r in replies}) == 1
     mine = await apis[0].get("/api/my-bookings/", token=token)
-    assert len(mine.body["bookings"]) == 1
+    assert len(mine.body) == 1
     # the held seats are still held by that one booking
     seat_map = await apis[0].seat_statuses(screening.id)
     assert [seat_map[s] for s in seats] == ["LOCKED", "LOCKED"]

@@ -87,14 +87,14 @@ async def list_bookings(request: web.Request) -> web.Response:
         bookings = [] if found is None else [found]
     else:
         bookings = await service.bookings_of(principal.user_id, query.limit, query.offset)
-    return json_response({"bookings": [booking_json(b) for b in bookings]})
+    return json_response([booking_json(b) for b in bookings])
 
 
 async def my_bookings(request: web.Request) -> web.Response:
     principal = authenticate(request)
     query = read_query(request, PageQuery)
     bookings = await request.app[BOOKINGS].bookings_of(principal.user_id, query.limit, query.offset)
-    return json_response({"bookings": [booking_json(b) for b in bookings]})
+    return json_response([booking_json(b) for b in bookings])
 
 
 async def cancel_booking(request: web.Request) -> web.Response:

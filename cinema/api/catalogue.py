@@ -64,7 +64,7 @@ async def create_hall(request: web.Request) -> web.Response:
 async def list_halls(request: web.Request) -> web.Response:
     authenticate_staff(request)
     halls = await request.app[CATALOGUE].halls()
-    return json_response({"halls": [hall_json(h) for h in halls]})
+    return json_response([hall_json(h) for h in halls])
 
 
 async def get_hall(request: web.Request) -> web.Response:
@@ -84,7 +84,7 @@ async def create_screening(request: web.Request) -> web.Response:
 async def list_movies(request: web.Request) -> web.Response:
     query = read_query(request, PageQuery)
     movies = await request.app[CATALOGUE].movies(query.limit, query.offset)
-    return json_response({"movies": [movie_json(m) for m in movies]})
+    return json_response([movie_json(m) for m in movies])
 
 
 async def get_movie(request: web.Request) -> web.Response:
@@ -96,7 +96,7 @@ async def list_screenings(request: web.Request) -> web.Response:
     screenings = await request.app[CATALOGUE].screenings(
         query.movie_id, datetime.now(UTC), query.limit, query.offset
     )
-    return json_response({"screenings": [screening_json(s) for s in screenings]})
+    return json_response([screening_json(s) for s in screenings])
 
 
 async def get_screening(request: web.Request) -> web.Response:

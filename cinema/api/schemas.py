@@ -7,7 +7,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    StringConstraints,
+)
 
 from cinema.catalogue.layout import Category, LayoutIn
 
@@ -71,8 +79,8 @@ class MovieOut(Model):
     duration_minutes: int
 
 
-class MovieList(Model):
-    movies: list[MovieOut]
+class MovieList(RootModel[list[MovieOut]]):
+    """A JSON array of movie objects."""
 
 
 class HallIn(Model):
@@ -105,12 +113,12 @@ class ScreeningOut(Model):
     currency: str
 
 
-class HallList(Model):
-    halls: list[HallOut]
+class HallList(RootModel[list[HallOut]]):
+    """A JSON array of hall objects."""
 
 
-class ScreeningList(Model):
-    screenings: list[ScreeningOut]
+class ScreeningList(RootModel[list[ScreeningOut]]):
+    """A JSON array of screening objects."""
 
 
 class ScreeningsQuery(Model):
@@ -194,8 +202,8 @@ class BookingOut(Model):
     payment: PaymentOut | None  # null when no payment provider is configured
 
 
-class BookingList(Model):
-    bookings: list[BookingOut]
+class BookingList(RootModel[list[BookingOut]]):
+    """A JSON array of booking objects."""
 
 
 # --- service ----------------------------------------------------------------------------

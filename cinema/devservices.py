@@ -429,36 +429,39 @@ def up(state_dir: Path, env_file: Path) -> dict[str, str]:
     return exports
 
 
+def _start_or_reuse(
+    name: str,
+    label: str,
+    server: EmbeddedPostgres | EmbeddedRedis,
+    data: Path,
+    started: list[str],
+) -> int:
+    """The port of the embedded server, started here (and recorded in `started`, so that
+    this script stops it) unless another script's is already running."""
+    port = server.running_port()
+    if port is not None:
+        _say(f"reusing embedded {label} on 127.0.0.1:{port}")
+        return port
+    began = time.monotonic()
+    port = server.start()
+    started.append(name)
+    _say(
+        f"started embedded {label} on 127.0.0.1:{port} in "
+        f"{time.monotonic() - began:.1f} s (data: {data})"
+    )
+    return port
+
+
 def _start_missing(
     state_dir: Path, database_url: str, redis_url: str, exports: dict[str, str], started: list[str]
 ) -> None:
     if not postgres_answers(database_url):
         server = EmbeddedPostgres(state_dir)
-        port = server.running_port()
-        if port is None:
-            began = time.monotonic()
-            port = server.start()
-            started.append("postgres")
-            _say(
-                f"started embedded PostgreSQL on 127.0.0.1:{port} in "
-                f"{time.monotonic() - began:.1f} s (data: {server.data})"
-            )
-        else:
-            _say(f"reusing embedded PostgreSQL on 127.0.0.1:{port}")
+        port = _start_or_reuse("postgres", "PostgreSQL", server, server.data, started)
         exports["DATABASE_URL"] = _with_netloc(database_url, f"postgres@127.0.0.1:{port}")
     if not redis_answers(redis_url):
         redis = EmbeddedRedis(state_dir)
-        port = redis.running_port()
-        if port is None:
-            began = time.monotonic()
-            port = redis.start()
-            started.append("redis")
-            _say(
-                f"started embedded Redis on 127.0.0.1:{port} in "
-                f"{time.monotonic() - began:.1f} s (data: {redis.home})"
-            )
-        else:
-            _say(f"reusing embedded Redis on 127.0.0.1:{port}")
+        port = _start_or_reuse("redis", "Redis", redis, redis.home, started)
         target = redis_url if not redis_url.startswith("unix://") else DEFAULT_REDIS_URL
         exports["REDIS_URL"] = _with_netloc(target, f"127.0.0.1:{port}", scheme="redis")
 

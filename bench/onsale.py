@@ -409,15 +409,10 @@ class Fixture:
     halls: dict[str, int]
 
 
-async def create_fixture(
-    url: str, pg: Postgres, env: dict[str, str], args: argparse.Namespace
-) -> Fixture:
-    tag = secrets.token_hex(4)
-    staff_email = f"bench-staff-{tag}@example.com"
-    command = [sys.executable, "-m", "cinema", "createuser", "--staff", "--email", staff_email]
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [*command, "--password", PASSWORD],
+def run_cinema(env: dict[str, str], *args: str) -> None:
+    """Run one `cinema` command with the benchmark's settings; raise with its stderr if it fails."""
+    done = subprocess.run(
+        [sys.executable, "-m", "cinema", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -425,7 +420,17 @@ async def create_fixture(
         check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"cinema createuser failed: {done.stderr.strip()}")
+        raise RuntimeError(f"cinema {args[0]} failed: {done.stderr.strip()}")
+
+
+async def create_fixture(
+    url: str, pg: Postgres, env: dict[str, str], args: argparse.Namespace
+) -> Fixture:
+    tag = secrets.token_hex(4)
+    staff_email = f"bench-staff-{tag}@example.com"
+    await asyncio.to_thread(
+        run_cinema, env, "createuser", "--staff", "--email", staff_email, "--password", PASSWORD
+    )
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         api = Api(url, session)
         staff = await api.token(staff_email)
@@ -1342,16 +1347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.spawn:
             log(f"database {database_name(dsn)}, redis prefix cinemabench:{tag}:")
-            done = subprocess.run(
-                [sys.executable, "-m", "cinema", "migrate"],
-                env=env,
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if done.returncode != 0:
-                raise RuntimeError(f"cinema migrate failed: {done.stderr.strip()}")
+            run_cinema(env, "migrate")
         with_worker = args.spawn and args.worker == "auto" and cli_has_command(env, "worker")
         for round_no in range(args.rounds):
             for label, overrides in arms_spec:

@@ -76,7 +76,12 @@ def start_worker(
 @pytest.fixture
 async def fu_api(make_pay_api: PayApiFactory, stripe_fake: LocalStripe, prefix: str) -> PayApi:
     """An API whose follow-ups go to the worker, receiving localstripe's webhooks."""
-    api = await make_pay_api(redis_key_prefix=prefix, follow_ups="taskiq")
+    # A generous Redis timeout: on a loaded machine a 0.5 s connect can lapse, and the task then
+    # (rightly) runs in this process instead of the worker these tests watch. The fallback has
+    # tests of its own.
+    api = await make_pay_api(
+        redis_key_prefix=prefix, follow_ups="taskiq", redis_timeout_seconds=5.0
+    )
     await stripe_fake.send_webhooks_to(api.webhook_url)
     return api
 

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from cinema.api.errors import make_error_middleware
-from cinema.api.health import HEALTH_ROUTES, PROBES, add_health_routes
+from cinema.api.health import HEALTH_ROUTES, PROBES
 from cinema.api.keys import ACCOUNTS, BOOKINGS, CATALOGUE, SETTLEMENT
-from cinema.api.limits import LIMITS, Limits, auth_limit_middleware, parse_networks
+from cinema.api.limits import LIMITS, Limits, parse_networks
 from cinema.api.observe import metrics_endpoint, observe_middleware
 from cinema.api.openapi import add_openapi_routes
 from cinema.api.routes import ROUTES, add_routes
@@ -30,11 +30,7 @@ def init_app(
     choose (default: Taskiq tasks run by `cinema worker`, or retried background jobs in
     this process, per EXPIRY_SCHEDULER and FOLLOW_UPS)."""
     app = web.Application(
-        middlewares=[
-            observe_middleware,
-            make_error_middleware(UNAVAILABLE_ERRORS),
-            auth_limit_middleware,
-        ],
+        middlewares=[observe_middleware, make_error_middleware(UNAVAILABLE_ERRORS)],
         client_max_size=MAX_BODY_BYTES,
     )
 
@@ -54,8 +50,8 @@ def init_app(
             yield
 
     app.cleanup_ctx.append(services)
-    add_routes(app)
-    add_health_routes(app)
-    add_openapi_routes(app, ROUTES + HEALTH_ROUTES)
+    routes = ROUTES + HEALTH_ROUTES
+    add_routes(app, routes)
+    add_openapi_routes(app, routes)
     app.router.add_get("/metrics", metrics_endpoint)
     return app

@@ -15,7 +15,6 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from cinema.api import schemas as s
-from cinema.api.limits import is_rate_limited
 from cinema.api.routes import Route
 
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -81,8 +80,8 @@ def _links(route: Route, routes: tuple[Route, ...]) -> dict[str, Any]:
     for target in routes:
         path = openapi_path(target.path)
         if any(path.startswith(p + "{id}") for p in prefixes):
-            links[target.handler.__name__] = {
-                "operationId": target.handler.__name__,
+            links[target.operation_id] = {
+                "operationId": target.operation_id,
                 "parameters": {"id": "$response.body#/id"},
             }
     return links
@@ -99,7 +98,7 @@ def error_statuses(route: Route) -> list[int]:
         statuses.add(401)
     if route.access == "staff":
         statuses.add(403)
-    if is_rate_limited(route.method, route.path):
+    if route.limit is not None:
         statuses.add(429)
     return sorted(statuses)
 
@@ -141,7 +140,7 @@ def build_openapi(routes: tuple[Route, ...], title: str = "CinemaCore API") -> d
                 }
             responses[str(status)] = error
         operation: dict[str, Any] = {
-            "operationId": route.handler.__name__,
+            "operationId": route.operation_id,
             "summary": route.summary,
             "tags": [_tag(route.path)],
             "responses": responses,

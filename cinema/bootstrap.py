@@ -100,7 +100,9 @@ async def _open_stores(stack: contextlib.AsyncExitStack, settings: Settings) -> 
     pool = await pg.create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
     stack.push_async_callback(pool.close)
     redis = create_redis(settings.redis_url, settings.redis_timeout_seconds)
-    stack.push_async_callback(redis.aclose)
+    # A client given its pool does not close it on aclose(): without True every app that
+    # closed left its POOL_SIZE (64) connections open until garbage collection.
+    stack.push_async_callback(redis.aclose, True)
     return pool, redis
 
 

@@ -214,22 +214,50 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     )
 
 
+# Taskiq logs every send and every execution at INFO: thousands of lines in a burst.
+_CHATTY_WORKER_LOGGERS = (
+    "taskiq.cli.scheduler.run",
+    "taskiq.receiver.receiver",
+    "taskiq.scheduler.scheduler",
+)
+
+
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    """Expiry worker: Taskiq receiver + scheduler + reconciler; stops on SIGTERM/SIGINT."""
-    from cinema.worker import run_worker
+    """Taskiq receiver + scheduler + reconciler + sweeps; stops on SIGTERM/SIGINT. Imports no
+    HTTP server code (cinema/bootstrap.py builds it), so a restarted worker is back sooner."""
+    import logging
+
+    from cinema.bootstrap import worker_loop
 
     _configure_logging(settings)
     _install_uvloop()
+    if settings.log_level != "DEBUG":
+        for name in _CHATTY_WORKER_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await run_worker(settings, stop)
+        async with worker_loop(settings) as worker:
+            if settings.worker_metrics_port:
+                _serve_worker_metrics(settings)
+            await worker.run(stop)
 
     asyncio.run(main())
     return 0
+
+
+def _serve_worker_metrics(settings: Settings) -> None:
+    import logging
+
+    from prometheus_client import start_http_server
+
+    start_http_server(settings.worker_metrics_port, addr=settings.host)
+    logging.getLogger("cinema.worker").info(
+        "worker metrics on http://%s:%d/", settings.host, settings.worker_metrics_port
+    )
 
 
 def cmd_createuser(settings: Settings, args: argparse.Namespace) -> int:

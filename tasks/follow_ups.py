@@ -2,7 +2,7 @@
 booking and the Stripe cancel of an intent whose booking ended unpaid.
 
 The API (and the worker itself) kick `cinema.send_ticket` / `cinema.cancel_payment` onto the
-expiry list queue; `cinema worker` runs them with the service-level objects it hands to
+task queue (tasks/queue.py); `cinema worker` runs them with the service-level objects it hands to
 `serve` (TicketMailer.send, PaymentCanceller.cancel: one attempt each, safe to repeat, raise
 when a retry is worth it).
 
@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from cinema.booking.errors import PaymentProviderUnavailable
 from cinema.booking.ports import FollowUps
 from tasks.metrics import FOLLOW_UP_RUNS
-from tasks.queue import ExpiryQueue
+from tasks.queue import TaskQueue
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +48,12 @@ def retry_delay(attempt: int, first: float, most: float) -> float:
 
 
 class FollowUpTasks:
-    """The two follow-up tasks on the expiry queue's broker. The API only kicks them; the
+    """The two follow-up tasks on the task queue's broker. The API only kicks them; the
     worker also calls `serve` and then runs them."""
 
     def __init__(
         self,
-        queue: ExpiryQueue,
+        queue: TaskQueue,
         *,
         attempts: int = 8,
         first_delay_seconds: float = 1.0,

@@ -1,10 +1,13 @@
-"""The Taskiq broker, schedule source and scheduler for booking expiry, on Redis.
+"""The Taskiq broker, schedule source and scheduler, on Redis: every task `cinema worker` runs.
 
-One list queue (ListQueueBroker: a worker exits cleanly on SIGTERM) carries the task
-`cinema.expire_booking`; one ListRedisScheduleSource holds a per-booking schedule
+One list queue (ListQueueBroker: a worker exits cleanly on SIGTERM) carries the expiry task
+`cinema.expire_booking` and the follow-up tasks of tasks/follow_ups.py (ticket emails,
+payment-intent cancels). One ListRedisScheduleSource holds a per-booking expiry schedule
 (`booking-<id>`) due one scheduler tick before the booking's deadline (the task then waits
-for the deadline itself; see SCHEDULE_LEAD). Every key starts with REDIS_KEY_PREFIX, so
-deployments (and test runs) that share a Redis never see each other's tasks.
+for the deadline itself; see SCHEDULE_LEAD), and the follow-ups' timed retries. Every key
+starts with REDIS_KEY_PREFIX, so deployments (and test runs) that share a Redis never see
+each other's tasks. (The list is still named `<prefix>taskiq:expiry`: renaming it would
+strand the tasks queued by a running deployment.)
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def schedule_id(booking_id: int) -> str:
     return f"booking-{booking_id}"
 
 
-class ExpiryQueueBroker(ListQueueBroker):
+class TaskBroker(ListQueueBroker):
     """ListQueueBroker whose listener survives Redis outages without spinning, and which
     reuses one client (upstream builds a `Redis` object per command: a quarter of the
     worker's CPU in a burst, profiled).
@@ -81,7 +84,7 @@ class ExpiryQueueBroker(ListQueueBroker):
             try:
                 popped = await self._client.brpop([self.queue_name], timeout=_POP_TIMEOUT_SECONDS)
             except (RedisError, OSError) as exc:
-                log.warning("expiry queue unreachable (%s); retrying", exc)
+                log.warning("task queue unreachable (%s); retrying", exc)
                 await asyncio.sleep(_RETRY_AFTER_SECONDS)
                 continue
             if popped is not None:
@@ -89,7 +92,7 @@ class ExpiryQueueBroker(ListQueueBroker):
                 yield body if isinstance(body, bytes) else body.encode()
 
 
-class ExpiryScheduleSource(ListRedisScheduleSource):
+class TaskScheduleSource(ListRedisScheduleSource):
     """ListRedisScheduleSource with four changes that matter here.
 
     1. Upstream parses a time key with `key.split(":", 2)`, which breaks on a prefix that
@@ -175,11 +178,12 @@ class ExpiryScheduleSource(ListRedisScheduleSource):
             await pipe.execute()
 
 
-class ExpiryQueue:
-    """Broker + schedule source + scheduler, and the one task they carry.
+class TaskQueue:
+    """Broker + schedule source + scheduler, and the expiry task; the follow-up tasks
+    register themselves on the same broker (tasks/follow_ups.py).
 
-    The API process only uses `expire_task` and `schedules` (to add schedules); the worker
-    process also runs the receiver and the scheduler, after `serve(handler)`.
+    The API process only kicks tasks and adds schedules; the worker process also runs the
+    receiver and the scheduler (tasks/loop.py), after `serve(handler)`.
     """
 
     def __init__(self, redis_url: str, key_prefix: str, timeout_seconds: float = 5.0) -> None:
@@ -187,10 +191,8 @@ class ExpiryQueue:
             "socket_connect_timeout": timeout_seconds,
             "socket_timeout": max(timeout_seconds, _POP_TIMEOUT_SECONDS + 4),
         }
-        self.broker = ExpiryQueueBroker(
-            redis_url, queue_name=f"{key_prefix}taskiq:expiry", **connection
-        )
-        self.schedules = ExpiryScheduleSource(
+        self.broker = TaskBroker(redis_url, queue_name=f"{key_prefix}taskiq:expiry", **connection)
+        self.schedules = TaskScheduleSource(
             redis_url, prefix=f"{key_prefix}taskiq:schedule", **connection
         )
         self.scheduler = TaskiqScheduler(self.broker, sources=[self.schedules])
@@ -210,13 +212,10 @@ class ExpiryQueue:
         """Make this process run the expiry task with `handler` (the worker does this)."""
         self._handler = handler
 
-    async def schedule(self, booking_id: int, due: dt.datetime) -> None:
-        """Have the expiry task run for `booking_id` at `due` (its expires_at)."""
-        await self.schedule_many([(booking_id, due)])
-
     async def schedule_many(self, bookings: Sequence[tuple[int, dt.datetime]]) -> None:
-        """The same for many bookings, in one round trip. Builds the schedules the way
-        `kicker().schedule_by_time()` does, without a kicker per booking."""
+        """Have the expiry task run for each (booking id, its expires_at), in one round trip.
+        Builds the schedules the way `kicker().schedule_by_time()` does, without a kicker per
+        booking."""
         await self.schedules.add_timed_schedules(
             [
                 ScheduledTask(

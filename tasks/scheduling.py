@@ -7,7 +7,7 @@ import logging
 import time
 
 from cinema.booking.model import Booking
-from tasks.queue import ExpiryQueue
+from tasks.queue import TaskQueue
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ class TaskiqExpiryScheduler:
     """
 
     def __init__(
-        self, queue: ExpiryQueue, timeout_seconds: float, retry_after_seconds: float = 1.0
+        self, queue: TaskQueue, timeout_seconds: float, retry_after_seconds: float = 1.0
     ) -> None:
         self._queue = queue
         self._timeout = timeout_seconds

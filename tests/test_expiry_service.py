@@ -20,7 +20,7 @@ from cinema.holds import RedisSeatHolds, seat_key
 from cinema.store.bookings import PgBookingStore
 from cinema.store.catalogue import PgCatalogueStore
 from cinema.store.pool import Pool
-from tasks.queue import EXPIRE_TASK_NAME, ExpiryScheduleSource, schedule_id
+from tasks.queue import EXPIRE_TASK_NAME, TaskScheduleSource, schedule_id
 from tests.client import ApiClient, wait_for
 from tests.conftest import JWT_SECRET, REDIS_URL, AppFactory, Users
 
@@ -214,7 +214,7 @@ async def test_schedule_source_finds_schedules_left_from_earlier_minutes(
     """A schedule due minutes ago (the scheduler was down) is found on the first read, even
     though our prefix contains ':' (upstream's key parsing did not allow that)."""
     source_prefix = f"{prefix}taskiq:schedule"
-    writer = ExpiryScheduleSource(REDIS_URL, source_prefix)
+    writer = TaskScheduleSource(REDIS_URL, source_prefix)
     due = datetime.now(UTC) - timedelta(minutes=3)
     await writer.add_schedule(
         ScheduledTask(
@@ -226,7 +226,7 @@ async def test_schedule_source_finds_schedules_left_from_earlier_minutes(
             time=due,
         )
     )
-    reader = ExpiryScheduleSource(REDIS_URL, source_prefix)
+    reader = TaskScheduleSource(REDIS_URL, source_prefix)
     try:
         found = await reader.get_schedules()
         assert [s.schedule_id for s in found] == [schedule_id(7)]

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from cinema.booking.errors import PaymentProviderUnavailable
 from cinema.settings import Settings
 from tasks.follow_ups import FollowUpTasks, retry_delay
-from tasks.queue import ExpiryQueue
+from tasks.queue import TaskQueue
 from tests.client import ApiClient, wait_for
 from tests.conftest import JWT_SECRET, REDIS_URL
 from tests.payment_fixtures import (
@@ -156,7 +156,7 @@ async def test_ten_concurrent_duplicate_webhooks_send_one_email(
 
     # And ten more copies of the task itself, at once: the lease in PostgreSQL keeps them
     # from sending it again.
-    queue = ExpiryQueue(REDIS_URL, prefix)
+    queue = TaskQueue(REDIS_URL, prefix)
     try:
         tasks = FollowUpTasks(queue)
         await asyncio.gather(*(tasks.kick_send_ticket(booking["id"]) for _ in range(10)))
@@ -326,7 +326,7 @@ async def test_a_failed_attempt_is_rescheduled_then_given_up(
     async def refused(booking_id: int) -> bool:
         raise PaymentProviderUnavailable("no such intent", retryable=False)
 
-    queue = ExpiryQueue(REDIS_URL, prefix)
+    queue = TaskQueue(REDIS_URL, prefix)
     try:
         tasks = FollowUpTasks(queue, attempts=3)
         tasks.serve(send_ticket=failing, cancel_payment=refused)

@@ -1,24 +1,22 @@
-"""POST /api/auth/register and /api/auth/token."""
+"""POST /api/auth/register/ and /api/auth/token/ (also without the trailing slash)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from cinema.api.io import json_response, read_body
+from cinema.api.io import Inputs, json_response
 from cinema.api.keys import ACCOUNTS
 from cinema.api.schemas import RegisterIn, TokenIn
 
 
-async def register(request: web.Request) -> web.Response:
-    body = await read_body(request, RegisterIn)
-    user = await request.app[ACCOUNTS].register(body.email, body.password)
+async def register(request: web.Request, given: Inputs[RegisterIn, None]) -> web.Response:
+    user = await request.app[ACCOUNTS].register(given.body.email, given.body.password)
     return json_response({"id": user.id, "email": user.email}, status=201)
 
 
-async def token(request: web.Request) -> web.Response:
-    body = await read_body(request, TokenIn)
+async def token(request: web.Request, given: Inputs[TokenIn, None]) -> web.Response:
     accounts = request.app[ACCOUNTS]
-    access_token = await accounts.login(body.email, body.password)
+    access_token = await accounts.login(given.body.email, given.body.password)
     return json_response(
         {
             "access_token": access_token,

@@ -8,10 +8,9 @@ from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
 from cinema.api.errors import ApiError
-from cinema.api.io import authenticate, json_response, path_id, read_body, read_query
+from cinema.api.io import Inputs, json_response, path_id
 from cinema.api.keys import BOOKINGS
-from cinema.api.limits import enforce_booking_limit
-from cinema.api.schemas import BookingIn, BookingsQuery, IdempotencyKey, PageQuery
+from cinema.api.schemas import BookingIn, BookingsQuery, IdempotencyKey
 from cinema.booking.model import Booking, Payment
 from cinema.money import format_minor
 
@@ -59,45 +58,31 @@ def _idempotency_key(request: web.Request) -> str | None:
         ) from None
 
 
-async def create_booking(request: web.Request) -> web.Response:
-    principal = authenticate(request)
-    await enforce_booking_limit(request, principal.user_id)
+async def create_booking(request: web.Request, given: Inputs[BookingIn, None]) -> web.Response:
     key = _idempotency_key(request)
-    body = await read_body(request, BookingIn)
-    result = await request.app[BOOKINGS].book(
-        principal.user_id, body.screening_id, body.seat_ids, key
-    )
+    body = given.body
+    result = await request.app[BOOKINGS].book(given.user_id, body.screening_id, body.seat_ids, key)
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
     return json_response(booking_json(result.booking), status=201, headers=headers)
 
 
-async def get_booking(request: web.Request) -> web.Response:
-    principal = authenticate(request)
-    booking = await request.app[BOOKINGS].booking_for(principal.user_id, path_id(request))
+async def get_booking(request: web.Request, given: Inputs[None, None]) -> web.Response:
+    booking = await request.app[BOOKINGS].booking_for(given.user_id, path_id(request))
     return json_response(booking_json(booking))
 
 
-async def list_bookings(request: web.Request) -> web.Response:
+async def list_bookings(request: web.Request, given: Inputs[None, BookingsQuery]) -> web.Response:
     """My bookings, newest first; `?reference=ABCD1234` finds one of mine by its reference."""
-    principal = authenticate(request)
-    query = read_query(request, BookingsQuery)
+    query = given.query
     service = request.app[BOOKINGS]
     if query.reference is not None:
-        found = await service.booking_by_reference(principal.user_id, query.reference)
+        found = await service.booking_by_reference(given.user_id, query.reference)
         bookings = [] if found is None else [found]
     else:
-        bookings = await service.bookings_of(principal.user_id, query.limit, query.offset)
+        bookings = await service.bookings_of(given.user_id, query.limit, query.offset)
     return json_response([booking_json(b) for b in bookings])
 
 
-async def my_bookings(request: web.Request) -> web.Response:
-    principal = authenticate(request)
-    query = read_query(request, PageQuery)
-    bookings = await request.app[BOOKINGS].bookings_of(principal.user_id, query.limit, query.offset)
-    return json_response([booking_json(b) for b in bookings])
-
-
-async def cancel_booking(request: web.Request) -> web.Response:
-    principal = authenticate(request)
-    booking = await request.app[BOOKINGS].cancel(principal.user_id, path_id(request))
+async def cancel_booking(request: web.Request, given: Inputs[None, None]) -> web.Response:
+    booking = await request.app[BOOKINGS].cancel(given.user_id, path_id(request))
     return json_response(booking_json(booking))

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cinema.api.io import authenticate_staff, json_response, path_id, read_body, read_query
+from cinema.api.io import Inputs, json_response, path_id
 from cinema.api.keys import BOOKINGS, CATALOGUE
 from cinema.api.schemas import HallIn, MovieIn, PageQuery, ScreeningIn, ScreeningsQuery
 from cinema.booking.model import SeatMapEntry, SeatStatus
@@ -45,61 +45,58 @@ def screening_json(screening: Screening) -> dict[str, Any]:
     }
 
 
-async def create_movie(request: web.Request) -> web.Response:
-    authenticate_staff(request)
-    body = await read_body(request, MovieIn)
+async def create_movie(request: web.Request, given: Inputs[MovieIn, None]) -> web.Response:
+    body = given.body
     movie = await request.app[CATALOGUE].add_movie(
         body.title, body.description, body.duration_minutes
     )
     return json_response(movie_json(movie), status=201)
 
 
-async def create_hall(request: web.Request) -> web.Response:
-    authenticate_staff(request)
-    body = await read_body(request, HallIn)
+async def create_hall(request: web.Request, given: Inputs[HallIn, None]) -> web.Response:
+    body = given.body
     hall = await request.app[CATALOGUE].add_hall(body.name, body.layout)
     return json_response(hall_json(hall), status=201)
 
 
-async def list_halls(request: web.Request) -> web.Response:
-    authenticate_staff(request)
+async def list_halls(request: web.Request, given: Inputs[None, None]) -> web.Response:
     halls = await request.app[CATALOGUE].halls()
     return json_response([hall_json(h) for h in halls])
 
 
-async def get_hall(request: web.Request) -> web.Response:
-    authenticate_staff(request)
+async def get_hall(request: web.Request, given: Inputs[None, None]) -> web.Response:
     return json_response(hall_json(await request.app[CATALOGUE].hall(path_id(request))))
 
 
-async def create_screening(request: web.Request) -> web.Response:
-    authenticate_staff(request)
-    body = await read_body(request, ScreeningIn)
+async def create_screening(request: web.Request, given: Inputs[ScreeningIn, None]) -> web.Response:
+    body = given.body
     screening = await request.app[CATALOGUE].add_screening(
         body.movie_id, body.hall_id, body.starts_at, dict(body.prices), body.currency
     )
     return json_response(screening_json(screening), status=201)
 
 
-async def list_movies(request: web.Request) -> web.Response:
-    query = read_query(request, PageQuery)
+async def list_movies(request: web.Request, given: Inputs[None, PageQuery]) -> web.Response:
+    query = given.query
     movies = await request.app[CATALOGUE].movies(query.limit, query.offset)
     return json_response([movie_json(m) for m in movies])
 
 
-async def get_movie(request: web.Request) -> web.Response:
+async def get_movie(request: web.Request, given: Inputs[None, None]) -> web.Response:
     return json_response(movie_json(await request.app[CATALOGUE].movie(path_id(request))))
 
 
-async def list_screenings(request: web.Request) -> web.Response:
-    query = read_query(request, ScreeningsQuery)
+async def list_screenings(
+    request: web.Request, given: Inputs[None, ScreeningsQuery]
+) -> web.Response:
+    query = given.query
     screenings = await request.app[CATALOGUE].screenings(
         query.movie_id, datetime.now(UTC), query.limit, query.offset
     )
     return json_response([screening_json(s) for s in screenings])
 
 
-async def get_screening(request: web.Request) -> web.Response:
+async def get_screening(request: web.Request, given: Inputs[None, None]) -> web.Response:
     screening = await request.app[CATALOGUE].screening(path_id(request))
     return json_response(screening_json(screening))
 
@@ -128,7 +125,7 @@ def _seat_json(entry: SeatMapEntry) -> dict[str, Any]:
     return body
 
 
-async def seat_map(request: web.Request) -> web.Response:
+async def seat_map(request: web.Request, given: Inputs[None, None]) -> web.Response:
     seat_map = await request.app[BOOKINGS].seat_map(path_id(request))
     counts = seat_map.counts()
     return json_response(

@@ -8,14 +8,14 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from cinema.api import schemas as s
-from cinema.api.io import json_response
-from cinema.api.routes import Route, add_routes
+from cinema.api.io import Inputs, json_response
+from cinema.api.routes import Route
 
 Probe = Callable[[], Awaitable[None]]
 PROBES = web.AppKey("probes", dict[str, Probe])
 
 
-async def health(request: web.Request) -> web.Response:
+async def health(request: web.Request, given: Inputs[None, None]) -> web.Response:
     return json_response({"status": "ok"})
 
 
@@ -27,7 +27,7 @@ async def _passes(probe: Probe) -> bool:
     return True
 
 
-async def ready(request: web.Request) -> web.Response:
+async def ready(request: web.Request, given: Inputs[None, None]) -> web.Response:
     probes = request.app.get(PROBES, {})
     names = list(probes)
     results = await asyncio.gather(*(_passes(probes[n]) for n in names))
@@ -55,7 +55,3 @@ HEALTH_ROUTES: tuple[Route, ...] = (
         response=s.ReadyOut,
     ),
 )
-
-
-def add_health_routes(app: web.Application) -> None:
-    add_routes(app, HEALTH_ROUTES)

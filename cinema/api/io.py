@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import orjson
 from aiohttp import web
@@ -16,6 +17,24 @@ from cinema.auth.errors import InvalidToken
 from cinema.auth.tokens import Principal
 
 M = TypeVar("M", bound=BaseModel)
+B = TypeVar("B")
+Q = TypeVar("Q")
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs(Generic[B, Q]):
+    """What the route table (cinema/api/routes.py) checked before the handler runs: the
+    validated body and query (None for a route that declares none) and the caller."""
+
+    body: B
+    query: Q
+    principal: Principal | None = None
+
+    @property
+    def user_id(self) -> int:
+        if self.principal is None:
+            raise RuntimeError("a public route has no caller; declare access='user'")
+        return self.principal.user_id
 
 
 async def read_body(request: web.Request, model: type[M]) -> M:
@@ -31,8 +50,11 @@ async def read_body(request: web.Request, model: type[M]) -> M:
 
 
 def read_query(request: web.Request, model: type[M]) -> M:
+    """Parameters the model does not name (?utm_source=, a cache buster) are ignored, as
+    clients and proxies add them; the named ones are validated."""
+    known = model.model_fields
     try:
-        return model.model_validate(dict(request.query))
+        return model.model_validate({k: request.query[k] for k in request.query if k in known})
     except ValidationError as exc:
         raise validation_error(exc) from None
 

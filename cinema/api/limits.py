@@ -1,6 +1,7 @@
-"""Rate limits at the HTTP edge: per client IP on /api/auth/*, per user on POST /api/bookings/.
-Over the limit: 429 with Retry-After and the standard error body. The counting itself is
-behind the RateLimiter port (cinema/ratelimit.py counts in Redis)."""
+"""Rate limits at the HTTP edge, named by the route table's `limit` field: "auth" counts per
+client IP (registration, login), "bookings" per user (booking creation). Over the limit: 429
+with Retry-After and the standard error body. The counting itself is behind the RateLimiter
+port (cinema/ratelimit.py counts in Redis)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import ipaddress
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from aiohttp import web
 
-from cinema.api.errors import ApiError, Handler
+from cinema.api.errors import ApiError
+from cinema.auth.tokens import Principal
 from cinema.metrics import RATE_LIMIT_FAILURES, RATE_LIMITED
 
 log = logging.getLogger(__name__)
@@ -42,13 +44,7 @@ class Limits:
 
 
 LIMITS = web.AppKey("limits", Limits)
-AUTH_PREFIX = "/api/auth/"
-BOOKINGS_PATH = "/api/bookings/"
-
-
-def is_rate_limited(method: str, path: str) -> bool:
-    """Whether a route can answer 429 (auth endpoints by IP, booking creation by user)."""
-    return path.startswith(AUTH_PREFIX) or (method == "POST" and path == BOOKINGS_PATH)
+LimitName = Literal["auth", "bookings"]
 
 
 def parse_networks(text: str) -> tuple[Network, ...]:
@@ -100,17 +96,16 @@ async def enforce(request: web.Request, limit_name: str, subject: str, limit: in
     )
 
 
-async def enforce_booking_limit(request: web.Request, user_id: int) -> None:
+async def apply_limit(request: web.Request, name: LimitName, principal: Principal | None) -> None:
+    """Count this request against limit `name`: the caller's IP for "auth", the
+    authenticated user for "bookings"."""
     limits = request.app.get(LIMITS)
-    if limits is not None:
-        await enforce(request, "bookings", str(user_id), limits.bookings_per_minute)
-
-
-@web.middleware
-async def auth_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    limits = request.app.get(LIMITS)
-    if limits is not None and limits.auth_per_minute > 0 and request.path.startswith(AUTH_PREFIX):
-        await enforce(
-            request, "auth", client_ip(request, limits.trusted_proxies), limits.auth_per_minute
-        )
-    return await handler(request)
+    if limits is None:
+        return
+    if name == "auth":
+        subject, limit = client_ip(request, limits.trusted_proxies), limits.auth_per_minute
+    else:
+        if principal is None:
+            raise RuntimeError("the bookings limit counts per user; the route must need one")
+        subject, limit = str(principal.user_id), limits.bookings_per_minute
+    await enforce(request, name, subject, limit)

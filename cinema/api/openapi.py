@@ -4,6 +4,7 @@ handlers validate with, and Swagger UI at /docs served from files shipped in thi
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from http import HTTPStatus
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -15,7 +16,6 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from cinema.api import schemas as s
-from cinema.api.limits import is_rate_limited
 from cinema.api.routes import Route
 
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -81,8 +81,8 @@ def _links(route: Route, routes: tuple[Route, ...]) -> dict[str, Any]:
     for target in routes:
         path = openapi_path(target.path)
         if any(path.startswith(p + "{id}") for p in prefixes):
-            links[target.handler.__name__] = {
-                "operationId": target.handler.__name__,
+            links[target.operation_id] = {
+                "operationId": target.operation_id,
                 "parameters": {"id": "$response.body#/id"},
             }
     return links
@@ -99,9 +99,58 @@ def error_statuses(route: Route) -> list[int]:
         statuses.add(401)
     if route.access == "staff":
         statuses.add(403)
-    if is_rate_limited(route.method, route.path):
+    if route.limit is not None:
         statuses.add(429)
     return sorted(statuses)
+
+
+Refs = Mapping[tuple[Any, JsonSchemaMode], dict[str, Any]]  # models_json_schema: model -> $ref
+
+
+def _responses(route: Route, routes: tuple[Route, ...], refs: Refs) -> dict[str, Any]:
+    ok: dict[str, Any] = {"description": HTTPStatus(route.status).phrase}
+    if route.response is not None:
+        ok["content"] = {"application/json": {"schema": refs[(route.response, "serialization")]}}
+    links = _links(route, routes)
+    if links:
+        ok["links"] = links
+    responses: dict[str, Any] = {str(route.status): ok}
+    for status in error_statuses(route):
+        error: dict[str, Any] = {
+            "description": HTTPStatus(status).phrase,
+            "content": {"application/json": {"schema": refs[(s.ErrorOut, "serialization")]}},
+        }
+        if status == 429:
+            error["headers"] = {
+                "Retry-After": {
+                    "description": "Seconds until the limit's window resets",
+                    "schema": {"type": "integer", "minimum": 1},
+                }
+            }
+        responses[str(status)] = error
+    return responses
+
+
+def _operation(route: Route, routes: tuple[Route, ...], refs: Refs) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": route.operation_id,
+        "summary": route.summary,
+        "tags": [_tag(route.path)],
+        "responses": _responses(route, routes, refs),
+    }
+    parameters = _path_parameters(route.path) + _header_parameters(route)
+    if route.query is not None:
+        parameters += _query_parameters(route.query)
+    if parameters:
+        operation["parameters"] = parameters
+    if route.body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": refs[(route.body, "validation")]}},
+        }
+    if route.access != "public":
+        operation["security"] = [{SECURITY_SCHEME: []}]
+    return operation
 
 
 def build_openapi(routes: tuple[Route, ...], title: str = "CinemaCore API") -> dict[str, Any]:
@@ -111,53 +160,10 @@ def build_openapi(routes: tuple[Route, ...], title: str = "CinemaCore API") -> d
             wanted.append((route.body, "validation"))
         if route.response is not None:
             wanted.append((route.response, "serialization"))
-    wanted = list(dict.fromkeys(wanted))
-    refs, definitions = models_json_schema(wanted, ref_template=REF_TEMPLATE)
-    error_ref = refs[(s.ErrorOut, "serialization")]
-
+    refs, definitions = models_json_schema(list(dict.fromkeys(wanted)), ref_template=REF_TEMPLATE)
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        responses: dict[str, Any] = {}
-        ok: dict[str, Any] = {"description": HTTPStatus(route.status).phrase}
-        if route.response is not None:
-            ok["content"] = {
-                "application/json": {"schema": refs[(route.response, "serialization")]}
-            }
-        links = _links(route, routes)
-        if links:
-            ok["links"] = links
-        responses[str(route.status)] = ok
-        for status in error_statuses(route):
-            error: dict[str, Any] = {
-                "description": HTTPStatus(status).phrase,
-                "content": {"application/json": {"schema": error_ref}},
-            }
-            if status == 429:
-                error["headers"] = {
-                    "Retry-After": {
-                        "description": "Seconds until the limit's window resets",
-                        "schema": {"type": "integer", "minimum": 1},
-                    }
-                }
-            responses[str(status)] = error
-        operation: dict[str, Any] = {
-            "operationId": route.handler.__name__,
-            "summary": route.summary,
-            "tags": [_tag(route.path)],
-            "responses": responses,
-        }
-        parameters = _path_parameters(route.path) + _header_parameters(route)
-        if route.query is not None:
-            parameters += _query_parameters(route.query)
-        if parameters:
-            operation["parameters"] = parameters
-        if route.body is not None:
-            operation["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": refs[(route.body, "validation")]}},
-            }
-        if route.access != "public":
-            operation["security"] = [{SECURITY_SCHEME: []}]
+        operation = _operation(route, routes, refs)
         paths.setdefault(openapi_path(route.path), {})[route.method.lower()] = operation
 
     return {

@@ -1,5 +1,8 @@
-"""The route table: one place listing every endpoint, its models and who may call it
-(the OpenAPI document is generated from it)."""
+"""The route table: one place listing every endpoint, its models, who may call it and its rate
+limit. It drives the server: `add_routes` wraps each handler so that, before it runs, the
+caller is authenticated per `access`, `limit` is enforced, and the query and body are parsed
+into their models and handed to the handler as `Inputs` (a handler checks none of these
+itself). The OpenAPI document (cinema/api/openapi.py) is generated from the same table."""
 
 from __future__ import annotations
 
@@ -12,15 +15,17 @@ from pydantic import BaseModel
 
 from cinema.api import auth, bookings, catalogue, webhooks
 from cinema.api import schemas as s
+from cinema.api.io import Inputs, authenticate, authenticate_staff, read_body, read_query
+from cinema.api.limits import LimitName, apply_limit
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Handler = Callable[[web.Request, Inputs[Any, Any]], Awaitable[web.StreamResponse]]
 Access = Literal["public", "user", "staff"]
 
 
 @dataclass(frozen=True)
 class Route:
     method: str
-    path: str
+    path: str  # served with and without a trailing slash
     handler: Handler
     summary: str
     access: Access = "public"
@@ -30,27 +35,35 @@ class Route:
     status: int = 200
     errors: tuple[int, ...] = ()
     headers: tuple[tuple[str, Any], ...] = ()  # (request header, type it is validated as)
+    limit: LimitName | None = None  # cinema/api/limits.py: who is counted, against which limit
+    name: str = ""  # the OpenAPI operationId, when two routes share a handler
+
+    @property
+    def operation_id(self) -> str:
+        return self.name or self.handler.__name__
 
 
 ROUTES: tuple[Route, ...] = (
     Route(
         "POST",
-        "/api/auth/register",
+        "/api/auth/register/",
         auth.register,
         "Create a customer account",
         body=s.RegisterIn,
         response=s.UserOut,
         status=201,
         errors=(400, 409),
+        limit="auth",
     ),
     Route(
         "POST",
-        "/api/auth/token",
+        "/api/auth/token/",
         auth.token,
         "Exchange email and password for a JWT",
         body=s.TokenIn,
         response=s.TokenOut,
         errors=(400, 401),
+        limit="auth",
     ),
     Route(
         "POST",
@@ -154,6 +167,7 @@ ROUTES: tuple[Route, ...] = (
         status=201,
         errors=(400, 404, 409, 422, 502),
         headers=(("Idempotency-Key", s.IdempotencyKey),),
+        limit="bookings",
     ),
     Route(
         "GET",
@@ -186,11 +200,13 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "GET",
         "/api/my-bookings/",
-        bookings.my_bookings,
-        "My bookings, newest first",
+        bookings.list_bookings,
+        "My bookings, newest first (the same as GET /api/bookings/)",
         access="user",
-        query=s.PageQuery,
+        query=s.BookingsQuery,
         response=s.BookingList,
+        errors=(400,),
+        name="my_bookings",
     ),
     Route(
         "POST",
@@ -203,10 +219,34 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
+def serve(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The aiohttp handler for `route`: its access, limit, query and body, then its handler."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        principal = None
+        if route.access == "user":
+            principal = authenticate(request)
+        elif route.access == "staff":
+            principal = authenticate_staff(request)
+        if route.limit is not None:
+            await apply_limit(request, route.limit, principal)
+        query = None if route.query is None else read_query(request, route.query)
+        body = None if route.body is None else await read_body(request, route.body)
+        return await route.handler(request, Inputs(body, query, principal))
+
+    handle.__name__ = route.handler.__name__
+    return handle
+
+
 def add_routes(app: web.Application, routes: tuple[Route, ...] = ROUTES) -> None:
-    """Register each route with and without its trailing slash."""
+    """Register each route with and without a trailing slash (whichever the table spells);
+    every GET also answers HEAD (RFC 9110: HEAD wherever GET is served; aiohttp sends the
+    headers without the body)."""
     for route in routes:
-        app.router.add_route(route.method, route.path, route.handler)
+        handler = serve(route)
         bare = route.path.rstrip("/")
-        if bare != route.path:
-            app.router.add_route(route.method, bare, route.handler)
+        for path in (bare, bare + "/"):
+            if route.method == "GET":
+                app.router.add_get(path, handler, allow_head=True)
+            else:
+                app.router.add_route(route.method, path, handler)

@@ -25,7 +25,6 @@ class CancelReason(StrEnum):
     PAYMENT_FAILED = "payment_failed"
     PAYMENT_CANCELED = "payment_canceled"
     PAYMENT_UNAVAILABLE = "payment_provider_unavailable"  # no payment could be started
-    ABANDONED = "abandoned"  # the request failed after the hold was taken
 
 
 class PaymentStatus(StrEnum):
@@ -106,9 +105,6 @@ class SeatMapEntry:
 class SeatMap:
     screening_id: int
     seats: tuple[SeatMapEntry, ...]
-
-    def count(self, status: SeatStatus) -> int:
-        return sum(1 for s in self.seats if s.status is status)
 
     def counts(self) -> dict[SeatStatus, int]:
         """Seats per status, in one pass."""

@@ -184,8 +184,9 @@ class SettlementStore(Protocol):
 
 
 class FollowUps(Protocol):
-    """Work that must happen after a change, off the request path, retried until it succeeds
-    (in process now; a Taskiq task queue can implement the same two calls)."""
+    """Work that must happen after a change, off the request path, retried until it succeeds.
+    Implemented by Taskiq tasks the worker runs (tasks/follow_ups.py), with retried jobs in
+    this process (cinema/background.py) when a task cannot be queued or FOLLOW_UPS=inprocess."""
 
     async def cancel_payment(self, booking_id: int) -> None:
         """Cancel an ended, unpaid booking's intent at the provider."""

@@ -32,6 +32,3 @@ class PgUserStore:
             email,
         )
         return None if row is None else UserRecord(**dict(row))
-
-    async def set_staff(self, user_id: int, is_staff: bool) -> None:
-        await self._pool.execute("UPDATE users SET is_staff = $2 WHERE id = $1", user_id, is_staff)

@@ -1,5 +1,7 @@
-"""`cinema worker`'s engine: the Taskiq receiver and scheduler in one process, plus the
-reconciler that catches up on every overdue booking whatever happened to the tasks.
+"""`cinema worker`'s loop: the Taskiq receiver and scheduler in one process, plus the
+reconciler that catches up on every overdue booking whatever happened to the tasks, and the
+sweeps that run after each reconciliation (open intents, unsent tickets). cinema/bootstrap.py
+builds it with its collaborators.
 
 Receiver and scheduler share the process so a due task goes from the schedule to the queue
 to the service within the same second: the scheduler re-reads schedules every second (the
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
 from taskiq.cli.scheduler.run import SchedulerLoop
@@ -19,7 +21,7 @@ from taskiq.receiver import Receiver
 
 from cinema.booking.service import BookingService
 from tasks.metrics import SWEEPS, TASK_RUNS, LatenessWindow
-from tasks.queue import MAX_EARLY_SECONDS, ExpiryQueue
+from tasks.queue import MAX_EARLY_SECONDS, TaskQueue
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +34,20 @@ _DRAIN_SECONDS = 10.0
 _ATTEMPTS = 3
 _RETRY_DELAY_SECONDS = 0.25
 
+Sweep = Callable[[], Awaitable[object]]
 
-class ExpiryWorker:
+
+class WorkerLoop:
     def __init__(
         self,
         service: BookingService,
-        queue: ExpiryQueue,
+        queue: TaskQueue,
         *,
         reconcile_every_seconds: float,
         batch_size: int,
         summary_every_seconds: float = 10.0,
         max_concurrent_tasks: int = 1000,  # most wait out their SCHEDULE_LEAD asleep
-        also_sweep: Callable[[], Awaitable[object]] | None = None,
+        sweeps: Sequence[Sweep] = (),
     ) -> None:
         self._service = service
         self._queue = queue
@@ -51,7 +55,7 @@ class ExpiryWorker:
         self._batch_size = batch_size
         self._summary_every = summary_every_seconds
         self._max_concurrent = max_concurrent_tasks
-        self._also_sweep = also_sweep  # run after each reconciliation
+        self._sweeps = tuple(sweeps)  # run in order after each reconciliation
         self.window = LatenessWindow()
 
     async def expire(self, booking_id: int) -> None:
@@ -170,12 +174,17 @@ class ExpiryWorker:
             else:
                 if ended:
                     log.info("reconciler ended %d overdue booking(s)", ended)
-            if self._also_sweep is not None:
-                try:
-                    await self._also_sweep()
-                except Exception as exc:
-                    log.warning("sweep after reconciliation failed (%r)", exc)
+            await self._sweep()
             await asyncio.sleep(min(next(pauses), self._reconcile_every))
+
+    async def _sweep(self) -> None:
+        """Each sweep on its own: one failing (Stripe down) does not skip the others."""
+        for sweep in self._sweeps:
+            try:
+                await sweep()
+            except Exception as exc:
+                name = getattr(sweep, "__qualname__", repr(sweep))
+                log.warning("sweep %s after reconciliation failed (%r)", name, exc)
 
     async def _summarise_forever(self) -> None:
         while True:

@@ -1,0 +1,253 @@
+"""The composition root: the one module that imports the adapters (PostgreSQL store, Redis holds
+and limits, Taskiq, Stripe) and builds the services for a role.
+
+`api_services` (for cinema/app.py, run as aiohttp's cleanup_ctx) and `worker_loop` (for
+`cinema worker`) are async context managers: each opens its resources in order on an exit
+stack and closes them in reverse, also when start-up fails half-way. Both roles get their
+booking service, mailer, canceller and follow-ups from one `_open_core`, so a new collaborator
+of the service or a new sweep is wired in one line, for both processes at once.
+
+No HTTP here (cinema/app.py builds the web app around these services): a restarted worker
+starts without importing aiohttp's server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cinema.auth.service import AccountService
+from cinema.auth.tokens import TokenIssuer
+from cinema.background import Background, BackgroundFollowUps
+from cinema.booking.ports import ExpiryScheduler, FollowUps, NoExpiryScheduler
+from cinema.booking.service import BookingService
+from cinema.booking.settlement import PaymentCanceller, PaymentSettlement
+from cinema.catalogue.service import CatalogueService
+from cinema.holds import RedisSeatHolds, create_redis
+from cinema.metrics import BookingTelemetry, observe_pool
+from cinema.payments.stripe_gateway import StripeGateway, gateway_from_settings
+from cinema.ratelimit import RedisRateLimiter
+from cinema.settings import Settings
+from cinema.store import pool as pg
+from cinema.store.bookings import PgBookingStore
+from cinema.store.catalogue import PgCatalogueStore
+from cinema.store.settlement import PgSettlementStore
+from cinema.store.tickets import PgTicketStore
+from cinema.store.users import PgUserStore
+from cinema.tickets.mailer import SmtpConfig, TicketMailer
+from tasks.follow_ups import FollowUpTasks, TaskiqFollowUps
+from tasks.loop import WorkerLoop
+from tasks.queue import TaskQueue
+from tasks.scheduling import TaskiqExpiryScheduler
+
+Probe = Callable[[], Awaitable[None]]
+
+# The drivers' ways of saying "a backing service cannot be reached right now" (JSON 503).
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = pg.UNAVAILABLE_ERRORS
+POOL_SAMPLE_SECONDS = 2.0
+# The worker is on no request path: its task queue may wait longer for Redis than a request.
+WORKER_QUEUE_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class ApiServices:
+    """What the API's handlers are given (cinema/app.py puts them under cinema/api/keys.py)."""
+
+    accounts: AccountService
+    catalogue: CatalogueService
+    bookings: BookingService
+    settlement: PaymentSettlement
+    rate_limiter: RedisRateLimiter
+    probes: dict[str, Probe]
+
+
+@dataclass(frozen=True)
+class _Core:
+    """The parts both roles share."""
+
+    pool: pg.Pool
+    redis: Any
+    holds: RedisSeatHolds
+    gateway: StripeGateway | None
+    catalogue: CatalogueService
+    canceller: PaymentCanceller
+    mailer: TicketMailer
+    follow_ups: FollowUps
+    telemetry: BookingTelemetry
+    bookings: BookingService
+
+
+async def _open_queue(
+    stack: contextlib.AsyncExitStack, settings: Settings, timeout_seconds: float
+) -> TaskQueue:
+    queue = TaskQueue(settings.taskiq_url, settings.redis_key_prefix, timeout_seconds)
+    stack.push_async_callback(_quietly, queue.close)
+    return queue
+
+
+async def _open_expiry(
+    stack: contextlib.AsyncExitStack, settings: Settings, queue: TaskQueue
+) -> ExpiryScheduler:
+    scheduler = TaskiqExpiryScheduler(queue, settings.redis_timeout_seconds * 2)
+    stack.push_async_callback(scheduler.close)  # sends what is queued before the queue closes
+    return scheduler
+
+
+async def _open_stores(stack: contextlib.AsyncExitStack, settings: Settings) -> tuple[Any, Any]:
+    pool = await pg.create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
+    stack.push_async_callback(pool.close)
+    redis = create_redis(settings.redis_url, settings.redis_timeout_seconds)
+    # A client given its pool does not close it on aclose(): without True every app that
+    # closed left its POOL_SIZE (64) connections open until garbage collection.
+    stack.push_async_callback(redis.aclose, True)
+    return pool, redis
+
+
+def _queued_follow_ups(
+    settings: Settings, tasks: FollowUpTasks | None, in_process: FollowUps
+) -> FollowUps:
+    """Ticket emails and intent cancels as Taskiq tasks the worker runs (docs/payments.md);
+    the in-process retried jobs only take over when a task cannot be queued."""
+    if tasks is None or settings.follow_ups_mode != "taskiq":
+        return in_process
+    return TaskiqFollowUps(tasks, in_process, settings.redis_timeout_seconds * 2)
+
+
+async def _open_core(
+    stack: contextlib.AsyncExitStack,
+    settings: Settings,
+    queue: TaskQueue | None,
+    expiry: ExpiryScheduler,
+    follow_ups: FollowUps | None,
+    *,
+    run_follow_ups: bool = False,
+) -> _Core:
+    """Open the stores and build the booking service and its collaborators. `follow_ups`
+    replaces the chosen follow-ups (tests); `run_follow_ups`: this process runs the tasks."""
+    pool, redis = await _open_stores(stack, settings)
+    holds = RedisSeatHolds(
+        redis, prefix=settings.redis_key_prefix, grace_seconds=settings.hold_grace_seconds
+    )
+    await holds.load_scripts()
+    gateway = gateway_from_settings(settings)
+    if gateway is not None:
+        stack.push_async_callback(gateway.close)
+    background = Background()
+    stack.push_async_callback(background.close)
+    store = PgBookingStore(pool)
+    canceller = PaymentCanceller(gateway=gateway, store=store)
+    mailer = TicketMailer(
+        PgTicketStore(pool), SmtpConfig(settings.smtp_host, settings.smtp_port, settings.smtp_from)
+    )
+    tasks = None if queue is None else FollowUpTasks(queue)
+    if tasks is not None and run_follow_ups:
+        tasks.serve(send_ticket=mailer.send, cancel_payment=canceller.cancel)
+    jobs = follow_ups or _queued_follow_ups(
+        settings, tasks, BackgroundFollowUps(background, canceller.cancel, mailer.send)
+    )
+    catalogue = CatalogueService(PgCatalogueStore(pool))
+    telemetry = BookingTelemetry()  # metrics and a log line per booking state change
+    bookings = BookingService(
+        holds=holds,
+        store=store,
+        catalogue=catalogue,
+        expiry=expiry,
+        hold_ttl_seconds=settings.hold_ttl_seconds,
+        filter_enabled=settings.filter_enabled,
+        payments=gateway,
+        follow_ups=jobs,
+        events=telemetry,
+    )
+    return _Core(
+        pool, redis, holds, gateway, catalogue, canceller, mailer, jobs, telemetry, bookings
+    )
+
+
+@contextlib.asynccontextmanager
+async def api_services(
+    settings: Settings,
+    expiry: ExpiryScheduler | None = None,
+    follow_ups: FollowUps | None = None,
+) -> AsyncIterator[ApiServices]:
+    """The API process's services, open while the context is. `expiry` / `follow_ups`
+    replace the scheduler and follow-ups the settings choose (tests)."""
+    taskiq_expiry = expiry is None and settings.expiry_scheduler == "taskiq"
+    taskiq_follow_ups = follow_ups is None and settings.follow_ups_mode == "taskiq"
+    async with contextlib.AsyncExitStack() as stack:
+        queue = None  # the worker runs the tasks this process queues (docs/expiry.md)
+        if taskiq_expiry or taskiq_follow_ups:
+            queue = await _open_queue(stack, settings, settings.redis_timeout_seconds)
+        if taskiq_expiry:
+            assert queue is not None
+            expiry = await _open_expiry(stack, settings, queue)
+        core = await _open_core(stack, settings, queue, expiry or NoExpiryScheduler(), follow_ups)
+        await core.holds.open_connections()  # the first burst of bookings finds them open
+        _run_in_background(stack, _sample_pool(core.pool), "pool-sampler")
+        yield ApiServices(
+            accounts=AccountService(
+                PgUserStore(core.pool), TokenIssuer(settings.jwt_secret, settings.jwt_ttl_seconds)
+            ),
+            catalogue=core.catalogue,
+            bookings=core.bookings,
+            settlement=PaymentSettlement(
+                gateway=core.gateway,
+                store=PgSettlementStore(core.pool),
+                holds=core.holds,
+                follow_ups=core.follow_ups,
+                events=core.telemetry,
+            ),
+            rate_limiter=RedisRateLimiter(core.redis, prefix=settings.redis_key_prefix),
+            probes={"postgres": pg.pinger(core.pool), "redis": core.redis.ping},
+        )
+
+
+@contextlib.asynccontextmanager
+async def worker_loop(settings: Settings) -> AsyncIterator[WorkerLoop]:
+    """`cinema worker`'s loop with its services, open while the context is; run it with
+    `await loop.run(stop)` inside the context."""
+    async with contextlib.AsyncExitStack() as stack:
+        queue = await _open_queue(stack, settings, WORKER_QUEUE_TIMEOUT_SECONDS)
+        # It schedules nothing (it ends bookings) and runs the follow-up tasks, also those its
+        # own expiries kick.
+        core = await _open_core(
+            stack, settings, queue, NoExpiryScheduler(), None, run_follow_ups=True
+        )
+        yield WorkerLoop(
+            core.bookings,
+            queue,
+            reconcile_every_seconds=settings.expiry_reconcile_seconds,
+            batch_size=settings.expiry_batch_size,
+            # Intents of bookings that ended without a hook (a lapsed hold taken over by the
+            # next buyer inside create_booking), then tickets no one is sending (a sender
+            # crashed mid-send and its lease lapsed, a task lost with Redis).
+            sweeps=((core.canceller.sweep,) if core.gateway else ()) + (core.mailer.sweep,),
+        )
+
+
+def _run_in_background(stack: contextlib.AsyncExitStack, work: Awaitable[None], name: str) -> None:
+    """Run `work` for as long as the context is open; cancelled (and awaited) on close."""
+    task = asyncio.ensure_future(work)
+    task.set_name(name)
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    stack.push_async_callback(stop)
+
+
+async def _sample_pool(pool: pg.Pool) -> None:
+    """Keep the pool-usage gauges current (each process reports its own pool)."""
+    while True:
+        observe_pool(pool.get_size(), pool.get_idle_size(), pool.get_max_size())
+        await asyncio.sleep(POOL_SAMPLE_SECONDS)
+
+
+async def _quietly(close: Callable[[], Awaitable[None]]) -> None:
+    """Closing the task queue must not stop the rest of the shutdown (Redis may be gone)."""
+    with contextlib.suppress(Exception):
+        await close()

@@ -1,0 +1,37 @@
+"""The composition root opens every resource of a role and closes every one of them again:
+a process that restarts its app (tests, a supervisor reusing the interpreter) leaks nothing."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from cinema.bootstrap import api_services, worker_loop
+from tests.conftest import make_settings
+
+
+def open_sockets() -> int:
+    """Sockets this process holds (Linux): PostgreSQL and Redis connections among them."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+        except OSError:
+            continue  # closed while we looked
+    return count
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts sockets through /proc")
+@pytest.mark.parametrize("follow_ups", ["inprocess", "taskiq"])
+async def test_each_role_closes_every_connection_it_opened(database_url, redis_prefix, follow_ups):
+    settings = make_settings(database_url, redis_prefix, follow_ups=follow_ups)
+    before = open_sockets()
+    for _ in range(3):
+        async with api_services(settings) as api:
+            assert await api.catalogue.movies(1, 0) is not None
+            assert open_sockets() > before + 10  # the pools really are open (Redis is warmed)
+        assert open_sockets() <= before
+        async with worker_loop(settings) as loop:
+            assert await loop.reconcile() >= 0
+        assert open_sockets() <= before

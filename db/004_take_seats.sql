@@ -27,14 +27,8 @@ BEGIN
 END
 $$;
 
--- The seats of p_seat_ids that p_screening_id cannot have, ascending; empty: they are ours
--- until this transaction ends. Steps, each its own statement:
---   1. lock the seat rows in ascending id order (a seat that does not exist is taken);
---   2. with a snapshot taken after the locks, read the seats' live reservations: it sees
---      everything committed by whoever held the locks before us;
---   3. end the holds among them that are past their deadline;
---   4. if it ended any, read again: a lapsed hold may have been paid (or ended by someone
---      else) while we waited for its row.
+-- The seats of p_seat_ids that p_screening_id cannot have, ascending; empty: they are the
+-- caller's until its transaction ends. Each numbered step is its own statement.
 CREATE OR REPLACE FUNCTION cinema_take_seats(p_screening_id bigint, p_seat_ids bigint[])
 RETURNS bigint[] LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -42,17 +36,20 @@ DECLARE
     taken bigint[];
     lapsed bigint[];
 BEGIN
+    -- 1. Lock the seat rows in ascending id order. A seat that does not exist is taken.
     SELECT coalesce(array_agg(s.id), '{}') INTO locked
-    FROM (SELECT id FROM seats WHERE id = ANY (p_seat_ids) ORDER BY id FOR UPDATE) s;
+      FROM (SELECT id FROM seats WHERE id = ANY (p_seat_ids) ORDER BY id FOR UPDATE) s;
     IF cardinality(locked) < cardinality(ARRAY(SELECT DISTINCT unnest(p_seat_ids))) THEN
         RETURN ARRAY(SELECT DISTINCT u FROM unnest(p_seat_ids) u
-                     WHERE u <> ALL (locked) ORDER BY u);
+                      WHERE u <> ALL (locked) ORDER BY u);
     END IF;
 
-    SELECT coalesce(array_agg(r.seat_id ORDER BY r.seat_id) FILTER (WHERE NOT r.is_lapsed), '{}'),
-           coalesce(array_agg(DISTINCT r.booking_id) FILTER (WHERE r.is_lapsed), '{}')
+    -- 2. A new statement, so a snapshot taken after the locks were granted: it sees every
+    --    reservation committed by whoever held them before us.
+    SELECT coalesce(array_agg(r.seat_id ORDER BY r.seat_id) FILTER (WHERE NOT r.lapsed), '{}'),
+           coalesce(array_agg(DISTINCT r.booking_id) FILTER (WHERE r.lapsed), '{}')
       INTO taken, lapsed
-      FROM (SELECT seat_id, booking_id, status = 'PENDING' AND expires_at <= now() AS is_lapsed
+      FROM (SELECT seat_id, booking_id, status = 'PENDING' AND expires_at <= now() AS lapsed
               FROM reservations
              WHERE screening_id = p_screening_id AND seat_id = ANY (p_seat_ids)
                AND status <> 'CANCELLED') r;
@@ -60,11 +57,15 @@ BEGIN
         RETURN taken;
     END IF;
 
+    -- 3. End the holds past their deadline (their booking rows locked in id order).
     PERFORM cinema_end_bookings(lapsed, 'CANCELLED', 'expired', false);
+
+    -- 4. Look again: a lapsed hold may have been paid (or ended by someone else) while we
+    --    waited for its booking row.
     RETURN ARRAY(SELECT seat_id FROM reservations
-                 WHERE screening_id = p_screening_id AND seat_id = ANY (p_seat_ids)
-                   AND status <> 'CANCELLED'
-                 ORDER BY seat_id);
+                  WHERE screening_id = p_screening_id AND seat_id = ANY (p_seat_ids)
+                    AND status <> 'CANCELLED'
+                  ORDER BY seat_id);
 END
 $$;
 

@@ -10,6 +10,7 @@ import random
 import secrets
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -253,3 +254,11 @@ async def _wait_for_lock_wait(pool: Any, within: float = 10.0) -> None:
     ):
         assert time.monotonic() < deadline, "the booking never waited on the rogue's row"
         await asyncio.sleep(0.02)
+
+
+def test_the_rules_page_quotes_the_function_as_it_is() -> None:
+    root = Path(__file__).resolve().parents[1]
+    page = (root / "docs" / "concurrency.md").read_text()
+    quoted = page.split("```sql\n", 1)[1].split("```", 1)[0]
+    assert "cinema_take_seats" in quoted
+    assert quoted.strip() in (root / "db" / "004_take_seats.sql").read_text()

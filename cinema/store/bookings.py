@@ -27,63 +27,53 @@ _BOOKING_COLUMNS = """
         AS seat_ids
 """
 
-_LOCK_SEATS = "SELECT id FROM seats WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE"
 
-# Runs after the seat locks are held, in its own statement, so its snapshot sees every
-# reservation committed by whoever held those locks before us.
-_LIVE_CONFLICTS = """
-    SELECT seat_id, booking_id, status = 'PENDING' AND expires_at <= now() AS lapsed
-    FROM reservations
-    WHERE screening_id = $1 AND seat_id = ANY($2::bigint[]) AND status <> 'CANCELLED'
+def _literal(status: BookingStatus) -> str:
+    """BookingStatus is the one home of the status names (db/001's booking_status enum
+    mirrors it, tests/test_take_seats.py checks): SQL in cinema/store spells them through
+    these literals, never by hand (literals, not parameters: partial indexes match them)."""
+    return f"'{status.value}'"
+
+
+PENDING_SQL = _literal(BookingStatus.PENDING)
+CONFIRMED_SQL = _literal(BookingStatus.CONFIRMED)
+CANCELLED_SQL = _literal(BookingStatus.CANCELLED)
+
+# The one way to take seats: db/004_take_seats.sql (rules in docs/concurrency.md). A new
+# booking is one statement, so one round trip and its own transaction.
+_CREATE_BOOKING = """
+    SELECT (c.booking).*, c.taken, $9::bigint[] AS seat_ids
+    FROM cinema_create_booking($1, $2, $3, $4, $5, $6, $7, $8, $9::bigint[]) AS c
 """
 
+_TAKE_SEATS = "SELECT cinema_take_seats($1, $2::bigint[])"
+
 _END_BOOKINGS = """
-    WITH ended AS (
-        UPDATE bookings SET status = $2, cancel_reason = $3, updated_at = now()
-        WHERE id = ANY($1::bigint[]) AND status = 'PENDING' AND ($4 OR expires_at <= now())
-        RETURNING id
-    )
-    UPDATE reservations SET status = $2
-    WHERE booking_id IN (SELECT id FROM ended) AND status = 'PENDING'
-    RETURNING booking_id
+    SELECT booking_id FROM cinema_end_bookings($1::bigint[], $2, $3, $4) AS ended(booking_id)
 """
 
 # Overdue holds, oldest deadline first, through bookings_status_expires_idx. SKIP LOCKED lets
 # several reconcilers (or a reconciler and the expiry tasks) work side by side.
-_LOCK_OVERDUE = """
+_LOCK_OVERDUE = f"""
     SELECT id FROM bookings
-    WHERE status = 'PENDING' AND expires_at <= now()
+    WHERE status = {PENDING_SQL} AND expires_at <= now()
     ORDER BY expires_at
     LIMIT $1
     FOR UPDATE SKIP LOCKED
 """
 
-# _END_BOOKINGS for one due booking, returning the ended booking with its seats.
-_EXPIRE_ONE = """
+# cinema_end_bookings for one due booking, returning the ended booking with its seats.
+_EXPIRE_ONE = f"""
     WITH ended AS (
-        UPDATE bookings SET status = 'CANCELLED', cancel_reason = $2, updated_at = now()
-        WHERE id = $1 AND status = 'PENDING' AND expires_at <= now()
+        UPDATE bookings SET status = {CANCELLED_SQL}, cancel_reason = $2, updated_at = now()
+        WHERE id = $1 AND status = {PENDING_SQL} AND expires_at <= now()
         RETURNING *
     ), seats AS (
-        UPDATE reservations SET status = 'CANCELLED'
-        WHERE booking_id IN (SELECT id FROM ended) AND status = 'PENDING'
+        UPDATE reservations SET status = {CANCELLED_SQL}
+        WHERE booking_id IN (SELECT id FROM ended) AND status = {PENDING_SQL}
         RETURNING seat_id
     )
     SELECT ended.*, ARRAY(SELECT seat_id FROM seats ORDER BY seat_id) AS seat_ids FROM ended
-"""
-
-_INSERT_BOOKING = """
-    WITH b AS (
-        INSERT INTO bookings (reference, user_id, screening_id, amount, currency, expires_at,
-                              hold_token, idempotency_key)
-        VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7, $8)
-        RETURNING *
-    ), r AS (
-        INSERT INTO reservations (booking_id, screening_id, seat_id, status, expires_at)
-        SELECT b.id, b.screening_id, seat_id, 'PENDING', b.expires_at
-        FROM b, unnest($9::bigint[]) AS seat_id
-    )
-    SELECT b.*, $9::bigint[] AS seat_ids FROM b
 """
 
 _EXPIRED = CancelReason.EXPIRED.value
@@ -142,32 +132,23 @@ class PgBookingStore:
 
     async def create_booking(self, new: NewBooking) -> Booking:
         seat_ids = list(new.seat_ids)
-        async with self._pool.acquire() as conn, conn.transaction():
-            locked = await conn.fetch(_LOCK_SEATS, seat_ids)
-            if len(locked) != len(seat_ids):
-                raise SeatsUnavailable([s for s in seat_ids if s not in {r["id"] for r in locked}])
-            conflicts = await conn.fetch(_LIVE_CONFLICTS, new.screening_id, seat_ids)
-            lapsed = sorted({r["booking_id"] for r in conflicts if r["lapsed"]})
-            if lapsed:
-                await conn.execute(_END_BOOKINGS, lapsed, "CANCELLED", "expired", False)
-            taken = sorted(r["seat_id"] for r in conflicts if not r["lapsed"])
-            if taken:
-                raise SeatsUnavailable(taken)
-            try:
-                row = await conn.fetchrow(
-                    _INSERT_BOOKING,
-                    new.reference,
-                    new.user_id,
-                    new.screening_id,
-                    new.amount,
-                    new.currency,
-                    float(new.hold_ttl_seconds),
-                    new.hold_token,
-                    new.idempotency_key,
-                    seat_ids,
-                )
-            except asyncpg.UniqueViolationError as exc:
-                raise _unique_violation(exc, seat_ids) from exc
+        try:
+            row = await self._pool.fetchrow(
+                _CREATE_BOOKING,
+                new.reference,
+                new.user_id,
+                new.screening_id,
+                new.amount,
+                new.currency,
+                float(new.hold_ttl_seconds),
+                new.hold_token,
+                new.idempotency_key,
+                seat_ids,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise _unique_violation(exc, seat_ids) from exc
+        if row["taken"]:
+            raise SeatsUnavailable(list(row["taken"]))
         return _booking(row)
 
     async def booking(self, booking_id: int) -> Booking | None:
@@ -262,7 +243,7 @@ class PgBookingStore:
 
     async def ended_with_open_intent(self, limit: int) -> list[int]:
         rows = await self._pool.fetch(
-            "SELECT id FROM bookings WHERE status = 'CANCELLED'"
+            f"SELECT id FROM bookings WHERE status = {CANCELLED_SQL}"
             " AND payment_status IN ('requires_payment', 'failed') ORDER BY id LIMIT $1",
             limit,
         )
@@ -271,7 +252,7 @@ class PgBookingStore:
     async def live_reservations(self, screening_id: int) -> list[LiveReservation]:
         rows = await self._pool.fetch(
             "SELECT seat_id, status, expires_at <= now() AS lapsed FROM reservations"
-            " WHERE screening_id = $1 AND status <> 'CANCELLED'",
+            f" WHERE screening_id = $1 AND status <> {CANCELLED_SQL}",
             screening_id,
         )
         statuses = _STATUS_BY_NAME
@@ -291,8 +272,13 @@ def _unique_violation(exc: asyncpg.UniqueViolationError, seat_ids: list[int]) ->
     return error
 
 
-# Shared with the settlement store, which takes seats back under the very same rules.
+async def take_seats(conn: Any, screening_id: int, seat_ids: list[int]) -> list[int]:
+    """The one way a transaction takes seats: lock their rows in ascending id order, end the
+    lapsed holds on them, return the ones still taken (ascending). Empty: the seats are the
+    caller's until its transaction ends. Call it inside the caller's transaction."""
+    taken: list[int] = await conn.fetchval(_TAKE_SEATS, screening_id, seat_ids)
+    return taken
+
+
+# Shared with the settlement store, which reads bookings the same way.
 BOOKING_COLUMNS = _BOOKING_COLUMNS
-LOCK_SEATS = _LOCK_SEATS
-LIVE_CONFLICTS = _LIVE_CONFLICTS
-END_BOOKINGS = _END_BOOKINGS

@@ -19,10 +19,11 @@ from cinema.booking.model import (
 from cinema.booking.rules import SettleAction
 from cinema.store.bookings import (
     BOOKING_COLUMNS,
-    END_BOOKINGS,
-    LIVE_CONFLICTS,
-    LOCK_SEATS,
+    CANCELLED_SQL,
+    CONFIRMED_SQL,
+    PENDING_SQL,
     booking_from_row,
+    take_seats,
 )
 from cinema.store.pool import Pool
 
@@ -43,25 +44,25 @@ _LOCK_BOOKING = """
     FOR UPDATE
 """
 
-_CONFIRM = """
+_CONFIRM = f"""
     WITH b AS (
-        UPDATE bookings SET status = 'CONFIRMED', payment_status = 'succeeded',
+        UPDATE bookings SET status = {CONFIRMED_SQL}, payment_status = 'succeeded',
             cancel_reason = NULL, updated_at = now()
         WHERE id = $1
         RETURNING id
     )
-    UPDATE reservations SET status = 'CONFIRMED' WHERE booking_id = (SELECT id FROM b)
+    UPDATE reservations SET status = {CONFIRMED_SQL} WHERE booking_id = (SELECT id FROM b)
 """
 
-_CANCEL = """
+_CANCEL = f"""
     WITH b AS (
-        UPDATE bookings SET status = 'CANCELLED', payment_status = $2, cancel_reason = $3,
+        UPDATE bookings SET status = {CANCELLED_SQL}, payment_status = $2, cancel_reason = $3,
             updated_at = now()
-        WHERE id = $1 AND status = 'PENDING'
+        WHERE id = $1 AND status = {PENDING_SQL}
         RETURNING id
     )
-    UPDATE reservations SET status = 'CANCELLED'
-    WHERE booking_id = (SELECT id FROM b) AND status = 'PENDING'
+    UPDATE reservations SET status = {CANCELLED_SQL}
+    WHERE booking_id = (SELECT id FROM b) AND status = {PENDING_SQL}
 """
 
 _CANCEL_REASON = {
@@ -132,18 +133,10 @@ class PgSettlementStore:
         return SettlementOutcome.IGNORED
 
     async def _seats_free(self, conn: Any, screening_id: int, seat_ids: list[int]) -> bool:
-        """The same rules as create_booking: lock the seat rows in ascending order, end holds
-        past their deadline, and count what is still live."""
+        """Take the seats back through the one seat-taking function, as create_booking does."""
         if not seat_ids:
             return False
-        await conn.fetch(LOCK_SEATS, seat_ids)
-        conflicts = await conn.fetch(LIVE_CONFLICTS, screening_id, seat_ids)
-        lapsed = sorted({r["booking_id"] for r in conflicts if r["lapsed"]})
-        if lapsed:
-            await conn.execute(END_BOOKINGS, lapsed, "CANCELLED", "expired", False)
-            # A lapsed hold may have been paid a moment ago: look again with a new snapshot.
-            conflicts = await conn.fetch(LIVE_CONFLICTS, screening_id, seat_ids)
-        return not conflicts
+        return not await take_seats(conn, screening_id, seat_ids)
 
     async def record_refund(self, booking_id: int, refund_id: str) -> None:
         await self._pool.execute(

@@ -39,6 +39,7 @@ from cinema.booking.model import (
 from cinema.booking.ports import HoldClaim, SeatHolds
 from cinema.booking.service import BookingService
 from cinema.catalogue.model import ScreeningSnapshot
+from tests.conftest import REDIS_URL
 from tests.fakes import FakePayments, FakeWorld
 
 ALICE, BOB = 1, 2
@@ -643,9 +644,6 @@ async def test_overlapping_selections_never_share_a_seat(
 # --- the fakes keep the real parts' contracts ---------------------------------------------
 
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
 @pytest.fixture(params=["fake", "redis"])
 async def holds(request: pytest.FixtureRequest, world: FakeWorld) -> AsyncIterator[SeatHolds]:
     """The same scenarios against FakeSeatHolds and the real RedisSeatHolds (own key prefix)."""
@@ -663,7 +661,7 @@ async def holds(request: pytest.FixtureRequest, world: FakeWorld) -> AsyncIterat
         await client.ping()
     except (OSError, aioredis.ConnectionError) as exc:
         await client.aclose()
-        pytest.skip(f"no Redis at 127.0.0.1:6379 for the contract check: {exc!r}")
+        pytest.skip(f"no Redis at {REDIS_URL} for the contract check: {exc!r}")
     prefix = f"cinematest:unit:{secrets.token_hex(4)}:"
     try:
         yield RedisSeatHolds(client, prefix=prefix, grace_seconds=5)

@@ -20,8 +20,9 @@ import hmac
 import itertools
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cinema.booking.errors import (
     IdempotencyKeyTaken,
@@ -196,6 +197,9 @@ class _ReservationRow:
     expires_at: datetime
 
 
+_BOOKING_FIELDS = [f for f in fields(Booking) if f.name != "seat_ids"]
+
+
 @dataclass
 class FakeTables:
     """The rows PostgreSQL would hold, shared by the booking and the settlement store."""
@@ -215,23 +219,8 @@ class FakeTables:
         if row is None:
             return None
         seats = tuple(sorted(r.seat_id for r in self.reservations if r.booking_id == row.id))
-        return Booking(
-            id=row.id,
-            reference=row.reference,
-            user_id=row.user_id,
-            screening_id=row.screening_id,
-            status=row.status,
-            seat_ids=seats,
-            amount=row.amount,
-            currency=row.currency,
-            expires_at=row.expires_at,
-            hold_token=row.hold_token,
-            idempotency_key=row.idempotency_key,
-            cancel_reason=row.cancel_reason,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            payment=row.payment,
-        )
+        columns: dict[str, Any] = {f.name: getattr(row, f.name) for f in _BOOKING_FIELDS}
+        return Booking(seat_ids=seats, **columns)
 
     def find(self, *, user_id: int | None = None, **equal: object) -> list[_BookingRow]:
         return [

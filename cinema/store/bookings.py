@@ -62,7 +62,8 @@ _LOCK_OVERDUE = f"""
     FOR UPDATE SKIP LOCKED
 """
 
-# cinema_end_bookings for one due booking, returning the ended booking with its seats.
+# What cinema_end_bookings does, for one due booking in one statement (the expiry task's hot
+# path), returning the ended booking with its seats.
 _EXPIRE_ONE = f"""
     WITH ended AS (
         UPDATE bookings SET status = {CANCELLED_SQL}, cancel_reason = $2, updated_at = now()

@@ -1,0 +1,238 @@
+"""PostgreSQL faults, for real: the app's database sessions terminated in the middle of a mixed
+storm, payment details that cannot be stored after the booking committed, and valid tokens of
+users that do not exist. Each scenario ends with an invariant check read from PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from tests.client import ApiClient, Reply, Screening, wait_for
+
+STORM_WORKERS = 32
+LAYOUT = {"rows": [{"label": chr(ord("A") + r), "seats": 25} for r in range(8)]}  # 200 seats
+ALLOWED = {200, 201, 409, 503}
+
+
+async def terminate_sessions(database_url: str) -> int:
+    """What a failover does to the service: every session on its database is killed."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        killed = await conn.fetchval(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return int(killed)
+    finally:
+        await conn.close()
+
+
+def is_proper_503(reply: Reply) -> bool:
+    return (
+        reply.status == 503
+        and isinstance(reply.body, dict)
+        and reply.body.get("error", {}).get("code") == "service_unavailable"
+        and reply.headers.get("Retry-After", "").isdigit()
+    )
+
+
+@dataclass
+class Ledger:
+    """Every answer the storm got, and what the clients believe they own."""
+
+    replies: list[tuple[str, Reply, float, float]] = field(default_factory=list)  # +took, at
+    faults_at: list[float] = field(default_factory=list)
+    booked: dict[int, tuple[int, ...]] = field(default_factory=dict)  # 201s: id -> seats
+    cancelled: set[int] = field(default_factory=set)  # DELETEs answered 200
+
+    def record(self, what: str, reply: Reply, seconds: float) -> None:
+        self.replies.append((what, reply, seconds, time.monotonic()))
+
+    def seconds_to_recover(self) -> float:
+        """From the last fault to the last 503 answered after it."""
+        last_fault = self.faults_at[-1]
+        late = [at for _, r, _, at in self.replies if r.status == 503 and at > last_fault]
+        return max(late, default=last_fault) - last_fault
+
+    def improper(self) -> list[tuple[str, Reply]]:
+        return [
+            (what, r)
+            for what, r, _, _ in self.replies
+            if r.status not in ALLOWED or (r.status == 503 and not is_proper_503(r))
+        ]
+
+
+class Storm:
+    """Many clients at once: bookings (retried with their Idempotency-Key on 503, as the
+    503 tells them to), seat-map reads, my-bookings reads and cancels."""
+
+    def __init__(self, api: ApiClient, screening: Screening, tokens: list[str]) -> None:
+        self.api = api
+        self.screening = screening
+        self.tokens = tokens
+        self.ledger = Ledger()
+        self.stop = asyncio.Event()
+
+    async def _timed(self, what: str, call: Any) -> Reply:
+        started = time.monotonic()
+        reply: Reply = await call
+        self.ledger.record(what, reply, time.monotonic() - started)
+        return reply
+
+    async def _until_answered(self, what: str, make_call: Any) -> Reply:
+        deadline = time.monotonic() + 20
+        while True:
+            reply = await self._timed(what, make_call())
+            if reply.status != 503 or time.monotonic() > deadline:
+                return reply
+            await asyncio.sleep(0.05)
+
+    async def _book(self, rng: random.Random, token: str, mine: list[int]) -> None:
+        seats = sorted(rng.sample(self.screening.seat_ids, rng.choice((1, 1, 2))))
+        key = secrets.token_hex(8)
+        reply = await self._until_answered(
+            "POST", lambda: self.api.book(token, self.screening.id, seats, key=key)
+        )
+        if reply.status == 201:
+            self.ledger.booked[reply.body["id"]] = tuple(reply.body["seat_ids"])
+            mine.append(reply.body["id"])
+
+    async def _cancel(self, token: str, booking_id: int) -> None:
+        reply = await self._until_answered(
+            "DELETE", lambda: self.api.delete(f"/api/bookings/{booking_id}/", token=token)
+        )
+        if reply.status == 200:
+            self.ledger.cancelled.add(booking_id)
+
+    async def worker(self, index: int) -> None:
+        rng = random.Random(index)
+        token = self.tokens[index % len(self.tokens)]
+        mine: list[int] = []
+        seat_map = f"/api/screenings/{self.screening.id}/seats/"
+        while not self.stop.is_set():
+            roll = rng.random()
+            if roll < 0.4:
+                await self._book(rng, token, mine)
+            elif roll < 0.7:
+                await self._timed("GET", self.api.get(seat_map))
+            elif roll < 0.8 or not mine:
+                await self._timed("GET", self.api.get("/api/my-bookings/", token=token))
+            else:
+                await self._cancel(token, mine.pop(rng.randrange(len(mine))))
+
+    async def faults(self, database_url: str, times: int, between: int) -> list[int]:
+        """Terminate the sessions `times` times, `between` answers apart, while requests flow;
+        stop the storm `between` answers after the last time."""
+        killed = []
+        for _ in range(times):
+            target = len(self.ledger.replies) + between
+
+            async def flowed(target: int = target) -> bool:
+                return len(self.ledger.replies) >= target
+
+            await wait_for(flowed, within=60, what=f"{target} answers")
+            self.ledger.faults_at.append(time.monotonic())
+            killed.append(await terminate_sessions(database_url))
+        target = len(self.ledger.replies) + between
+
+        async def after(target: int = target) -> bool:
+            return len(self.ledger.replies) >= target
+
+        await wait_for(after, within=60, what="answers after the last fault")
+        self.stop.set()
+        return killed
+
+
+async def answers_normally(
+    api: ApiClient, screening: Screening, token: str, ledger: Ledger
+) -> None:
+    """Poll until the service answers normally; then a burst of reads must meet no broken
+    connection left in the pool, and every seat the map shows AVAILABLE must be bookable."""
+
+    async def answers() -> bool:
+        seat_map = await api.get(f"/api/screenings/{screening.id}/seats/")
+        mine = await api.get("/api/my-bookings/", token=token)
+        return seat_map.status == mine.status == 200
+
+    await wait_for(answers, within=5, what="normal answers after the faults")
+    burst = await asyncio.gather(
+        *(api.get(f"/api/screenings/{screening.id}/seats/") for _ in range(60))
+    )
+    assert Counter(r.status for r in burst) == {200: 60}
+    statuses = await api.seat_statuses(screening.id)
+    free = [seat for seat, status in statuses.items() if status == "AVAILABLE"]
+    replies = await asyncio.gather(*(api.book(token, screening.id, [s]) for s in free))
+    assert Counter(r.status for r in replies) == {201: len(free)}, replies
+    for reply in replies:
+        ledger.booked[reply.body["id"]] = tuple(reply.body["seat_ids"])
+
+
+async def check_invariants(database_url: str, screening_id: int, ledger: Ledger) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        doubled = await conn.fetch(
+            "SELECT seat_id FROM reservations WHERE screening_id = $1 AND status <> 'CANCELLED'"
+            " GROUP BY seat_id HAVING count(*) > 1",
+            screening_id,
+        )
+        rows = await conn.fetch(
+            "SELECT b.id, b.status,"
+            " ARRAY(SELECT r.seat_id FROM reservations r WHERE r.booking_id = b.id"
+            "       ORDER BY r.seat_id) AS seats,"
+            " ARRAY(SELECT DISTINCT r.status FROM reservations r WHERE r.booking_id = b.id)"
+            "   AS reservation_statuses"
+            " FROM bookings b WHERE b.screening_id = $1",
+            screening_id,
+        )
+    finally:
+        await conn.close()
+    assert doubled == []
+    by_id = {r["id"]: r for r in rows}
+    for row in rows:  # every booking has its reservations, in its own state
+        assert row["seats"], row
+        assert row["reservation_statuses"] == [row["status"]], row
+    for booking_id, seats in ledger.booked.items():  # every 201 matches a live booking
+        row = by_id[booking_id]
+        assert tuple(row["seats"]) == seats
+        expected = "CANCELLED" if booking_id in ledger.cancelled else "PENDING"
+        assert row["status"] == expected, (booking_id, row["status"])
+    unanswered = {r["id"] for r in rows if r["status"] == "PENDING"} - set(ledger.booked)
+    assert unanswered == set()  # ...and every live booking was answered 201
+
+
+def report(name: str, ledger: Ledger) -> None:
+    counts = Counter((what, r.status) for what, r, _, _ in ledger.replies)
+    slowest = max((s for _, _, s, _ in ledger.replies), default=0.0)
+    print(
+        f"\n{name}: {len(ledger.replies)} requests, statuses {dict(sorted(counts.items()))},"
+        f" slowest {slowest:.2f} s, last 503 {ledger.seconds_to_recover():.2f} s after the"
+        " last fault"
+    )
+
+
+async def test_terminated_sessions_mid_storm_are_503s_and_the_pool_recovers(
+    make_api, users, database_url
+):
+    api = await make_api(db_pool_max=10)
+    screening = await api.new_screening(layout=LAYOUT)
+    tokens = await users.create(STORM_WORKERS)
+    storm = Storm(api, screening, tokens)
+    workers = [asyncio.create_task(storm.worker(i)) for i in range(STORM_WORKERS)]
+    try:
+        killed = await storm.faults(database_url, times=2, between=150)
+    finally:
+        storm.stop.set()
+        await asyncio.gather(*workers)
+    assert all(k > 0 for k in killed), killed  # each fault really hit the app's sessions
+    report("sessions terminated twice", storm.ledger)
+    assert storm.ledger.improper() == []
+    assert storm.ledger.seconds_to_recover() < 5
+    await answers_normally(api, screening, tokens[0], storm.ledger)
+    await check_invariants(database_url, screening.id, storm.ledger)

@@ -13,8 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import pytest
 
+from cinema.auth.tokens import Principal, TokenIssuer
 from tests.client import ApiClient, Reply, Screening, wait_for
+from tests.conftest import JWT_SECRET
 
 STORM_WORKERS = 32
 LAYOUT = {"rows": [{"label": chr(ord("A") + r), "seats": 25} for r in range(8)]}  # 200 seats
@@ -236,3 +239,61 @@ async def test_terminated_sessions_mid_storm_are_503s_and_the_pool_recovers(
     assert storm.ledger.seconds_to_recover() < 5
     await answers_normally(api, screening, tokens[0], storm.ledger)
     await check_invariants(database_url, screening.id, storm.ledger)
+
+
+async def bookings_of_screening(database_url: str, screening_id: int) -> list[Any]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return list(
+            await conn.fetch(
+                "SELECT b.id, b.status, b.cancel_reason, b.payment_intent_id,"
+                " ARRAY(SELECT r.status FROM reservations r WHERE r.booking_id = b.id"
+                "       ORDER BY r.seat_id) AS reservations"
+                " FROM bookings b WHERE b.screening_id = $1 ORDER BY b.id",
+                screening_id,
+            )
+        )
+    finally:
+        await conn.close()
+
+
+async def _deleted_user_token(users: Any, database_url: str) -> str:
+    token: str = await users.one()
+    user_id = TokenIssuer(JWT_SECRET, 3600).verify(token).user_id
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("DELETE FROM users WHERE id = $1", user_id)
+    finally:
+        await conn.close()
+    return token
+
+
+async def _never_existed_token(users: Any, database_url: str) -> str:
+    conn = await asyncpg.connect(database_url)
+    try:
+        unused = int(await conn.fetchval("SELECT coalesce(max(id), 0) + 1000 FROM users"))
+    finally:
+        await conn.close()
+    return TokenIssuer(JWT_SECRET, 3600).issue(Principal(unused, False))
+
+
+@pytest.mark.parametrize("make_token", [_deleted_user_token, _never_existed_token])
+async def test_valid_token_of_a_user_that_does_not_exist_is_401(
+    api, users, database_url, make_token
+):
+    screening = await api.new_screening()
+    token = await make_token(users, database_url)
+    seat = screening.seat_ids[0]
+
+    reply = await api.book(token, screening.id, [seat])
+    assert reply.status == 401, reply
+    assert reply.body["error"]["code"] == "invalid_token"
+    assert reply.headers.get("WWW-Authenticate") == "Bearer"
+    assert await bookings_of_screening(database_url, screening.id) == []
+    for path in ("/api/my-bookings/", "/api/bookings/", "/api/bookings/?reference=ABCDEFGH"):
+        listed = await api.get(path, token=token)
+        assert (listed.status, listed.body["error"]["code"]) == (401, "invalid_token"), path
+    # Nobody's booking is anybody's to see: the same 404 as for another user's booking.
+    assert (await api.get("/api/bookings/1/", token=token)).status == 404
+    # The refused request let its seat claim go: a real user takes the seat at once.
+    assert (await api.book(await users.one(), screening.id, [seat])).status == 201

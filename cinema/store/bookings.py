@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import asyncpg
 
+from cinema.auth.errors import UnknownUser
 from cinema.booking.errors import IdempotencyKeyTaken, ReferenceTaken, SeatsUnavailable
 from cinema.booking.model import (
     Booking,
@@ -136,10 +139,38 @@ def _booking(row: Any) -> Booking:
     )
 
 
+_USER_FOREIGN_KEY = "bookings_user_id_fkey"
+
+_CreateBooking = Callable[[Any, NewBooking], Coroutine[Any, Any, Booking]]
+
+
+def _account_must_exist(create: _CreateBooking) -> _CreateBooking:
+    """A booking for a user id with no row (a valid token that outlived its account) is
+    refused as that token: UnknownUser, not a foreign-key error. Its transaction rolled back."""
+
+    @functools.wraps(create)
+    async def checked(store: Any, new: NewBooking) -> Booking:
+        try:
+            return await create(store, new)
+        except asyncpg.ForeignKeyViolationError as exc:
+            if exc.constraint_name == _USER_FOREIGN_KEY:
+                raise UnknownUser(new.user_id) from None
+            raise
+
+    return checked
+
+
+async def _ensure_account(pool: Pool, user_id: int) -> None:
+    """Asked only when a user's listing came back empty: none, or no such account?"""
+    if not await pool.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)", user_id):
+        raise UnknownUser(user_id)
+
+
 class PgBookingStore:
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
+    @_account_must_exist
     async def create_booking(self, new: NewBooking) -> Booking:
         seat_ids = list(new.seat_ids)
         async with self._pool.acquire() as conn, conn.transaction():
@@ -193,6 +224,8 @@ class PgBookingStore:
             limit,
             offset,
         )
+        if not rows:
+            await _ensure_account(self._pool, user_id)
         return [_booking(r) for r in rows]
 
     async def end_booking(
@@ -236,6 +269,8 @@ class PgBookingStore:
             reference,
             user_id,
         )
+        if row is None:
+            await _ensure_account(self._pool, user_id)
         return None if row is None else _booking(row)
 
     async def attach_payment(

@@ -10,12 +10,13 @@ import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import asyncpg
 import pytest
 
 from cinema.auth.tokens import Principal, TokenIssuer
+from cinema.store.bookings import PgBookingStore
 from tests.client import ApiClient, Reply, Screening, wait_for
 from tests.conftest import JWT_SECRET
 
@@ -241,6 +242,33 @@ async def test_terminated_sessions_mid_storm_are_503s_and_the_pool_recovers(
     await check_invariants(database_url, screening.id, storm.ledger)
 
 
+class StoreLosingItsSession(PgBookingStore):
+    """The real store, except that the next `fail_next` payment writes run on a connection whose
+    PostgreSQL session is terminated under the statement (what a failover does to it)."""
+
+    fail_next = 0
+    intents_seen: ClassVar[list[str]] = []
+
+    async def attach_payment(
+        self, booking_id: int, provider: str, intent_id: str, client_secret: str
+    ) -> Any:
+        type(self).intents_seen.append(intent_id)
+        if type(self).fail_next > 0:
+            type(self).fail_next -= 1
+            async with self._pool.acquire() as conn:
+                await conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        return await super().attach_payment(booking_id, provider, intent_id, client_secret)
+
+
+@pytest.fixture
+async def losing_api(monkeypatch, make_pay_api, stripe_fake):
+    monkeypatch.setattr("cinema.app.PgBookingStore", StoreLosingItsSession)
+    monkeypatch.setattr(StoreLosingItsSession, "fail_next", 1)
+    monkeypatch.setattr(StoreLosingItsSession, "intents_seen", [])
+    await stripe_fake.send_webhooks_to("http://127.0.0.1:9/nowhere")
+    return (await make_pay_api()).client
+
+
 async def bookings_of_screening(database_url: str, screening_id: int) -> list[Any]:
     conn = await asyncpg.connect(database_url)
     try:
@@ -255,6 +283,57 @@ async def bookings_of_screening(database_url: str, screening_id: int) -> list[An
         )
     finally:
         await conn.close()
+
+
+async def test_payment_not_stored_with_a_key_is_503_and_the_replay_finishes_it(
+    losing_api, users, database_url
+):
+    screening = await losing_api.new_screening()
+    token = await users.one()
+    seats = screening.seat_ids[:2]
+    first = await losing_api.book(token, screening.id, seats, key="lost-session")
+    assert is_proper_503(first), first
+    [kept] = await bookings_of_screening(database_url, screening.id)
+    assert (kept["status"], kept["payment_intent_id"]) == ("PENDING", None)
+
+    replay = await losing_api.book(token, screening.id, seats, key="lost-session")
+    assert replay.status == 201, replay
+    assert replay.headers.get("Idempotent-Replayed") == "true"
+    assert replay.body["id"] == kept["id"]
+    assert replay.body["payment"]["payment_intent_id"].startswith("pi_")
+    assert replay.body["payment"]["status"] == "requires_payment"
+    [stored] = await bookings_of_screening(database_url, screening.id)
+    assert stored["status"] == "PENDING"
+    assert stored["payment_intent_id"] == replay.body["payment"]["payment_intent_id"]
+    assert stored["reservations"] == ["PENDING", "PENDING"]
+
+
+async def test_payment_not_stored_without_a_key_is_503_and_leaves_nothing_behind(
+    losing_api, users, database_url, stripe_fake
+):
+    screening = await losing_api.new_screening()
+    token, other = await users.create(2)
+    seats = screening.seat_ids[:2]
+    reply = await losing_api.book(token, screening.id, seats)
+    assert is_proper_503(reply), reply
+    [abandoned] = await bookings_of_screening(database_url, screening.id)
+    assert (abandoned["status"], abandoned["cancel_reason"]) == (
+        "CANCELLED",
+        "payment_provider_unavailable",
+    )
+    assert abandoned["reservations"] == ["CANCELLED", "CANCELLED"]
+    [intent_id] = StoreLosingItsSession.intents_seen
+    assert (await stripe_fake.intent(intent_id)).status == "canceled"
+    statuses = await losing_api.seat_statuses(screening.id)
+    assert [statuses[s] for s in seats] == ["AVAILABLE", "AVAILABLE"]
+    again = await losing_api.book(other, screening.id, seats)
+    assert again.status == 201, again
+    live = [
+        b
+        for b in await bookings_of_screening(database_url, screening.id)
+        if b["status"] != "CANCELLED"
+    ]
+    assert [b["id"] for b in live] == [again.body["id"]]
 
 
 async def _deleted_user_token(users: Any, database_url: str) -> str:

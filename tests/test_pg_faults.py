@@ -16,7 +16,10 @@ import asyncpg
 import pytest
 
 from cinema.auth.tokens import Principal, TokenIssuer
+from cinema.booking.identifiers import new_reference
+from cinema.booking.model import NewBooking
 from cinema.store.bookings import PgBookingStore
+from cinema.store.pool import DatabaseUnavailable, GuardedPool
 from tests.client import ApiClient, Reply, Screening, wait_for
 from tests.conftest import JWT_SECRET
 
@@ -74,8 +77,9 @@ class Ledger:
 
 
 class Storm:
-    """Many clients at once: bookings (retried with their Idempotency-Key on 503, as the
-    503 tells them to), seat-map reads, my-bookings reads and cancels."""
+    """Many clients at once: bookings (half with an Idempotency-Key; every one retried on a
+    503 as it tells them to, so without a key the retry is a new booking), seat-map reads,
+    my-bookings reads and cancels."""
 
     def __init__(self, api: ApiClient, screening: Screening, tokens: list[str]) -> None:
         self.api = api
@@ -100,7 +104,7 @@ class Storm:
 
     async def _book(self, rng: random.Random, token: str, mine: list[int]) -> None:
         seats = sorted(rng.sample(self.screening.seat_ids, rng.choice((1, 1, 2))))
-        key = secrets.token_hex(8)
+        key = secrets.token_hex(8) if rng.random() < 0.5 else None
         reply = await self._until_answered(
             "POST", lambda: self.api.book(token, self.screening.id, seats, key=key)
         )
@@ -334,6 +338,61 @@ async def test_payment_not_stored_without_a_key_is_503_and_leaves_nothing_behind
         if b["status"] != "CANCELLED"
     ]
     assert [b["id"] for b in live] == [again.body["id"]]
+
+
+class LosesTheFirstAnswer(GuardedPool):
+    """The real pool, except that the first block of work that succeeds is reported lost, as
+    when the connection breaks after PostgreSQL committed but before its answer arrived."""
+
+    def __init__(self, raw: Any) -> None:
+        super().__init__(raw)
+        self.lost = False
+
+    def acquire(self) -> Any:
+        checkout = super().acquire()
+        outer = self
+
+        class Losing:
+            async def __aenter__(self) -> Any:
+                return await checkout.__aenter__()
+
+            async def __aexit__(self, *exc: Any) -> None:
+                await checkout.__aexit__(*exc)
+                if exc[0] is None and not outer.lost:
+                    outer.lost = True
+                    raise DatabaseUnavailable("the answer to COMMIT was lost")
+
+        return Losing()
+
+
+@pytest.mark.parametrize(("key", "left"), [(None, "CANCELLED"), ("in-doubt", "PENDING")])
+async def test_a_commit_whose_answer_was_lost_leaves_no_booking_nobody_can_find(
+    api, pool, users, database_url, key, left
+):
+    screening = await api.new_screening()
+    user_id = TokenIssuer(JWT_SECRET, 3600).verify(await users.one()).user_id
+    store = PgBookingStore(LosesTheFirstAnswer(pool.raw))
+    new = NewBooking(
+        reference=new_reference(),
+        user_id=user_id,
+        screening_id=screening.id,
+        hall_id=screening.hall_id,
+        seat_ids=tuple(screening.seat_ids[:2]),
+        amount=2000,
+        currency="usd",
+        hold_ttl_seconds=900,
+        hold_token=secrets.token_hex(16),
+        idempotency_key=key,
+    )
+    with pytest.raises(DatabaseUnavailable):
+        await store.create_booking(new)
+    # It did commit. Without a key nobody can ever ask for it: it is ended. With one, the
+    # client's retry with that key finds it (the API answers the replay 201).
+    [row] = await bookings_of_screening(database_url, screening.id)
+    assert row["status"] == left
+    assert row["reservations"] == [left, left]
+    if left == "CANCELLED":
+        assert row["cancel_reason"] == "abandoned"
 
 
 async def _deleted_user_token(users: Any, database_url: str) -> str:

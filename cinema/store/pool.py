@@ -14,7 +14,12 @@ class DatabaseUnavailable(ConnectionError):
     """PostgreSQL cannot be reached, or the connection broke under a statement: nothing is
     known to have happened, and the same request may be tried again in a moment. The store's
     one error type for every way the driver says so (the API answers it 503). A
-    ConnectionError, so code that handles lost connections in general handles this one."""
+    ConnectionError, so code that handles lost connections in general handles this one.
+    `reached` is False when no connection was had at all, so no statement can have run."""
+
+    def __init__(self, message: str, reached: bool = True) -> None:
+        super().__init__(message)
+        self.reached = reached
 
 
 # The driver's ways of saying "this connection (or PostgreSQL itself) is gone". asyncpg raises
@@ -62,7 +67,9 @@ class _Checkout:
         except _BROKEN as exc:
             if not is_broken(exc):
                 raise
-            raise DatabaseUnavailable(f"cannot get a database connection: {exc!r}") from exc
+            raise DatabaseUnavailable(
+                f"cannot get a database connection: {exc!r}", reached=False
+            ) from exc
         return self._conn
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
@@ -98,7 +105,8 @@ class GuardedPool:
 
     async def fetch(self, query: str, *args: Any) -> list[Any]:
         async with self.acquire() as conn:
-            return list(await conn.fetch(query, *args))
+            rows: list[Any] = await conn.fetch(query, *args)
+            return rows
 
     async def fetchrow(self, query: str, *args: Any) -> Any:
         async with self.acquire() as conn:

@@ -70,6 +70,9 @@ _CODE_BY_STATUS = {
 # Errors meaning "a backing service is unreachable" (503, not 500). The composition root adds
 # its drivers' own exception types, so this module needs to know none of them.
 _UNAVAILABLE: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+# A lost connection is replaced at once; a failover takes a few seconds. Clients that honour
+# the header spread their retries instead of hammering the recovering database.
+UNAVAILABLE_RETRY_AFTER_SECONDS = 1
 
 
 class ApiError(Exception):
@@ -155,7 +158,13 @@ async def _answer_errors(
         )
     except unavailable as exc:
         log.error("backing service unavailable on %s %s: %r", request.method, request.path, exc)
-        return error_response(503, "service_unavailable", "a backing service is unavailable")
+        return error_response(
+            503,
+            "service_unavailable",
+            "a backing service is unavailable; try again shortly",
+            {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)},
+            retry_after=UNAVAILABLE_RETRY_AFTER_SECONDS,
+        )
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal server error")

@@ -19,3 +19,12 @@ class BadCredentials(AuthError):
 
 class InvalidToken(AuthError):
     code = "invalid_token"
+
+
+class UnknownUser(InvalidToken):
+    """A correctly signed token for an account that does not exist (deleted, or a database
+    reset while the signing key survived): as good as no token at all."""
+
+    def __init__(self, user_id: int) -> None:
+        super().__init__("the account this token was issued for does not exist")
+        self.user_id = user_id

@@ -45,6 +45,8 @@ from cinema.catalogue.model import ScreeningSnapshot
 log = logging.getLogger(__name__)
 
 _REFERENCE_ATTEMPTS = 5
+# Pauses before each try to cancel a booking whose payment could not be set up (seconds).
+_ABANDON_RETRY_DELAYS = (0.0, 0.2, 0.5, 1.0, 2.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +161,9 @@ class BookingService:
     async def _start_payment(self, booking: Booking, owner: bool) -> Booking:
         """Create the booking's payment intent, after its transaction has committed (nothing is
         locked while the provider answers). If the provider fails the request that created the
-        booking, the booking is cancelled and its seats freed: nothing is left half-made."""
+        booking, the booking is cancelled and its seats freed: nothing is left half-made.
+        If the intent cannot be stored, a booking with an Idempotency-Key stays for the retry
+        that key promises (it stores the same intent); one without is cancelled."""
         if (
             self._payments is None
             or booking.payment is not None
@@ -174,24 +178,51 @@ class BookingService:
             if owner:  # a replay leaves the booking to the request that made it
                 await self._abandon(booking)
             raise
-        stored = await self._store.attach_payment(
-            booking.id, self._payments.provider, intent.id, intent.client_secret
-        )
+        try:
+            stored = await self._store.attach_payment(
+                booking.id, self._payments.provider, intent.id, intent.client_secret
+            )
+        except Exception:
+            self.stats["payment_store_failures"] += 1
+            if owner and booking.idempotency_key is None:
+                # Nobody can come back for this booking: end it, and its unseen intent.
+                await self._abandon(booking, intent_id=intent.id)
+            raise
         if stored.payment is not None and stored.payment.intent_id != intent.id:
             log.warning("booking %s got a 2nd intent %s; keeping the 1st", stored.id, intent.id)
         if stored.status is BookingStatus.CANCELLED:
             await self.cancel_payment_later(stored)  # cancelled while the provider answered
         return stored
 
-    async def _abandon(self, booking: Booking) -> None:
+    async def _abandon(self, booking: Booking, intent_id: str | None = None) -> None:
+        """Cancel a booking whose client is told it failed, and free its seats. The store may
+        be failing this very moment (a lost connection is replaced within a second or so), so
+        the cancel is retried briefly; should all tries fail, the booking's deadline ends it."""
         try:
-            await self._store.end_booking(
-                booking.id, BookingStatus.CANCELLED, CancelReason.PAYMENT_UNAVAILABLE.value
-            )
+            for delay in _ABANDON_RETRY_DELAYS:
+                await asyncio.sleep(delay)
+                try:
+                    await self._store.end_booking(
+                        booking.id,
+                        BookingStatus.CANCELLED,
+                        CancelReason.PAYMENT_UNAVAILABLE.value,
+                    )
+                    break
+                except Exception as exc:
+                    log.warning("could not cancel abandoned booking %s: %r", booking.id, exc)
+            else:
+                self.stats["abandon_failures"] += 1
         finally:
             await self._release_quietly(
                 True, booking.screening_id, booking.seat_ids, booking.hold_token
             )
+        if intent_id is not None and self._payments is not None:
+            try:  # its client secret was never shown to anyone; nobody can pay it
+                await self._payments.cancel_intent(intent_id)
+            except Exception as exc:
+                log.warning(
+                    "could not cancel intent %s of booking %s: %r", intent_id, booking.id, exc
+                )
 
     async def cancel_payment_later(self, booking: Booking) -> None:
         """A PENDING booking ended unpaid (cancelled, expired, failed): cancel its intent at the

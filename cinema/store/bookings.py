@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import logging
 import re
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import asyncpg
 
+from cinema.auth.errors import UnknownUser
 from cinema.booking.errors import IdempotencyKeyTaken, ReferenceTaken, SeatsUnavailable
 from cinema.booking.model import (
     Booking,
@@ -17,7 +22,9 @@ from cinema.booking.model import (
     Payment,
     PaymentStatus,
 )
-from cinema.store.pool import Pool
+from cinema.store.pool import DatabaseUnavailable, Pool
+
+log = logging.getLogger(__name__)
 
 _BOOKING_COLUMNS = """
     b.id, b.reference, b.user_id, b.screening_id, b.status, b.amount, b.currency,
@@ -127,10 +134,77 @@ def _booking(row: Any) -> Booking:
     )
 
 
+_USER_FOREIGN_KEY = "bookings_user_id_fkey"
+
+_CreateBooking = Callable[[Any, NewBooking], Coroutine[Any, Any, Booking]]
+
+
+def _account_must_exist(create: _CreateBooking) -> _CreateBooking:
+    """A booking for a user id with no row (a valid token that outlived its account) is
+    refused as that token: UnknownUser, not a foreign-key error. Its transaction rolled back."""
+
+    @functools.wraps(create)
+    async def checked(store: Any, new: NewBooking) -> Booking:
+        try:
+            return await create(store, new)
+        except asyncpg.ForeignKeyViolationError as exc:
+            if exc.constraint_name == _USER_FOREIGN_KEY:
+                raise UnknownUser(new.user_id) from None
+            raise
+
+    return checked
+
+
+# Pauses before each try to end a booking whose commit may have happened unseen (seconds).
+_IN_DOUBT_RETRY_DELAYS = (0.0, 0.2, 0.5, 1.0, 2.0)
+
+
+def _nothing_left_in_doubt(create: _CreateBooking) -> _CreateBooking:
+    """A connection lost under the transaction (COMMIT sent, no answer) leaves it unknown
+    whether the booking exists. With an Idempotency-Key the client's retry finds out; without
+    one nobody ever could, so the booking, if it was made, is ended before the error leaves."""
+
+    @functools.wraps(create)
+    async def settled(store: Any, new: NewBooking) -> Booking:
+        try:
+            return await create(store, new)
+        except DatabaseUnavailable as exc:
+            if new.idempotency_key is None and exc.reached:
+                await _end_in_doubt(store._pool, new.reference)
+            raise
+
+    return settled
+
+
+async def _end_in_doubt(pool: Pool, reference: str) -> None:
+    for delay in _IN_DOUBT_RETRY_DELAYS:
+        await asyncio.sleep(delay)
+        try:
+            booking_id = await pool.fetchval(
+                "SELECT id FROM bookings WHERE reference = $1", reference
+            )
+            if booking_id is not None:
+                await pool.execute(
+                    _END_BOOKINGS, [booking_id], "CANCELLED", CancelReason.ABANDONED.value, True
+                )
+            return
+        except DatabaseUnavailable as exc:
+            log.warning("cannot settle booking %s after a lost commit: %r", reference, exc)
+    log.error("booking %s may hold its seats until its deadline (commit unknown)", reference)
+
+
+async def _ensure_account(pool: Pool, user_id: int) -> None:
+    """Asked only when a user's listing came back empty: none, or no such account?"""
+    if not await pool.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)", user_id):
+        raise UnknownUser(user_id)
+
+
 class PgBookingStore:
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
+    @_nothing_left_in_doubt
+    @_account_must_exist
     async def create_booking(self, new: NewBooking) -> Booking:
         seat_ids = list(new.seat_ids)
         try:
@@ -175,6 +249,8 @@ class PgBookingStore:
             limit,
             offset,
         )
+        if not rows:
+            await _ensure_account(self._pool, user_id)
         return [_booking(r) for r in rows]
 
     async def end_booking(
@@ -218,6 +294,8 @@ class PgBookingStore:
             reference,
             user_id,
         )
+        if row is None:
+            await _ensure_account(self._pool, user_id)
         return None if row is None else _booking(row)
 
     async def attach_payment(

@@ -2,21 +2,141 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-Pool = Any  # asyncpg ships no type information; see pyproject's mypy override.
 
-# The driver's ways of saying "PostgreSQL cannot be reached right now".
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+class DatabaseUnavailable(ConnectionError):
+    """PostgreSQL cannot be reached, or the connection broke under a statement: nothing is
+    known to have happened, and the same request may be tried again in a moment. The store's
+    one error type for every way the driver says so (the API answers it 503). A
+    ConnectionError, so code that handles lost connections in general handles this one.
+    `reached` is False when no connection was had at all, so no statement can have run."""
+
+    def __init__(self, message: str, reached: bool = True) -> None:
+        super().__init__(message)
+        self.reached = reached
+
+
+# The driver's ways of saying "this connection (or PostgreSQL itself) is gone". asyncpg raises
+# several for one terminated session, depending on when the server's FATAL message and the end
+# of the socket arrive: ConnectionDoesNotExistError in the middle of a statement; InterfaceError
+# ("connection is closed") after it, e.g. from Transaction.__aexit__; InternalClientError
+# ("cannot switch to state 12; another operation (2) is in progress") when the FATAL message
+# has been read but the end of the socket not yet; the 57xxx errors (admin shutdown, crash
+# shutdown, cannot connect now); and OSError or TimeoutError from the socket itself.
+_BROKEN: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
+    asyncpg.InternalClientError,
+    asyncpg.exceptions.OperatorInterventionError,
     asyncpg.TooManyConnectionsError,
+    OSError,
+    TimeoutError,
 )
+# InterfaceErrors that are mistakes in our own call, not a broken connection.
+_NOT_BROKEN: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.DataError,
+    asyncpg.exceptions.ClientConfigurationError,
+)
+
+# What the API answers 503 (the composition root hands it to the error middleware).
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (DatabaseUnavailable,)
+
+
+def is_broken(exc: BaseException) -> bool:
+    return isinstance(exc, _BROKEN) and not isinstance(exc, _NOT_BROKEN)
+
+
+class _Checkout:
+    """`async with pool.acquire() as conn`: a connection on which the driver failed is
+    terminated, never put back, so no later request is handed it; the error leaves as
+    DatabaseUnavailable. Any other error (a constraint, a domain error) passes unchanged."""
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self._conn: Any = None
+
+    async def __aenter__(self) -> Any:
+        try:
+            self._conn = await self._pool.acquire()
+        except _BROKEN as exc:
+            if not is_broken(exc):
+                raise
+            raise DatabaseUnavailable(
+                f"cannot get a database connection: {exc!r}", reached=False
+            ) from exc
+        return self._conn
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        conn, self._conn = self._conn, None
+        broken = exc is not None and is_broken(exc)
+        if broken:
+            with contextlib.suppress(asyncpg.InterfaceError):  # already closed and handed back
+                conn.terminate()
+        try:
+            await self._pool.release(conn)
+        except _BROKEN as release_exc:
+            # asyncpg terminated it itself (its reset failed); report the first failure.
+            if exc is None and is_broken(release_exc):
+                raise DatabaseUnavailable(f"database connection lost: {release_exc!r}") from (
+                    release_exc
+                )
+            if exc is None:
+                raise
+        if broken:
+            assert exc is not None
+            raise DatabaseUnavailable(f"database connection lost: {exc!r}") from exc
+
+
+class GuardedPool:
+    """The asyncpg pool as the stores use it (acquire, fetch, fetchrow, fetchval, execute),
+    with every driver failure turned into DatabaseUnavailable and its connection dropped."""
+
+    def __init__(self, pool: Any) -> None:
+        self.raw = pool
+
+    def acquire(self) -> _Checkout:
+        return _Checkout(self.raw)
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]:
+        async with self.acquire() as conn:
+            rows: list[Any] = await conn.fetch(query, *args)
+            return rows
+
+    async def fetchrow(self, query: str, *args: Any) -> Any:
+        async with self.acquire() as conn:
+            return await conn.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        async with self.acquire() as conn:
+            return await conn.fetchval(query, *args)
+
+    async def execute(self, query: str, *args: Any) -> str:
+        async with self.acquire() as conn:
+            return str(await conn.execute(query, *args))
+
+    def get_size(self) -> int:
+        return int(self.raw.get_size())
+
+    def get_idle_size(self) -> int:
+        return int(self.raw.get_idle_size())
+
+    def get_max_size(self) -> int:
+        return int(self.raw.get_max_size())
+
+    async def close(self) -> None:
+        await self.raw.close()
+
+
+Pool = GuardedPool
+
+
+CONNECT_TIMEOUT_SECONDS = 10
 
 
 async def _init_connection(conn: Any) -> None:
@@ -30,7 +150,7 @@ async def _keep_session(conn: Any) -> None:
 
 
 async def create_pool(dsn: str, min_size: int, max_size: int) -> Pool:
-    return await asyncpg.create_pool(
+    raw = await asyncpg.create_pool(
         dsn,
         min_size=min(min_size, max_size),
         max_size=max_size,
@@ -38,7 +158,10 @@ async def create_pool(dsn: str, min_size: int, max_size: int) -> Pool:
         reset=_keep_session,
         # Only PostgreSQL's deadline matters; a stuck statement should not hang a request forever.
         command_timeout=30,
+        # A new connection that takes longer than this is a PostgreSQL that is not there.
+        timeout=CONNECT_TIMEOUT_SECONDS,
     )
+    return GuardedPool(raw)
 
 
 def _with_database(dsn: str, database: str) -> str:

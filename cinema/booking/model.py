@@ -25,6 +25,7 @@ class CancelReason(StrEnum):
     PAYMENT_FAILED = "payment_failed"
     PAYMENT_CANCELED = "payment_canceled"
     PAYMENT_UNAVAILABLE = "payment_provider_unavailable"  # no payment could be started
+    ABANDONED = "abandoned"  # the commit's answer was lost and no Idempotency-Key can find it
 
 
 class PaymentStatus(StrEnum):

@@ -185,7 +185,11 @@ async def _end_in_doubt(pool: Pool, reference: str) -> None:
             )
             if booking_id is not None:
                 await pool.execute(
-                    _END_BOOKINGS, [booking_id], "CANCELLED", CancelReason.ABANDONED.value, True
+                    _END_BOOKINGS,
+                    [booking_id],
+                    BookingStatus.CANCELLED.value,
+                    CancelReason.ABANDONED.value,
+                    True,
                 )
             return
         except DatabaseUnavailable as exc:

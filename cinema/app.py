@@ -16,6 +16,7 @@ from cinema.api.limits import LIMITS, Limits, auth_limit_middleware, parse_netwo
 from cinema.api.observe import metrics_endpoint, observe_middleware
 from cinema.api.openapi import add_openapi_routes
 from cinema.api.routes import ROUTES, add_routes
+from cinema.auth.passwords import PasswordHashing
 from cinema.auth.service import AccountService
 from cinema.auth.tokens import TokenIssuer
 from cinema.background import Background, BackgroundFollowUps
@@ -102,8 +103,11 @@ def init_app(
         catalogue = CatalogueService(PgCatalogueStore(pool))
         telemetry = BookingTelemetry()  # metrics and a log line per booking state change
         app[CATALOGUE] = catalogue
+        passwords = PasswordHashing(settings.password_hash_threads)
         app[ACCOUNTS] = AccountService(
-            PgUserStore(pool), TokenIssuer(settings.jwt_secret, settings.jwt_ttl_seconds)
+            PgUserStore(pool),
+            TokenIssuer(settings.jwt_secret, settings.jwt_ttl_seconds),
+            passwords,
         )
         app[BOOKINGS] = BookingService(
             holds=holds,
@@ -141,6 +145,7 @@ def init_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await sampler
             await background.close()
+            passwords.close()
             if gateway is not None:
                 await gateway.close()
             await redis.aclose()

@@ -35,3 +35,8 @@ class PgUserStore:
 
     async def set_staff(self, user_id: int, is_staff: bool) -> None:
         await self._pool.execute("UPDATE users SET is_staff = $2 WHERE id = $1", user_id, is_staff)
+
+    async def set_password_hash(self, user_id: int, password_hash: str) -> None:
+        await self._pool.execute(
+            "UPDATE users SET password_hash = $2 WHERE id = $1", user_id, password_hash
+        )

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cinema.auth.passwords import PasswordHashing
 from cinema.auth.service import AccountService
 from cinema.auth.tokens import TokenIssuer
 from cinema.background import Background, BackgroundFollowUps
@@ -186,9 +187,13 @@ async def api_services(
         core = await _open_core(stack, settings, queue, expiry or NoExpiryScheduler(), follow_ups)
         await core.holds.open_connections()  # the first burst of bookings finds them open
         _run_in_background(stack, _sample_pool(core.pool), "pool-sampler")
+        passwords = PasswordHashing(settings.password_hash_threads)
+        stack.callback(passwords.close)
         yield ApiServices(
             accounts=AccountService(
-                PgUserStore(core.pool), TokenIssuer(settings.jwt_secret, settings.jwt_ttl_seconds)
+                PgUserStore(core.pool),
+                TokenIssuer(settings.jwt_secret, settings.jwt_ttl_seconds),
+                passwords,
             ),
             catalogue=core.catalogue,
             bookings=core.bookings,

@@ -1,13 +1,34 @@
-"""Password hashing with argon2id, run off the event loop (it is deliberately slow)."""
+"""Password hashing with argon2id on a small, bounded thread pool.
+
+argon2 is slow and memory-hard on purpose: each hash or verify holds `memory_cost` KiB for its
+whole run. On asyncio's default executor (cores + 4 threads) a burst of logins at an onsale ran
+six at once, which multiplied the memory and starved the event loop's own threads. Here at most
+`threads` run at once; the rest wait in the executor's FIFO queue, so the login that came first
+is answered first.
+
+Parameters: OWASP's Password Storage Cheat Sheet (argon2id, "m=19456 (19 MiB), t=2, p=1" is its
+first listed configuration; the others trade memory for iterations at equal cost). One hash
+takes a few tens of milliseconds on a server core. Stored hashes carry their own parameters, so
+hashes made with other ones (argon2-cffi's default m=64 MiB, t=3, p=4, used before) still
+verify, and are replaced with one at today's parameters on the next successful login.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
-_hasher = PasswordHasher()
+TIME_COST = 2
+MEMORY_COST_KIB = 19 * 1024
+PARALLELISM = 1
+
+_hasher = PasswordHasher(
+    time_cost=TIME_COST, memory_cost=MEMORY_COST_KIB, parallelism=PARALLELISM, type=Type.ID
+)
 # Verified when the email is unknown, so a login takes as long whether or not it exists.
 _DUMMY_HASH = _hasher.hash("cinemacore-timing-equalizer")
 
@@ -16,16 +37,40 @@ def hash_password_sync(password: str) -> str:
     return _hasher.hash(password)
 
 
-async def hash_password(password: str) -> str:
-    return await asyncio.to_thread(_hasher.hash, password)
+@dataclass(frozen=True, slots=True)
+class Verified:
+    ok: bool
+    new_hash: str | None = None  # set when the stored hash used outdated parameters
 
 
-def _verify(password_hash: str | None, password: str) -> bool:
+def _verify(password_hash: str | None, password: str) -> Verified:
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        matched = _hasher.verify(password_hash or _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
-        return False
+        return Verified(False)
+    if not matched or password_hash is None:
+        return Verified(False)
+    if _hasher.check_needs_rehash(password_hash):
+        return Verified(True, _hasher.hash(password))
+    return Verified(True)
 
 
-async def verify_password(password_hash: str | None, password: str) -> bool:
-    return await asyncio.to_thread(_verify, password_hash, password)
+class PasswordHashing:
+    """Hashes and verifies passwords off the event loop, at most `threads` at a time."""
+
+    def __init__(self, threads: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="argon2")
+
+    async def hash(self, password: str) -> str:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, hash_password_sync, password
+        )
+
+    async def verify(self, password_hash: str | None, password: str) -> Verified:
+        """`password_hash` None (unknown account) costs as much as a real check, and fails."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, _verify, password_hash, password
+        )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -6,7 +6,7 @@ from typing import Protocol
 
 from cinema.auth.errors import BadCredentials
 from cinema.auth.model import UserRecord
-from cinema.auth.passwords import hash_password, verify_password
+from cinema.auth.passwords import PasswordHashing
 from cinema.auth.tokens import Principal, TokenIssuer
 
 
@@ -15,18 +15,26 @@ class UserStore(Protocol):
 
     async def user_by_email(self, email: str) -> UserRecord | None: ...
 
+    async def set_password_hash(self, user_id: int, password_hash: str) -> None: ...
+
 
 class AccountService:
-    def __init__(self, users: UserStore, tokens: TokenIssuer) -> None:
+    def __init__(
+        self, users: UserStore, tokens: TokenIssuer, passwords: PasswordHashing | None = None
+    ) -> None:
         self._users = users
         self.tokens = tokens
+        self._passwords = passwords or PasswordHashing(threads=1)
 
     async def register(self, email: str, password: str, is_staff: bool = False) -> UserRecord:
-        return await self._users.add_user(email, await hash_password(password), is_staff)
+        return await self._users.add_user(email, await self._passwords.hash(password), is_staff)
 
     async def login(self, email: str, password: str) -> str:
         user = await self._users.user_by_email(email)
-        if not await verify_password(user.password_hash if user else None, password):
+        verified = await self._passwords.verify(user.password_hash if user else None, password)
+        if not verified.ok:
             raise BadCredentials("wrong email or password")
         assert user is not None
+        if verified.new_hash is not None:
+            await self._users.set_password_hash(user.id, verified.new_hash)
         return self.tokens.issue(Principal(user.id, user.is_staff))

@@ -32,3 +32,8 @@ class PgUserStore:
             email,
         )
         return None if row is None else UserRecord(**dict(row))
+
+    async def set_password_hash(self, user_id: int, password_hash: str) -> None:
+        await self._pool.execute(
+            "UPDATE users SET password_hash = $2 WHERE id = $1", user_id, password_hash
+        )

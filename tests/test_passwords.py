@@ -1,0 +1,79 @@
+"""argon2id at OWASP's parameters, on a bounded pool; older hashes verify and are upgraded."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from argon2 import PasswordHasher
+
+from cinema.auth.passwords import MEMORY_COST_KIB, PARALLELISM, TIME_COST, PasswordHashing
+from cinema.store.pool import Pool
+from tests.client import ApiClient
+
+_OLD = PasswordHasher()  # argon2-cffi's defaults: m=65536, t=3, p=4 (what earlier builds stored)
+
+
+def _parameters(encoded: str) -> str:
+    return encoded.split("$")[3]
+
+
+async def test_new_hashes_use_owasp_argon2id_parameters() -> None:
+    hashing = PasswordHashing(threads=1)
+    try:
+        encoded = await hashing.hash("a long enough password")
+    finally:
+        hashing.close()
+    assert encoded.startswith("$argon2id$")
+    assert _parameters(encoded) == f"m={MEMORY_COST_KIB},t={TIME_COST},p={PARALLELISM}"
+
+
+async def test_at_most_the_configured_number_of_hashes_run_at_once() -> None:
+    hashing = PasswordHashing(threads=2)
+    seen: set[str] = set()
+
+    async def one() -> None:
+        await hashing.hash("pw")
+        seen.update(t.name for t in threading.enumerate() if t.name.startswith("argon2"))
+
+    try:
+        await asyncio.gather(*(one() for _ in range(12)))
+    finally:
+        hashing.close()
+    assert 1 <= len(seen) <= 2, seen
+
+
+async def test_a_hash_with_older_parameters_verifies_and_is_upgraded_on_login(
+    api: ApiClient, pool: Pool
+) -> None:
+    email = "old-params@example.com"
+    password = "correct horse battery"
+    await pool.execute(
+        "INSERT INTO users (email, password_hash) VALUES ($1, $2)", email, _OLD.hash(password)
+    )
+    reply = await api.post("/api/auth/token", {"email": email, "password": password})
+    assert reply.status == 200, reply
+    stored = await pool.fetchval("SELECT password_hash FROM users WHERE email = $1", email)
+    assert _parameters(stored) == f"m={MEMORY_COST_KIB},t={TIME_COST},p={PARALLELISM}"
+    assert PasswordHasher().verify(stored, password)
+    again = await api.post("/api/auth/token", {"email": email, "password": password})
+    assert again.status == 200, again
+
+
+async def test_a_wrong_password_leaves_an_old_hash_alone(api: ApiClient, pool: Pool) -> None:
+    email = "old-params-wrong@example.com"
+    old_hash = _OLD.hash("the right one")
+    await pool.execute("INSERT INTO users (email, password_hash) VALUES ($1, $2)", email, old_hash)
+    reply = await api.post("/api/auth/token", {"email": email, "password": "not the right one"})
+    assert reply.status == 401, reply
+    stored = await pool.fetchval("SELECT password_hash FROM users WHERE email = $1", email)
+    assert stored == old_hash
+
+
+async def test_a_garbled_stored_hash_is_a_failed_login_not_an_error() -> None:
+    hashing = PasswordHashing(threads=1)
+    try:
+        verified = await hashing.verify("$argon2id$garbage", "pw")
+    finally:
+        hashing.close()
+    assert not verified.ok

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +45,8 @@ from tasks.follow_ups import FollowUpTasks, TaskiqFollowUps
 from tasks.loop import WorkerLoop
 from tasks.queue import TaskQueue
 from tasks.scheduling import TaskiqExpiryScheduler
+
+log = logging.getLogger(__name__)
 
 Probe = Callable[[], Awaitable[None]]
 
@@ -102,8 +106,9 @@ async def _open_stores(stack: contextlib.AsyncExitStack, settings: Settings) -> 
     stack.push_async_callback(pool.close)
     redis = create_redis(settings.redis_url, settings.redis_timeout_seconds)
     # A client given its pool does not close it on aclose(): without True every app that
-    # closed left its POOL_SIZE (64) connections open until garbage collection.
-    stack.push_async_callback(redis.aclose, True)
+    # closed left its POOL_SIZE (64) connections open until garbage collection. A close that
+    # times out (a busy or frozen Redis) must not stop the rest of the shutdown.
+    stack.push_async_callback(_quietly, functools.partial(redis.aclose, True))
     return pool, redis
 
 
@@ -253,6 +258,8 @@ async def _sample_pool(pool: pg.Pool) -> None:
 
 
 async def _quietly(close: Callable[[], Awaitable[None]]) -> None:
-    """Closing the task queue must not stop the rest of the shutdown (Redis may be gone)."""
-    with contextlib.suppress(Exception):
+    """Closing a Redis client must not stop the rest of the shutdown (Redis may be gone)."""
+    try:
         await close()
+    except Exception as exc:
+        log.warning("closing %s failed (%r); shutting down anyway", close, exc)

@@ -100,7 +100,7 @@ def _runs(worker: WorkerProcess, task: str, outcome: str) -> float:
 
 
 def test_settings_choose_the_worker_when_expiry_uses_taskiq() -> None:
-    base: dict[str, Any] = {"database_url": "postgresql://x/y", "jwt_secret": "s" * 32}
+    base: dict[str, Any] = {"database_url": "postgresql://x/y", "jwt_secret": JWT_SECRET}
     assert Settings(_env_file=None, **base).follow_ups_mode == "taskiq"  # type: ignore[call-arg]
     off = Settings(_env_file=None, expiry_scheduler="off", **base)  # type: ignore[call-arg]
     assert off.follow_ups_mode == "inprocess"

@@ -1,16 +1,14 @@
 """Start-up refuses a JWT_SECRET anyone could know: .env.example's placeholder, or a key too
 predictable to sign tokens with. One clear line, exit code 2, like every bad setting."""
 
-import os
 import re
 import secrets
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from cinema.settings import SettingsError, load_settings
+from tests.test_cli import cinema
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,22 +20,10 @@ def _example_secret() -> str:
     return match.group(1)
 
 
-def _serve(secret: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "JWT_SECRET": secret}
-    return subprocess.run(
-        [sys.executable, "-m", "cinema", "serve"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd="/",  # no .env file
-    )
-
-
 def test_the_example_files_placeholder_is_refused_at_start_up_in_one_line():
     placeholder = _example_secret()
     assert len(placeholder) >= 32  # it passes the length check: that was the trap
-    result = _serve(placeholder)
+    result = cinema("serve", JWT_SECRET=placeholder)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr

@@ -105,7 +105,15 @@ def signed(intent_id: str, event_id: str) -> tuple[bytes, str]:
             "object": "event",
             "type": "payment_intent.succeeded",
             "created": int(time.time()),
-            "data": {"object": {"id": intent_id, "object": "payment_intent"}},
+            # one seat at 9.50 USD (seed): a success must pay the booking's amount and currency
+            "data": {
+                "object": {
+                    "id": intent_id,
+                    "object": "payment_intent",
+                    "amount": 950,
+                    "currency": "usd",
+                }
+            },
         }
     )
     return body.encode(), stripe.WebhookSignature.generate_signature_header(body, WEBHOOK_SECRET)

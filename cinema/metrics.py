@@ -19,7 +19,7 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as _multiprocess
 
-from cinema.booking.model import Booking
+from cinema.booking.model import Booking, PaymentEvent
 from cinema.booking.ports import ConflictSource
 from cinema.logs import REQUEST_ID
 
@@ -46,6 +46,12 @@ BOOKINGS_CONFIRMED = Counter("cinema_bookings_confirmed_total", "Bookings confir
 BOOKINGS_CANCELLED = Counter(
     "cinema_bookings_cancelled_total", "Bookings cancelled, by reason", ["reason"]
 )
+PAYMENT_MISMATCHES = Counter(
+    "cinema_payment_mismatches_total",
+    "Payment successes refused (refunded) because they paid another amount or currency than"
+    " the booking's, by what differed",
+    ["mismatch"],
+)
 BOOKINGS_EXPIRED = Counter("cinema_bookings_expired_total", "PENDING bookings expired unpaid")
 REDIS_FALLBACKS = Counter(
     "cinema_redis_fallbacks_total",
@@ -67,6 +73,8 @@ DB_POOL_CONNECTIONS = Gauge(
 
 for _source in ("redis", "postgres"):
     BOOKINGS_CONFLICTED.labels(_source)
+for _mismatch in ("amount", "currency", "missing"):
+    PAYMENT_MISMATCHES.labels(_mismatch)
 
 log = logging.getLogger("cinema.bookings")
 
@@ -159,3 +167,12 @@ class BookingTelemetry:
                 **_booking_fields(booking),
             },
         )
+
+    def payment_mismatched(self, booking: Booking, event: PaymentEvent) -> None:
+        PAYMENT_MISMATCHES.labels(_mismatch_of(booking, event)).inc()
+
+
+def _mismatch_of(booking: Booking, event: PaymentEvent) -> str:
+    if event.amount is None or event.currency is None:
+        return "missing"
+    return "currency" if event.currency.upper() != booking.currency.upper() else "amount"

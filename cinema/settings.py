@@ -3,14 +3,45 @@
 from __future__ import annotations
 
 import ipaddress
+import math
+import re
+from collections import Counter
 from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cinema.validation import human_message
+
 
 class SettingsError(Exception):
     """A setting is missing or invalid; the message names it in one line."""
+
+
+# Words of the placeholders people copy from examples (.env.example's included).
+_PLACEHOLDER_WORDS = re.compile(
+    r"change[-_ ]?me|replace[-_ ]?me|your[-_ ]?secret|placeholder|example|long[-_ ]random",
+    re.IGNORECASE,
+)
+# Estimated bits (length x the string's own character entropy): 32 random hex digits score
+# 90 or more, "x" * 32 scores 0, a repeated word far below.
+MIN_SECRET_BITS = 80
+_GENERATE = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+
+
+def _entropy_bits(value: str) -> float:
+    counts, n = Counter(value), len(value)
+    return -sum(c * math.log2(c / n) for c in counts.values())
+
+
+def check_secret(value: str) -> str:
+    """Refuse known placeholders and predictable keys: a copied example is a public key."""
+    if _PLACEHOLDER_WORDS.search(value):
+        raise ValueError(f"is a placeholder, not a secret; generate one with: {_GENERATE}")
+    repeated = (value + value).find(value, 1) < len(value)  # "abcabc...": a short key, repeated
+    if repeated or _entropy_bits(value) < MIN_SECRET_BITS:
+        raise ValueError(f"is too predictable to sign tokens; generate one with: {_GENERATE}")
+    return value
 
 
 class Settings(BaseSettings):
@@ -65,6 +96,11 @@ class Settings(BaseSettings):
             raise ValueError("must start with postgresql://")
         return value
 
+    @field_validator("jwt_secret")
+    @classmethod
+    def _unguessable(cls, value: str) -> str:
+        return check_secret(value)
+
     @field_validator("taskiq_redis_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -118,5 +154,5 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         name = str(first["loc"][0]).upper() if first["loc"] else "settings"
-        problem = "is required" if first["type"] == "missing" else first["msg"]
+        problem = human_message(first)
         raise SettingsError(f"configuration error: {name}: {problem}") from None

@@ -2,10 +2,12 @@
 # Run CinemaCore with demo data: migrations, a demo cinema, the Taskiq worker and the API on
 # http://$HOST:$PORT. Uses PostgreSQL/Redis at DATABASE_URL/REDIS_URL, or embedded ones when those
 # do not answer. Creates .venv and installs the project on first use.
-# Extra arguments go to `cinema demo` (e.g. --port 8080 --workers 2). Ctrl-C stops everything.
+# Extra arguments go to `cinema demo` (e.g. --port 8080 --workers 2). Ctrl-C, SIGINT or SIGTERM
+# stops everything, also when started in the background (`./scripts/demo.sh &`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
+restore_sigint scripts/demo.sh "$@"
 ensure_venv
 ensure_services
 if [ -z "${JWT_SECRET:-}" ] && ! grep -qs '^JWT_SECRET=' .env; then

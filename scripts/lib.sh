@@ -13,6 +13,22 @@ on_exit() {
   trap 'exit 143' TERM
 }
 
+# A non-interactive bash starts its background jobs with SIGINT ignored (`./scripts/demo.sh &`
+# from a script), and a shell cannot trap a signal that was ignored when it started: INT would
+# do nothing. So re-exec the script once with SIGINT back to default, and INT stops it as TERM
+# does. Call it first, with the script's path from the current directory and its arguments.
+restore_sigint() {
+  local script=$1
+  shift
+  if [ -z "${_CINEMA_SIGINT_RESTORED:-}" ]; then
+    export _CINEMA_SIGINT_RESTORED=1
+    exec python3 -c 'import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+os.execvp(sys.argv[1], sys.argv[1:])' bash "$script" "$@"
+  fi
+  unset _CINEMA_SIGINT_RESTORED  # not for the children: a nested demo.sh restores its own
+}
+
 install_extras() {  # extras, e.g. dev,embedded: pip install -e ".[extras]" once per pyproject.toml
   local stamp=.venv/.installed-$1-$(sha1sum pyproject.toml | cut -c1-12)
   if [ ! -e "$stamp" ]; then

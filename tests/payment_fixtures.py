@@ -260,8 +260,20 @@ def signed_event(
     secret: str = WEBHOOK_SECRET,
     timestamp: int | None = None,
     metadata: dict[str, str] | None = None,
+    amount: int | None = None,
+    currency: str | None = None,
 ) -> tuple[bytes, str]:
-    """A Stripe event body and its Stripe-Signature header, signed by stripe-python."""
+    """A Stripe event body and its Stripe-Signature header, signed by stripe-python. The
+    intent carries `amount` and `currency` (lower case, as Stripe sends it) when given."""
+    intent: dict[str, Any] = {
+        "id": intent_id,
+        "object": "payment_intent",
+        "metadata": metadata or {},
+    }
+    if amount is not None:
+        intent["amount"] = amount
+    if currency is not None:
+        intent["currency"] = currency.lower()
     body = json.dumps(
         {
             "id": event_id or f"evt_{secrets.token_hex(12)}",
@@ -269,17 +281,21 @@ def signed_event(
             "type": event_type,
             "created": int(time.time()),
             "livemode": False,
-            "data": {
-                "object": {
-                    "id": intent_id,
-                    "object": "payment_intent",
-                    "metadata": metadata or {},
-                }
-            },
+            "data": {"object": intent},
         }
     )
     header = stripe.WebhookSignature.generate_signature_header(body, secret, timestamp)
     return body.encode(), header
+
+
+def paid_event(
+    booking: dict[str, Any], event_type: str = "payment_intent.succeeded", **kwargs: Any
+) -> tuple[bytes, str]:
+    """A signed event for the booking's intent that pays the booking's amount in its currency
+    (`amount=` or `currency=` override them)."""
+    kwargs.setdefault("amount", booking["amount_minor"])
+    kwargs.setdefault("currency", booking["currency"])
+    return signed_event(event_type, booking["payment"]["payment_intent_id"], **kwargs)
 
 
 async def deliver(api: ApiClient, body: bytes, header: str | None) -> Any:

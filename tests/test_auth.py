@@ -1,6 +1,8 @@
 """Registration, login, and the JWT checks every protected endpoint relies on."""
 
+import secrets
 import time
+import unicodedata
 
 import jwt
 import pytest
@@ -13,7 +15,7 @@ async def test_register_then_login(api):
         "/api/auth/register", {"email": "Ann@Example.com", "password": "s3cret-pass"}
     )
     assert reply.status == 201
-    assert reply.body["email"] == "Ann@Example.com"
+    assert reply.body["email"] == "Ann@example.com"  # the domain in lower case, once, here
     assert isinstance(reply.body["id"], int)
     assert "password" not in reply.body
 
@@ -110,6 +112,85 @@ async def test_bad_tokens_are_401(api, token):
     assert reply.status == 401
     assert reply.body["error"]["code"] == "invalid_token"
     assert reply.headers.get("WWW-Authenticate") == "Bearer"
+    assert reply.body["error"]["message"] in TOKEN_MESSAGES
+
+
+TOKEN_MESSAGES = {
+    "the token has expired: sign in again",
+    "the token is not one of ours: sign in again",
+}
+
+
+@pytest.mark.parametrize(
+    "token", ["garbage", "a.b.c", "eyJhbGciOiJIUzI1NiJ9.e30", "x" * 500, "eyJ.eyJ.sig"]
+)
+async def test_garbage_tokens_get_a_short_human_message(api, token):
+    reply = await api.get("/api/my-bookings/", token=token)
+    assert (reply.status, reply.body["error"]["code"]) == (401, "invalid_token")
+    message = reply.body["error"]["message"]
+    assert message == "the token is not one of ours: sign in again"  # no PyJWT wording
+    assert "padding" not in message and "segments" not in message
+
+
+def _unique(local: str = "user") -> str:
+    return f"{local}{secrets.token_hex(4)}"
+
+
+@pytest.mark.parametrize(
+    "sneaky",
+    ["\x01", "\x7f", "\u202e", "\u200b", "\ufeff", "\u2066", "\u00a0", "\u00ad", "\x85"],
+    ids=["ctrl-01", "del", "rlo", "zwsp", "bom", "lri", "nbsp", "soft-hyphen", "nel"],
+)
+async def test_invisible_characters_in_emails_are_refused(api, sneaky):
+    name = _unique()
+    for email in (
+        f"{sneaky}{name}@example.com",
+        f"{name}{sneaky}@example.com",
+        f"{name}@exam{sneaky}ple.com",
+    ):
+        body = {"email": email, "password": "s3cret-pass"}
+        reply = await api.post("/api/auth/register", body)
+        assert (reply.status, reply.body["error"]["code"]) == (400, "validation_error"), email
+        assert reply.body["error"]["details"] == [
+            {"field": "email", "message": "must not contain control, invisible or space characters"}
+        ]
+        login = await api.post("/api/auth/token", body)
+        assert login.status == 400, login  # the same normalisation refuses it at login
+    # nothing was registered under the visible part either
+    clean = {"email": f"{name}@example.com", "password": "s3cret-pass"}
+    assert (await api.post("/api/auth/register", clean)).status == 201
+
+
+async def test_emails_are_normalised_once_for_register_and_login(api):
+    name = _unique("jose")
+    decomposed = unicodedata.normalize("NFD", f"{name}\u00e9@B\u00dcCHER.Example")
+    reply = await api.post("/api/auth/register", {"email": decomposed, "password": "s3cret-pass"})
+    assert reply.status == 201, reply
+    assert reply.body["email"] == f"{name}\u00e9@b\u00fccher.example"  # NFC, domain lowered
+    # the composed spelling, in any case, is the same account: not a look-alike second one
+    composed = {"email": f"{name}\u00e9@B\u00fccher.EXAMPLE", "password": "s3cret-pass"}
+    assert (await api.post("/api/auth/register", composed)).body["error"]["code"] == "email_taken"
+    assert (await api.post("/api/auth/token", composed)).status == 200
+    nfd_login = {"email": decomposed, "password": "s3cret-pass"}
+    assert (await api.post("/api/auth/token", nfd_login)).status == 200
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "\u7528\u6237@\u4f8b\u5b50.\u5e7f\u544a",
+        "\u00fc\u00f1\u00ee@m\u00fcnchen.de",
+        "o'brien+tag@example.co.uk",
+    ],
+)
+async def test_real_non_ascii_addresses_stay_allowed(api, email):
+    local, _, domain = email.partition("@")
+    email = f"{local}{secrets.token_hex(3)}@{domain}"
+    reply = await api.post("/api/auth/register", {"email": email, "password": "s3cret-pass"})
+    assert (reply.status, reply.body["email"]) == (201, email)
+    assert (
+        await api.post("/api/auth/token", {"email": email, "password": "s3cret-pass"})
+    ).status == 200
 
 
 async def test_missing_token_is_401(api):

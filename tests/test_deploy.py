@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -408,6 +409,18 @@ def test_compose_wiring():
         assert re.search(rf"^{variable}=", example, re.M), variable
 
 
+def test_compose_requires_a_postgres_password():
+    """No silent default: every use of POSTGRES_PASSWORD fails when it is unset or empty, and
+    the example file leaves it empty (a copied example must not run with a known password)."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    uses = re.findall(r"\$\{POSTGRES_PASSWORD([^}]*)\}", text)
+    assert uses and all(use.startswith(":?") for use in uses), uses
+    db = COMPOSE["services"]["db"]["environment"]["POSTGRES_PASSWORD"]
+    assert db.startswith("${POSTGRES_PASSWORD:?"), db
+    example = (ROOT / ".env.example").read_text()
+    assert re.search(r"^POSTGRES_PASSWORD=$", example, re.M)
+
+
 def _compose_cli() -> list[str] | None:
     docker = shutil.which("docker")
     plugin = docker and subprocess.run([docker, "compose", "version"], capture_output=True)
@@ -422,8 +435,24 @@ def test_compose_config_parses(tmp_path):
     if cli is None:
         pytest.skip("neither `docker compose` nor docker-compose is installed")
     shutil.copy(ROOT / "docker-compose.yml", tmp_path / "docker-compose.yml")
-    shutil.copy(ROOT / ".env.example", tmp_path / ".env")
+    example = (ROOT / ".env.example").read_text()
+    password = f"POSTGRES_PASSWORD={secrets.token_urlsafe(16)}"
+    (tmp_path / ".env").write_text(re.sub(r"^POSTGRES_PASSWORD=$", password, example, flags=re.M))
     result = subprocess.run(
         [*cli, "config", "--quiet"], cwd=tmp_path, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_compose_refuses_to_start_without_a_postgres_password(tmp_path):
+    cli = _compose_cli()
+    if cli is None:
+        pytest.skip("neither `docker compose` nor docker-compose is installed")
+    shutil.copy(ROOT / "docker-compose.yml", tmp_path / "docker-compose.yml")
+    shutil.copy(ROOT / ".env.example", tmp_path / ".env")  # copied, password left empty
+    env = {k: v for k, v in os.environ.items() if k != "POSTGRES_PASSWORD"}
+    result = subprocess.run(
+        [*cli, "config", "--quiet"], cwd=tmp_path, capture_output=True, text=True, env=env
+    )
+    assert result.returncode != 0
+    assert "set POSTGRES_PASSWORD in .env" in result.stderr

@@ -30,7 +30,7 @@ from tests.payment_fixtures import (
     booking_of,
     deliver,
     free_port,
-    signed_event,
+    paid_event,
     wait_status,
 )
 from tests.workerproc import WorkerProcess, worker_env
@@ -95,7 +95,7 @@ async def _book(api: ApiClient, token: str) -> dict[str, Any]:
 
 
 async def _confirm_by_webhook(api: ApiClient, booking: dict[str, Any]) -> None:
-    body, header = signed_event("payment_intent.succeeded", booking["payment"]["payment_intent_id"])
+    body, header = paid_event(booking)
     reply = await deliver(api, body, header)
     assert reply.status == 200, reply
 
@@ -105,7 +105,7 @@ def _runs(worker: WorkerProcess, task: str, outcome: str) -> float:
 
 
 def test_settings_choose_the_worker_when_expiry_uses_taskiq() -> None:
-    base: dict[str, Any] = {"database_url": "postgresql://x/y", "jwt_secret": "s" * 32}
+    base: dict[str, Any] = {"database_url": "postgresql://x/y", "jwt_secret": JWT_SECRET}
     assert Settings(_env_file=None, **base).follow_ups_mode == "taskiq"  # type: ignore[call-arg]
     off = Settings(_env_file=None, expiry_scheduler="off", **base)  # type: ignore[call-arg]
     assert off.follow_ups_mode == "inprocess"
@@ -149,7 +149,7 @@ async def test_ten_concurrent_duplicate_webhooks_send_one_email(
     worker = start_worker()
     token = await users.one()
     booking = await _book(api, token)
-    body, header = signed_event("payment_intent.succeeded", booking["payment"]["payment_intent_id"])
+    body, header = paid_event(booking)
     replies = await asyncio.gather(*(deliver(api, body, header) for _ in range(10)))
     assert sorted(r.status for r in replies) == [200] * 10
     assert sorted(r.body["outcome"] for r in replies).count("duplicate") == 9

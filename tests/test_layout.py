@@ -42,7 +42,7 @@ def test_full_form_with_aisles_and_categories():
 @pytest.mark.parametrize(
     ("layout", "reason"),
     [
-        ({"rows": []}, "at least 1"),
+        ({"rows": []}, "rows: must not be empty"),
         ({}, "rows"),
         ({"rows": [{"label": "A", "seats": 2}, {"label": "A", "seats": 3}]}, "more than once"),
         ({"rows": [{"label": "A", "seats": 0}]}, "seats"),
@@ -53,7 +53,7 @@ def test_full_form_with_aisles_and_categories():
         ({"rows": [{"label": "", "seats": 2}]}, "label"),
         ({"rows": [{"label": "A", "seats": [{"number": 1, "category": "VIP!"}]}]}, "category"),
         ({"rows": [{"label": "A", "seats": 2, "extra": 1}]}, "extra"),
-        ("not a layout", "LayoutIn"),
+        ("not a layout", "the layout must be an object"),
     ],
 )
 def test_invalid_layouts_say_why(layout, reason):

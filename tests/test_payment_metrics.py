@@ -5,7 +5,7 @@ import json
 import logging
 
 from cinema.logs import JsonFormatter
-from tests.payment_fixtures import deliver, signed_event
+from tests.payment_fixtures import deliver, paid_event, signed_event
 from tests.test_observability import scrape, value
 
 
@@ -23,7 +23,7 @@ async def test_confirmations_and_payment_cancellations_are_counted_once(quiet_ap
     before = await scrape(api)
     with caplog.at_level(logging.INFO, logger="cinema.bookings"):
         caplog.clear()
-        success = signed_event("payment_intent.succeeded", paid["payment"]["payment_intent_id"])
+        success = paid_event(paid)
         replies = await asyncio.gather(*(deliver(api, *success) for _ in range(3)))
         assert sorted(r.body["outcome"] for r in replies) == ["confirmed", "duplicate", "duplicate"]
         cancel = signed_event("payment_intent.canceled", dropped["payment"]["payment_intent_id"])

@@ -3,8 +3,9 @@
 import pytest
 
 from cinema.settings import SettingsError, load_settings
+from tests.conftest import JWT_SECRET
 
-BASE = {"jwt_secret": "x" * 32, "_env_file": None}
+BASE = {"jwt_secret": JWT_SECRET, "_env_file": None}
 
 
 def test_payments_are_off_without_a_secret_key():

@@ -7,6 +7,7 @@ import asyncio
 import time
 
 import asyncpg
+import pytest
 from stripe import WebhookSignature
 
 from cinema.booking.model import BookingStatus, CancelReason
@@ -19,8 +20,10 @@ from tests.payment_fixtures import (
     booking_of,
     deliver,
     free_port,
+    paid_event,
     signed_event,
 )
+from tests.test_observability import scrape, value
 
 SUCCEEDED = "payment_intent.succeeded"
 FAILED = "payment_intent.payment_failed"
@@ -65,10 +68,9 @@ async def _end_as_expired(database_url, booking_id):
 async def test_bad_signatures_are_400_and_change_nothing(quiet_api, users, database_url):
     api = quiet_api.client
     _screening, token, booking = await _book(api, users)
-    intent = booking["payment"]["payment_intent_id"]
-    body, good = signed_event(SUCCEEDED, intent)
-    forged_body, forged = signed_event(SUCCEEDED, intent, secret="whsec_not_the_secret")
-    stale_body, stale = signed_event(SUCCEEDED, intent, timestamp=int(time.time()) - 301)
+    body, good = paid_event(booking)
+    forged_body, forged = paid_event(booking, secret="whsec_not_the_secret")
+    stale_body, stale = paid_event(booking, timestamp=int(time.time()) - 301)
     tampered = body.replace(b'"livemode": false', b'"livemode": true')
     cases = [
         (body, None),  # no signature at all
@@ -99,7 +101,7 @@ async def test_ten_concurrent_duplicates_make_one_transition_and_one_email(
 ):
     api = quiet_api.client
     _screening, token, booking = await _book(api, users, seats=2)
-    body, header = signed_event(SUCCEEDED, booking["payment"]["payment_intent_id"])
+    body, header = paid_event(booking)
     replies = await asyncio.gather(*(deliver(api, body, header) for _ in range(10)))
     assert [r.status for r in replies] == [200] * 10
     outcomes = sorted(r.body["outcome"] for r in replies)
@@ -119,7 +121,7 @@ async def test_out_of_order_events_only_move_forward(quiet_api, users, smtp):
     api = quiet_api.client
     screening, token, booking = await _book(api, users)
     intent = booking["payment"]["payment_intent_id"]
-    assert (await deliver(api, *signed_event(SUCCEEDED, intent))).body["outcome"] == "confirmed"
+    assert (await deliver(api, *paid_event(booking))).body["outcome"] == "confirmed"
     for late in (FAILED, CANCELED):
         reply = await deliver(api, *signed_event(late, intent))
         assert reply.status == 200
@@ -147,7 +149,7 @@ async def test_success_after_failure_takes_the_free_seats_back(quiet_api, users,
     intent = booking["payment"]["payment_intent_id"]
     assert (await deliver(api, *signed_event(FAILED, intent))).body["outcome"] == "cancelled"
     # e.g. the customer retried with another card before the intent was closed
-    reply = await deliver(api, *signed_event(SUCCEEDED, intent))
+    reply = await deliver(api, *paid_event(booking))
     assert reply.body["outcome"] == "confirmed_late"
     after = await booking_of(api, token, booking["id"])
     assert (after["status"], after["cancel_reason"]) == ("CONFIRMED", None)
@@ -180,7 +182,7 @@ async def test_late_success_after_expiry_confirms_when_the_seat_is_still_free(
     await _end_as_expired(database_url, booking["id"])
     assert (await booking_of(api, token, booking["id"]))["cancel_reason"] == "expired"
 
-    reply = await deliver(api, *signed_event(SUCCEEDED, booking["payment"]["payment_intent_id"]))
+    reply = await deliver(api, *paid_event(booking))
     assert reply.body["outcome"] == "confirmed_late"
     after = await booking_of(api, token, booking["id"])
     assert after["status"] == "CONFIRMED"
@@ -199,7 +201,7 @@ async def test_success_for_a_lapsed_but_untouched_hold_confirms(make_pay_api, qu
         return (await api.seat_statuses(screening.id))[seat] == "AVAILABLE"
 
     await wait_for(lapsed)  # still PENDING in the table: nobody ended it yet
-    reply = await deliver(api, *signed_event(SUCCEEDED, booking["payment"]["payment_intent_id"]))
+    reply = await deliver(api, *paid_event(booking))
     assert reply.body["outcome"] == "confirmed"
     assert (await api.seat_statuses(screening.id))[seat] == "SOLD"
 
@@ -223,7 +225,7 @@ async def test_late_success_after_the_seat_was_retaken_is_refunded(
 
     # The late customer does pay (Stripe's own webhook is lost here); we hear of it late.
     assert await stripe_fake.pay(intent, CARD_OK) == "succeeded"
-    body, header = signed_event(SUCCEEDED, intent)
+    body, header = paid_event(late)
     reply = await deliver(api, body, header)
     assert (reply.status, reply.body["outcome"]) == (200, "refund_needed")
     after = await booking_of(api, late_token, late["id"])
@@ -256,7 +258,7 @@ async def test_a_refund_stripe_did_not_take_is_retried_by_the_redelivery(
     assert (await api.book(await users.one(), screening.id, [seat])).status == 201
     assert await stripe_fake.pay(intent, CARD_OK) == "succeeded"
 
-    body, header = signed_event(SUCCEEDED, intent)
+    body, header = paid_event(late)
     down = (await make_pay_api(stripe_api_base=f"http://127.0.0.1:{free_port()}")).client
     failed = await deliver(down, body, header)
     assert failed.status == 502, failed  # Stripe will deliver again
@@ -279,8 +281,7 @@ async def test_webhook_without_payments_configured_is_503(api):
 async def test_racing_success_and_failure_end_confirmed_with_one_email(quiet_api, users, smtp):
     api = quiet_api.client
     screening, token, booking = await _book(api, users)
-    intent = booking["payment"]["payment_intent_id"]
-    events = [signed_event(kind, intent) for kind in (SUCCEEDED, FAILED, CANCELED) * 4]
+    events = [paid_event(booking, kind) for kind in (SUCCEEDED, FAILED, CANCELED) * 4]
     replies = await asyncio.gather(*(deliver(api, *e) for e in events))
     assert {r.status for r in replies} == {200}
     outcomes = [r.body["outcome"] for r in replies]
@@ -320,7 +321,7 @@ async def test_late_success_racing_a_new_buyer_never_sells_twice(
     buyers = await users.create(len(rounds))
     races = []
     for (screening, booking), buyer in zip(rounds, buyers, strict=True):
-        event = signed_event(SUCCEEDED, booking["payment"]["payment_intent_id"])
+        event = paid_event(booking)
         races.append(
             asyncio.gather(
                 api.book(buyer, screening.id, screening.seat_ids[:1]), deliver(api, *event)
@@ -344,3 +345,47 @@ async def test_late_success_racing_a_new_buyer_never_sells_twice(
             assert live == 1
     finally:
         await conn.close()
+
+
+@pytest.mark.parametrize(
+    ("paid", "mismatch"),
+    [
+        ({"amount": 100}, "amount"),  # a tenth of the price
+        ({"currency": "EUR"}, "currency"),  # the right number in another currency
+        ({"amount": None, "currency": None}, "missing"),  # the intent id alone
+    ],
+)
+async def test_a_success_for_another_amount_or_currency_is_refunded_not_confirmed(
+    quiet_api, stripe_fake, users, smtp, database_url, paid, mismatch
+):
+    api = quiet_api.client
+    screening, token, booking = await _book(api, users)
+    intent = booking["payment"]["payment_intent_id"]
+    assert (booking["amount_minor"], booking["currency"].upper()) == (1000, "USD")
+    assert await stripe_fake.pay(intent, CARD_OK) == "succeeded"  # its webhook goes nowhere
+    before = await scrape(api)
+
+    body, header = paid_event(booking, **paid)
+    reply = await deliver(api, body, header)
+    assert (reply.status, reply.body["outcome"]) == (200, "amount_mismatch")
+    after = await booking_of(api, token, booking["id"])
+    assert after["status"] == "PENDING"  # left as it was: it expires unless paid right
+    assert after["payment"]["status"] == "refunded"
+    assert (await api.seat_statuses(screening.id))[screening.seat_ids[0]] == "LOCKED"
+    assert await _events(database_url, booking["id"]) == [(SUCCEEDED, "amount_mismatch")]
+    assert [r.status for r in await stripe_fake.refunds(intent)] == ["succeeded"]
+    counted = value(await scrape(api), "cinema_payment_mismatches_total", mismatch=mismatch)
+    assert counted - value(before, "cinema_payment_mismatches_total", mismatch=mismatch) == 1
+
+    # the redelivery changes nothing and refunds nothing twice
+    assert (await deliver(api, body, header)).body["outcome"] == "duplicate"
+    assert len(await stripe_fake.refunds(intent)) == 1
+    assert smtp.for_reference(booking["reference"]) == []
+
+
+async def test_the_right_amount_in_lower_or_upper_case_currency_confirms(quiet_api, users):
+    api = quiet_api.client
+    for currency in ("usd", "USD"):
+        _screening, _token, booking = await _book(api, users)
+        reply = await deliver(api, *paid_event(booking, currency=currency))
+        assert reply.body["outcome"] == "confirmed"

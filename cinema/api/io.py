@@ -83,7 +83,7 @@ def authenticate(request: web.Request) -> Principal:
     try:
         principal = request.app[ACCOUNTS].tokens.verify(token.strip())
     except InvalidToken as exc:
-        raise ApiError(401, "invalid_token", f"invalid token: {exc}") from None
+        raise ApiError(401, "invalid_token", exc.message) from None
     request[USER_ID] = principal.user_id  # for the access log
     return principal
 

@@ -62,7 +62,16 @@ class TokenIssuer:
             user_id = int(claims["sub"])
             exp = float(claims["exp"])
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
-            raise InvalidToken(str(exc) or "invalid token") from None
+            raise InvalidToken(_reason(exc)) from None
         if user_id < 1 or not isinstance(claims.get("staff", False), bool):
-            raise InvalidToken("invalid token claims")
+            raise InvalidToken("the token is not one of ours: sign in again")
         return Principal(user_id=user_id, is_staff=bool(claims.get("staff", False))), exp
+
+
+def _reason(exc: Exception) -> str:
+    """A short reason for the client; PyJWT's own text names decoder internals."""
+    if isinstance(exc, jwt.ExpiredSignatureError):
+        return "the token has expired: sign in again"
+    if isinstance(exc, jwt.ImmatureSignatureError):
+        return "the token is not valid yet"
+    return "the token is not one of ours: sign in again"

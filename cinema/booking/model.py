@@ -130,6 +130,8 @@ class PaymentEvent:
     type: str
     kind: PaymentEventKind
     intent_id: str | None
+    amount: int | None = None  # minor units the intent says were paid; None if absent
+    currency: str | None = None  # ISO 4217 code, upper case (compared without case)
 
 
 class SettlementOutcome(StrEnum):
@@ -137,6 +139,7 @@ class SettlementOutcome(StrEnum):
     CONFIRMED_LATE = "confirmed_late"  # paid after it ended, its seats were still free
     CANCELLED = "cancelled"
     REFUND_NEEDED = "refund_needed"  # paid after it ended, its seats were gone
+    AMOUNT_MISMATCH = "amount_mismatch"  # paid another amount or currency: refunded, unchanged
     DUPLICATE = "duplicate"
     IGNORED = "ignored"  # a state only moves forward: nothing to do
     UNKNOWN_INTENT = "unknown_intent"

@@ -121,6 +121,9 @@ class BookingEvents(Protocol):
 
     def expired(self, booking: Booking) -> None: ...
 
+    def payment_mismatched(self, booking: Booking, event: PaymentEvent) -> None:
+        """A success for another amount or currency than the booking's (refunded, unchanged)."""
+
 
 class NoBookingEvents:
     """Tells nobody: for tools and tests that do not care."""
@@ -141,6 +144,9 @@ class NoBookingEvents:
         return None
 
     def expired(self, booking: Booking) -> None:
+        return None
+
+    def payment_mismatched(self, booking: Booking, event: PaymentEvent) -> None:
         return None
 
 

@@ -76,16 +76,37 @@ class SettleAction(StrEnum):
     CONFIRM = "confirm"  # PENDING -> CONFIRMED, seats SOLD
     RECLAIM = "reclaim"  # ended, but paid: confirm only if every seat can be taken again
     CANCEL = "cancel"  # PENDING -> CANCELLED, seats freed
+    REFUND_MISMATCH = "refund_mismatch"  # paid another amount or currency: booking unchanged
     IGNORE = "ignore"
 
 
+def pays_booking(
+    amount: int, currency: str, paid_amount: int | None, paid_currency: str | None
+) -> bool:
+    """A success counts only for exactly the booking's amount in the booking's currency; an
+    event that does not say both pays nothing (the intent id alone is not enough)."""
+    return (
+        paid_amount is not None
+        and paid_currency is not None
+        and paid_amount == amount
+        and paid_currency.upper() == currency.upper()
+    )
+
+
 def settle_action(
-    status: BookingStatus, payment: PaymentStatus | None, kind: PaymentEventKind
+    status: BookingStatus,
+    payment: PaymentStatus | None,
+    kind: PaymentEventKind,
+    *,
+    paid_in_full: bool = True,
 ) -> SettleAction:
     """What a payment event does to a booking. States only move forward: a failure after a
     success changes nothing; a success after the booking ended tries to take its seats back
-    (the money is real), and is refunded if they are gone."""
+    (the money is real), and is refunded if they are gone. A success for another amount or
+    currency (`paid_in_full` false) never confirms: it is refunded and the booking left as is."""
     if kind is PaymentEventKind.SUCCEEDED:
+        if not paid_in_full and payment not in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED):
+            return SettleAction.REFUND_MISMATCH
         if status is BookingStatus.PENDING:
             return SettleAction.CONFIRM
         if status is BookingStatus.CANCELLED and payment not in (

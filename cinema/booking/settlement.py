@@ -12,6 +12,7 @@ from cinema.booking.errors import PaymentProviderUnavailable, PaymentsNotConfigu
 from cinema.booking.model import (
     Booking,
     BookingStatus,
+    PaymentEvent,
     PaymentEventKind,
     PaymentStatus,
     Settlement,
@@ -62,14 +63,14 @@ class PaymentSettlement:
         self.stats[settlement.outcome.value] += 1
         if settlement.outcome is SettlementOutcome.UNKNOWN_INTENT:
             log.info("payment event %s names intent %s of no booking", event.id, event.intent_id)
-        await self._after(settlement, event.kind)
+        await self._after(settlement, event)
         return settlement.outcome
 
-    async def _after(self, settlement: Settlement, kind: PaymentEventKind) -> None:
+    async def _after(self, settlement: Settlement, event: PaymentEvent) -> None:
         booking = settlement.booking
         if booking is None:
             return
-        outcome = settlement.outcome
+        outcome, kind = settlement.outcome, event.kind
         if outcome in (SettlementOutcome.CONFIRMED, SettlementOutcome.CONFIRMED_LATE):
             self._events.confirmed(booking)
             await self._quietly(self._holds.mark_sold(booking.screening_id, booking.seat_ids))
@@ -82,16 +83,29 @@ class PaymentSettlement:
             if kind is PaymentEventKind.FAILED:
                 # The customer could still pay this intent with another card: close it.
                 await self._follow_ups.cancel_payment(booking.id)
+        elif outcome is SettlementOutcome.AMOUNT_MISMATCH:
+            self._events.payment_mismatched(booking, event)
+            log.warning(
+                "payment event %s paid %s %s for booking %s, which costs %s %s: refunding,"
+                " the booking is left as it was",
+                event.id,
+                event.amount,
+                event.currency,
+                booking.id,
+                booking.amount,
+                booking.currency,
+            )
+            await self._refund(booking)
         elif outcome is SettlementOutcome.REFUND_NEEDED or (
             outcome is SettlementOutcome.DUPLICATE
             and booking.payment is not None
             and booking.payment.status is PaymentStatus.REFUND_PENDING
         ):
+            log.warning("booking %s was paid after its seats were taken: refunding", booking.id)
             await self._refund(booking)
 
     async def _refund(self, booking: Booking) -> None:
         assert self._gateway is not None
-        log.warning("booking %s was paid after its seats were taken: refunding", booking.id)
         refund_id = await self._gateway.refund(booking)
         await self._store.record_refund(booking.id, refund_id)
         self.stats["refunded"] += 1

@@ -56,7 +56,7 @@ def parse_layout(raw: Any) -> tuple[dict[str, Any], list[SeatSpec]]:
     try:
         layout = raw if isinstance(raw, LayoutIn) else LayoutIn.model_validate(raw)
     except ValidationError as exc:
-        raise LayoutError(describe(exc)[0]) from None
+        raise LayoutError(describe(exc, "the layout")[0]) from None
     seen_labels: set[str] = set()
     seats: list[SeatSpec] = []
     normalized_rows: list[dict[str, Any]] = []

@@ -119,7 +119,8 @@ class StripeGateway:
         if not isinstance(event_id, str) or not isinstance(event_type, str):
             raise InvalidWebhook("the webhook body is not a Stripe event")
         kind = _KINDS.get(event_type, PaymentEventKind.OTHER)
-        return PaymentEvent(event_id, event_type, kind, _intent_id(event, kind))
+        amount, currency = _paid(event)
+        return PaymentEvent(event_id, event_type, kind, _intent_id(event, kind), amount, currency)
 
 
 def _field(obj: Any, *path: str) -> Any:
@@ -138,6 +139,22 @@ def _intent_id(event: Any, kind: PaymentEventKind) -> str | None:
         return None
     value = _field(event, "data", "object", "id")
     return value if isinstance(value, str) else None
+
+
+def _paid(event: Any) -> tuple[int | None, str | None]:
+    """What the intent says was paid: its `amount`, or `amount_received` if that is less (a
+    partial capture pays less); None when absent or not an integer."""
+    intent = _field(event, "data", "object")
+    amounts = [
+        value
+        for value in (_field(intent, "amount"), _field(intent, "amount_received"))
+        if isinstance(value, int) and not isinstance(value, bool)
+    ]
+    currency = _field(intent, "currency")
+    return (
+        min(amounts) if amounts else None,
+        currency.upper() if isinstance(currency, str) else None,
+    )
 
 
 def gateway_from_settings(settings: Settings) -> StripeGateway | None:

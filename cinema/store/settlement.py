@@ -37,7 +37,7 @@ _RECORD_EVENT = """
 
 # Concurrent deliveries for one booking queue here, one after the other.
 _LOCK_BOOKING = """
-    SELECT id, screening_id, status, payment_status,
+    SELECT id, screening_id, status, payment_status, amount, currency,
            ARRAY(SELECT r.seat_id FROM reservations r WHERE r.booking_id = b.id
                  ORDER BY r.seat_id) AS seat_ids
     FROM bookings b WHERE payment_intent_id = $1
@@ -65,6 +65,10 @@ _CANCEL = f"""
     WHERE booking_id = (SELECT id FROM b) AND status = {PENDING_SQL}
 """
 
+_MARK_REFUND_PENDING = """
+    UPDATE bookings SET payment_status = 'refund_pending', updated_at = now() WHERE id = $1
+"""
+
 _CANCEL_REASON = {
     PaymentEventKind.FAILED: (PaymentStatus.FAILED, CancelReason.PAYMENT_FAILED),
     PaymentEventKind.CANCELED: (PaymentStatus.CANCELED, CancelReason.PAYMENT_CANCELED),
@@ -89,7 +93,7 @@ class PgSettlementStore:
             if locked is None:
                 outcome = SettlementOutcome.UNKNOWN_INTENT
             else:
-                outcome = await self._apply(conn, locked, event.kind)
+                outcome = await self._apply(conn, locked, event)
             await conn.execute(
                 "UPDATE payment_events SET booking_id = $2, outcome = $3 WHERE event_id = $1",
                 event.id,
@@ -103,14 +107,21 @@ class PgSettlementStore:
             )
         return Settlement(outcome, booking_from_row(row))
 
-    async def _apply(self, conn: Any, locked: Any, kind: PaymentEventKind) -> SettlementOutcome:
+    async def _apply(self, conn: Any, locked: Any, event: PaymentEvent) -> SettlementOutcome:
         payment = locked["payment_status"]
+        kind = event.kind
         action = rules.settle_action(
             BookingStatus(locked["status"]),
             None if payment is None else PaymentStatus(payment),
             kind,
+            paid_in_full=rules.pays_booking(
+                locked["amount"], locked["currency"], event.amount, event.currency
+            ),
         )
         booking_id = locked["id"]
+        if action is SettleAction.REFUND_MISMATCH:
+            await conn.execute(_MARK_REFUND_PENDING, booking_id)
+            return SettlementOutcome.AMOUNT_MISMATCH
         if action is SettleAction.CONFIRM:
             # Its reservations are live (a PENDING booking's always are: whoever takes its
             # seats after the deadline must end it first, and waits for our row lock).

@@ -27,10 +27,8 @@ import secrets
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,123 +42,24 @@ from bench.common import (
     PASSWORD,
     ROOT,
     Api,
-    CpuMeter,
     SpawnedServer,
-    cdf_points,
     cli_has_command,
     database_name,
     hall_layout,
     log,
     memory_kb,
-    percentiles,
     reset_peak_rss,
     with_database,
 )
-from bench.onsale_load import run_children, split
 from bench.onsale_report import chart, machine, ratios, tables
+from bench.scenarios.base import PG_IDLE_FLUSH_SECONDS, Arm, Fixture, Postgres
+from bench.scenarios.hot import HotSeat
+from bench.scenarios.onsale import Onsale
 
 DEFAULT_RESULTS = ROOT / "bench" / "results"
-MAX_SEATS_PER_BOOKING = 10  # the API's limit, used to fill the browse screening quickly
-PG_IDLE_FLUSH_SECONDS = 11.0  # PGSTAT_IDLE_INTERVAL (10 s) + a margin
 
 
 # --- PostgreSQL: transaction counters, backends, double-booking check ----------------------
-class Postgres:
-    """A monitoring connection to the `postgres` database, so that our own queries never count
-    in the benchmark database's transaction counters."""
-
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
-        self.name = database_name(dsn)
-
-    async def _admin(self) -> Any:
-        return await asyncpg.connect(with_database(self.dsn, "postgres"))
-
-    async def transactions(self) -> int:
-        conn = await self._admin()
-        try:
-            value = await conn.fetchval(
-                "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1",
-                self.name,
-            )
-        finally:
-            await conn.close()
-        return int(value or 0)
-
-    async def backend_pids(self) -> list[int]:
-        conn = await self._admin()
-        try:
-            rows = await conn.fetch(
-                "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-                self.name,
-            )
-        finally:
-            await conn.close()
-        return [r["pid"] for r in rows]
-
-    async def double_bookings(self, screening_ids: Sequence[int]) -> list[dict[str, Any]]:
-        """Seats of these screenings held or sold by more than one live booking. The booking's
-        status is the judge (not only the reservation's), so an inconsistent row shows up too."""
-        conn = await asyncpg.connect(self.dsn)
-        try:
-            rows = await conn.fetch(
-                """
-                SELECT r.screening_id, r.seat_id, array_agg(b.id ORDER BY b.id) AS bookings
-                FROM reservations r JOIN bookings b ON b.id = r.booking_id
-                WHERE r.screening_id = ANY($1::bigint[])
-                  AND (r.status <> 'CANCELLED' OR b.status <> 'CANCELLED')
-                GROUP BY r.screening_id, r.seat_id
-                HAVING count(*) FILTER (
-                    WHERE b.status <> 'CANCELLED'
-                      AND NOT (b.status = 'PENDING' AND b.expires_at <= now())) > 1
-                """,
-                list(screening_ids),
-            )
-        finally:
-            await conn.close()
-        return [dict(r) for r in rows]
-
-    async def live_bookings(self, screening_id: int) -> int:
-        conn = await asyncpg.connect(self.dsn)
-        try:
-            value = await conn.fetchval(
-                "SELECT count(*) FROM bookings WHERE screening_id = $1 AND status <> 'CANCELLED'",
-                screening_id,
-            )
-        finally:
-            await conn.close()
-        return int(value)
-
-    async def clone_users(self, template_email: str, count: int, tag: str) -> list[str]:
-        """Insert `count` customers sharing the template's password hash (argon2 is slow by
-        design; hashing 200 passwords would only measure argon2)."""
-        conn = await asyncpg.connect(self.dsn)
-        try:
-            rows = await conn.fetch(
-                """
-                INSERT INTO users (email, password_hash, is_staff)
-                SELECT 'bench-' || $2 || '-' || n || '@example.com', u.password_hash, false
-                FROM users u, generate_series(1, $3) AS n
-                WHERE lower(u.email) = lower($1)
-                RETURNING email
-                """,
-                template_email,
-                tag,
-                count,
-            )
-        finally:
-            await conn.close()
-        return [r["email"] for r in rows]
-
-
-@dataclass
-class Fixture:
-    """What every arm shares: one movie, three halls, a staff token and U customer tokens."""
-
-    staff: str
-    tokens: list[str]
-    movie_id: int
-    halls: dict[str, int]
 
 
 def run_cinema(env: dict[str, str], *args: str) -> None:
@@ -222,280 +121,11 @@ async def create_fixture(
     return Fixture(staff, tokens, movie["id"], halls)
 
 
-async def new_screening(api: Api, fixture: Fixture, hall: str) -> tuple[int, list[int]]:
-    screening = await api.ok(
-        "POST",
-        "/api/admin/screenings/",
-        {
-            "movie_id": fixture.movie_id,
-            "hall_id": fixture.halls[hall],
-            "starts_at": (datetime.now(UTC) + timedelta(days=7)).isoformat(),
-            "prices": {"standard": "9.50"},
-            "currency": "eur",
-        },
-        fixture.staff,
-        want=201,
-    )
-    return screening["id"], await api.seat_ids(screening["id"])
-
-
-async def warm(api: Api, screening_id: int, connections: int = 32) -> None:
-    """Read the seat map on `connections` fresh connections, one after the other, so that
-    every API process (they share one listening socket) has the screening cached. One after
-    the other: a burst of connections is accepted by whichever process wakes first."""
-    for _ in range(connections):
-        async with aiohttp.ClientSession() as fresh:
-            await Api(api.url, fresh).ok("GET", f"/api/screenings/{screening_id}/seats/")
-
-
 # --- scenarios -------------------------------------------------------------------------------
-@dataclass
-class Arm:
-    label: str
-    url: str
-    api_pids: Callable[[], list[int]]
-    worker_pids: Callable[[], list[int]]
 
 
-class Run:
-    def __init__(self, args: argparse.Namespace, pg: Postgres, fixture: Fixture) -> None:
-        self.args = args
-        self.pg = pg
-        self.fixture = fixture
-        self.failures: list[str] = []
-
-    async def _with_api(self, url: str, fn: Callable[[Api], Any]) -> Any:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-            return await fn(Api(url, session))
-
-    def _check(self, arm: Arm, scenario: str, screening_ids: list[int]) -> dict[str, Any]:
-        doubles = asyncio.run(self.pg.double_bookings(screening_ids))
-        if doubles:
-            self.failures.append(f"{arm.label}/{scenario}: seats held or sold twice: {doubles[:5]}")
-        return {"double_booked_seats": len(doubles), "examples": [str(d) for d in doubles[:5]]}
-
-    def _settle(self) -> None:
-        if self.args.stats_settle > 0:
-            time.sleep(self.args.stats_settle)
-
-    def hot(self, arm: Arm) -> dict[str, Any]:
-        args = self.args
-
-        async def prepare(api: Api) -> tuple[int, list[int]]:
-            screening_id, seats = await new_screening(api, self.fixture, "hot")
-            await warm(api, screening_id)
-            await api.ok(
-                "POST",
-                "/api/bookings/",
-                {"screening_id": screening_id, "seat_ids": [seats[1]]},
-                self.fixture.tokens[0],
-                want=201,
-            )
-            return screening_id, seats
-
-        screening_id, seats = asyncio.run(self._with_api(arm.url, prepare))
-        self._settle()
-        xact_before = asyncio.run(self.pg.transactions())
-        sizes = _parts(args.clients, args.load_procs)
-        token_parts = split(self.fixture.tokens, len(sizes))
-        jobs = [
-            (
-                "hot",
-                {
-                    "url": arm.url,
-                    "screening_id": screening_id,
-                    "seat_id": seats[0],
-                    "clients": size,
-                    "tokens": token_parts[i % len(token_parts)],
-                },
-            )
-            for i, size in enumerate(sizes)
-        ]
-        api_cpu = CpuMeter(arm.api_pids)
-        results = [r for _, r in run_children(jobs, on_start=api_cpu.start)]
-        api_cpu_s = api_cpu.stop()
-        self._settle()
-        xact_after = asyncio.run(self.pg.transactions())
-        statuses = Counter(s for r in results for s in r["statuses"])
-        latencies = [x for r in results for x in r["latencies"]]
-        summary = {
-            "scenario": "hot",
-            "clients": args.clients,
-            "statuses": {str(k): v for k, v in sorted(statuses.items())},
-            "winners": statuses.get(201, 0),
-            "latency_ms": percentiles(latencies),
-            "burst_ms": round(max(r["burst_ms"] for r in results), 1),
-            "pg_transactions": xact_after - xact_before,
-            "pg_transactions_settled": args.stats_settle >= PG_IDLE_FLUSH_SECONDS,
-            "api_cpu_s": api_cpu_s,
-            "api_cpu_ms_per_request": round(api_cpu_s * 1000 / max(1, args.clients), 3),
-            "loadgen_cpu_s": round(sum(r["cpu_s"] for r in results), 2),
-            "warmup": "32 seat-map reads, each on a fresh connection, + 1 booking of another seat",
-            "check": self._check(arm, "hot", [screening_id]),
-            "cdf_ms": cdf_points(latencies),
-        }
-        if summary["winners"] != 1:
-            self.failures.append(f"{arm.label}/hot: {summary['winners']} winners, expected 1")
-        return summary
-
-    def onsale(self, arm: Arm, max_seats: int, with_browse: bool) -> dict[str, Any]:
-        name = "onsale" if max_seats == 1 else f"onsale{max_seats}"
-
-        async def prepare(api: Api) -> tuple[int, list[int], int | None]:
-            screening_id, seats = await new_screening(api, self.fixture, "onsale")
-            await warm(api, screening_id)
-            browse_id = await self._full_screening(api) if with_browse else None
-            return screening_id, seats, browse_id
-
-        screening_id, seats, browse_id = asyncio.run(self._with_api(arm.url, prepare))
-        jobs = self._onsale_jobs(arm.url, screening_id, seats, max_seats, browse_id)
-        api_cpu, pg_cpu = CpuMeter(arm.api_pids), CpuMeter(self._pg_pids)
-        results = run_children(
-            jobs, stop_after={"onsale"}, on_start=lambda: (api_cpu.start(), pg_cpu.start())
-        )
-        api_cpu_s, pg_cpu_s = api_cpu.stop(), pg_cpu.stop()
-        sales = [r for k, r in results if k == "onsale"]
-        counts = asyncio.run(self._with_api(arm.url, lambda api: api.seat_counts(screening_id)))
-        summary: dict[str, Any] = {
-            "scenario": name,
-            "users": len(self.fixture.tokens),
-            "seats": len(seats),
-            "seats_per_request": f"1-{max_seats}" if max_seats > 1 else "1",
-            "sold_out": counts.get("available", -1) == 0,
-            **sales_summary(sales),
-            "api_cpu_s": api_cpu_s,
-            "pg_cpu_s": pg_cpu_s,
-            "loadgen_cpu_s": round(sum(r["cpu_s"] for _, r in results), 2),
-        }
-        checked = [screening_id] + ([browse_id] if browse_id else [])
-        summary["check"] = self._sales_check(arm, name, checked, sales, summary["bookings"])
-        summary["cdf_ms"] = cdf_points([x for r in sales for x in r["latencies"]])
-        browse = [r for k, r in results if k == "browse"]
-        all_requests = summary["requests"] + sum(sum(r["statuses"].values()) for r in browse)
-        summary["api_cpu_ms_per_request"] = round(api_cpu_s * 1000 / max(1, all_requests), 3)
-        summary["pg_cpu_ms_per_request"] = round(pg_cpu_s * 1000 / max(1, all_requests), 3)
-        if browse:
-            summary["cpu_note"] = "CPU per request counts the concurrent browse reads too"
-            summary["browse"] = self._browse_summary("browse_during_" + name, browse)
-        return summary
-
-    def _onsale_jobs(
-        self,
-        url: str,
-        screening_id: int,
-        seats: list[int],
-        max_seats: int,
-        browse_id: int | None,
-    ) -> list[tuple[str, dict[str, Any]]]:
-        """The users split over --load-procs processes, plus one browse process if asked."""
-        jobs: list[tuple[str, dict[str, Any]]] = [
-            (
-                "onsale",
-                {
-                    "url": url,
-                    "screening_id": screening_id,
-                    "seat_ids": seats,
-                    "tokens": part,
-                    "max_seats": max_seats,
-                },
-            )
-            for part in split(self.fixture.tokens, self.args.load_procs)
-        ]
-        if browse_id is not None:
-            jobs.append(
-                ("browse", {"url": url, "screening_id": browse_id, "readers": self.args.readers})
-            )
-        return jobs
-
-    def _sales_check(
-        self,
-        arm: Arm,
-        name: str,
-        screening_ids: list[int],
-        sales: list[dict[str, Any]],
-        bookings: int,
-    ) -> dict[str, Any]:
-        """PostgreSQL's double-booking check, plus the clients' view: no seat in two 201s,
-        and as many live bookings in PostgreSQL as 201 answers."""
-        booked = [seat for r in sales for b in r["booked"] for seat in b]
-        in_pg = asyncio.run(self.pg.live_bookings(screening_ids[0]))
-        check = self._check(arm, name, screening_ids)
-        check["seats_in_two_201s"] = len(booked) - len(set(booked))
-        check["bookings_201_vs_postgres"] = [bookings, in_pg]
-        if check["seats_in_two_201s"] or bookings != in_pg:
-            self.failures.append(f"{arm.label}/{name}: client-side check failed: {check}")
-        return check
-
-    def browse_alone(self, arm: Arm) -> dict[str, Any]:
-        browse_id = asyncio.run(self._with_api(arm.url, self._full_screening))
-        api_cpu, pg_cpu = CpuMeter(arm.api_pids), CpuMeter(self._pg_pids)
-        readers = split(range(self.args.readers), self.args.load_procs)
-        jobs = [
-            (
-                "browse",
-                {
-                    "url": arm.url,
-                    "screening_id": browse_id,
-                    "readers": len(part),
-                    "seconds": self.args.browse_seconds,
-                },
-            )
-            for part in readers
-        ]
-        results = [
-            r for _, r in run_children(jobs, on_start=lambda: (api_cpu.start(), pg_cpu.start()))
-        ]
-        summary = self._browse_summary("browse", results)
-        n = max(1, summary["requests"])
-        summary["api_cpu_ms_per_request"] = round(api_cpu.stop() * 1000 / n, 3)
-        summary["pg_cpu_ms_per_request"] = round(pg_cpu.stop() * 1000 / n, 3)
-        summary["check"] = self._check(arm, "browse", [browse_id])
-        return summary
-
-    def _browse_summary(self, name: str, results: list[dict[str, Any]]) -> dict[str, Any]:
-        statuses: Counter[int] = Counter()
-        for r in results:
-            statuses.update({int(k): v for k, v in r["statuses"].items()})
-        latencies = [x for r in results for x in r["latencies"]]
-        duration = max(r["ended"] for r in results) - min(r["started"] for r in results)
-        requests = sum(statuses.values())
-        return {
-            "scenario": name,
-            "seats_in_map": self.args.browse_seats,
-            "readers": self.args.readers,
-            "duration_s": round(duration, 3),
-            "requests": requests,
-            "requests_per_s": round(requests / duration, 1) if duration > 0 else None,
-            "statuses": {str(k): v for k, v in sorted(statuses.items())},
-            "latency_ms": percentiles(latencies),
-            "cdf_ms": cdf_points(latencies),
-        }
-
-    async def _full_screening(self, api: Api) -> int:
-        """A screening whose every seat is held: the heaviest seat map to read."""
-        screening_id, seats = await new_screening(api, self.fixture, "browse")
-        tokens = self.fixture.tokens
-        chunks = [
-            seats[i : i + MAX_SEATS_PER_BOOKING]
-            for i in range(0, len(seats), MAX_SEATS_PER_BOOKING)
-        ]
-        await asyncio.gather(
-            *(
-                api.ok(
-                    "POST",
-                    "/api/bookings/",
-                    {"screening_id": screening_id, "seat_ids": chunk},
-                    tokens[i % len(tokens)],
-                    want=201,
-                )
-                for i, chunk in enumerate(chunks)
-            )
-        )
-        await warm(api, screening_id)
-        return screening_id
-
-    def _pg_pids(self) -> list[int]:
-        return asyncio.run(self.pg.backend_pids())
+class Run(HotSeat, Onsale):
+    """Every scenario against one arm after the other."""
 
     def arm(self, arm: Arm) -> dict[str, Any]:
         wanted = set(self.args.scenarios.split(","))
@@ -535,43 +165,6 @@ class Run:
             printable["browse"] = {k: v for k, v in summary["browse"].items() if k != "cdf_ms"}
         print(json.dumps({"arm": arm.label, **printable}), flush=True)
         return summary
-
-
-def sales_summary(sales: list[dict[str, Any]]) -> dict[str, Any]:
-    """Rates, statuses and latencies (overall and by status) of the onsale processes' reports."""
-    statuses: Counter[int] = Counter()
-    for r in sales:
-        statuses.update({int(k): v for k, v in r["statuses"].items()})
-    duration = max(r["ended"] for r in sales) - min(r["started"] for r in sales)
-    requests = sum(statuses.values())
-    seats_booked = sum(len(b) for r in sales for b in r["booked"])
-    by_status: dict[int, list[float]] = {code: [] for code in statuses}
-    for r in sales:
-        for code, latency in zip(r["codes"], r["latencies"], strict=True):
-            if code in by_status:
-                by_status[code].append(latency)
-    return {
-        "duration_s": round(duration, 3),
-        "requests": requests,
-        "requests_per_s": round(requests / duration, 1),
-        "bookings": statuses.get(201, 0),
-        "bookings_per_s": round(statuses.get(201, 0) / duration, 1),
-        "seats_per_s": round(seats_booked / duration, 1),
-        "conflicts": statuses.get(409, 0),
-        "statuses": {str(k): v for k, v in sorted(statuses.items())},
-        "errors": [e for r in sales for e in r["errors"]][:5],
-        "latency_ms": percentiles([x for r in sales for x in r["latencies"]]),
-        "latency_ms_by_status": {
-            str(code): percentiles(by_status[code]) for code in sorted(by_status)
-        },
-    }
-
-
-def _parts(total: int, parts: int) -> list[int]:
-    """`total` split into at most `parts` non-empty, nearly equal sizes."""
-    base, extra = divmod(total, parts)
-    sizes = [base + (1 if i < extra else 0) for i in range(parts)]
-    return [n for n in sizes if n > 0]
 
 
 # --- orchestration ---------------------------------------------------------------------------

@@ -28,29 +28,24 @@ class Postgres:
         self.dsn = dsn
         self.name = database_name(dsn)
 
-    async def _admin(self) -> Any:
-        return await asyncpg.connect(with_database(self.dsn, "postgres"))
+    async def _about_our_database(self, query: str) -> list[Any]:
+        """Rows of a statistics query whose $1 is the benchmark database's name."""
+        conn = await asyncpg.connect(with_database(self.dsn, "postgres"))
+        try:
+            return list(await conn.fetch(query, self.name))
+        finally:
+            await conn.close()
 
     async def transactions(self) -> int:
-        conn = await self._admin()
-        try:
-            value = await conn.fetchval(
-                "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1",
-                self.name,
-            )
-        finally:
-            await conn.close()
-        return int(value or 0)
+        rows = await self._about_our_database(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1"
+        )
+        return int(rows[0][0] or 0) if rows else 0
 
     async def backend_pids(self) -> list[int]:
-        conn = await self._admin()
-        try:
-            rows = await conn.fetch(
-                "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-                self.name,
-            )
-        finally:
-            await conn.close()
+        rows = await self._about_our_database(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()"
+        )
         return [r["pid"] for r in rows]
 
     async def double_bookings(self, screening_ids: Sequence[int]) -> list[dict[str, Any]]:

@@ -43,8 +43,9 @@ COPY cinema/ cinema/
 COPY tasks/ tasks/
 COPY db/ db/
 COPY lua/ lua/
-# Editable, so db/ and lua/ are found beside the code; --no-deps: they are in the layer above.
-RUN pip install --no-deps -e .
+# A plain install, as a user gets it: db/ and lua/ travel inside the package (cinema._db,
+# cinema._lua); --no-deps: the dependencies are in the layer above.
+RUN pip install --no-deps . && rm -rf build *.egg-info
 USER cinema
 EXPOSE 8000
 # Health checks live in docker-compose.yml: only `web` answers HTTP.

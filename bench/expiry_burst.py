@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import os
 import secrets
-import statistics
 import subprocess
 import sys
 import time
@@ -30,13 +29,13 @@ import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
 
-from cinema.auth.passwords import hash_password_sync
-from cinema.auth.tokens import Principal, TokenIssuer
+from bench.accounts import seed_users
+from bench.common import free_port, percentile
 from cinema.holds import seat_key
 from cinema.store.migrations import migrate
 from cinema.store.pool import drop_database
 from tests.client import ApiClient
-from tests.workerproc import ROOT, WorkerProcess, free_port, worker_env
+from tests.workerproc import ROOT, WorkerProcess, worker_env
 
 JWT_SECRET = "bench-secret-" + "x" * 32
 TTL = 2
@@ -52,27 +51,6 @@ class Held:
 
 def _base(url: str) -> str:
     return url.rpartition("/")[0]
-
-
-async def _make_users(dsn: str, count: int) -> tuple[str, list[str]]:
-    issuer = TokenIssuer(JWT_SECRET, 3600)
-    password = hash_password_sync("bench password 123")
-    conn = await asyncpg.connect(dsn)
-    try:
-        ids = [
-            await conn.fetchval(
-                "INSERT INTO users (email, password_hash, is_staff) VALUES ($1, $2, $3)"
-                " RETURNING id",
-                f"b{i}-{secrets.token_hex(4)}@example.com",
-                password,
-                i == 0,
-            )
-            for i in range(count + 1)
-        ]
-    finally:
-        await conn.close()
-    staff = issuer.issue(Principal(ids[0], True))
-    return staff, [issuer.issue(Principal(i, False)) for i in ids[1:]]
 
 
 def _start_api(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
@@ -165,12 +143,6 @@ async def _watch(
     return cancel_late, redis_late
 
 
-def _pct(values: list[float], p: int) -> float:
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(sorted(values), n=100, method="inclusive")[p - 1]
-
-
 def _report(name: str, n: int, cancel: dict[int, float], redis_: dict[int, float]) -> bool:
     ok = True
     print(f"  {name}")
@@ -183,10 +155,35 @@ def _report(name: str, n: int, cancel: dict[int, float], redis_: dict[int, float
             continue
         print(
             f"    {label:<22} {len(values)}/{n} ended, {within} within 2 s;"
-            f" lateness p50 {_pct(values, 50):.3f}s p99 {_pct(values, 99):.3f}s"
+            f" lateness p50 {percentile(values, 50):.3f}s p99 {percentile(values, 99):.3f}s"
             f" max {max(values):.3f}s"
         )
     return ok
+
+
+async def _all_free(api: ApiClient, screening_id: int, held: list[Held], count: int) -> bool:
+    """The seat map, read over the API, shows every ended booking's seat AVAILABLE again."""
+    statuses = await api.seat_statuses(screening_id)
+    free = sum(1 for h in held if statuses[h.seat_id] == "AVAILABLE")
+    print(f"    seat map: {free}/{count} AVAILABLE")
+    return free == count
+
+
+def _kill_and_restart(
+    worker: WorkerProcess, env: dict[str, str], held: list[Held], took: float
+) -> WorkerProcess:
+    """SIGKILL the worker before the first deadline of the burst and start a new one."""
+    worker.kill()
+    killed_at = time.time()
+    print(
+        f"  burst 2: booked {len(held)} in {took:.2f}s; worker SIGKILLed"
+        f" {min(h.expires_at for h in held) - killed_at:.2f}s before the first deadline"
+    )
+    worker.close()
+    restarted = WorkerProcess(env)
+    restarted.start()
+    print(f"    worker restarted after {time.time() - killed_at:.2f}s down")
+    return restarted
 
 
 async def main(count: int, concurrency: int) -> int:
@@ -207,7 +204,7 @@ async def main(count: int, concurrency: int) -> int:
     try:
         url = f"http://127.0.0.1:{port}"
         await _wait_ready(session, url)
-        staff, tokens = await _make_users(dsn, 50)
+        staff, tokens = await seed_users(dsn, 50, JWT_SECRET)
         api = ApiClient(url, session, staff)
         worker.start()
         print(
@@ -219,28 +216,13 @@ async def main(count: int, concurrency: int) -> int:
         print(f"  burst 1: booked {len(held)} in {took:.2f}s ({len(held) / took:.0f}/s)")
         cancel, redis_late = await _watch(conn, rds, prefix, screening_id, held)
         all_ok &= _report("worker running throughout", count, cancel, redis_late)
-        statuses = await api.seat_statuses(screening_id)
-        free = sum(1 for h in held if statuses[h.seat_id] == "AVAILABLE")
-        print(f"    seat map: {free}/{count} AVAILABLE")
-        all_ok &= free == count
+        all_ok &= await _all_free(api, screening_id, held, count)
 
         held, screening_id, took = await _burst(api, tokens, count, concurrency)
-        worker.kill()
-        killed_at = time.time()
-        print(
-            f"  burst 2: booked {len(held)} in {took:.2f}s; worker SIGKILLed"
-            f" {min(h.expires_at for h in held) - killed_at:.2f}s before the first deadline"
-        )
-        worker.close()
-        worker = WorkerProcess(env)
-        worker.start()
-        print(f"    worker restarted after {time.time() - killed_at:.2f}s down")
+        worker = _kill_and_restart(worker, env, held, took)
         cancel, redis_late = await _watch(conn, rds, prefix, screening_id, held)
         all_ok &= _report("worker SIGKILLed and restarted", count, cancel, redis_late)
-        statuses = await api.seat_statuses(screening_id)
-        free = sum(1 for h in held if statuses[h.seat_id] == "AVAILABLE")
-        print(f"    seat map: {free}/{count} AVAILABLE")
-        all_ok &= free == count
+        all_ok &= await _all_free(api, screening_id, held, count)
         summary = [line for line in worker.output().splitlines() if "expiry summary" in line]
         worker.terminate()
         if summary:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import secrets
 import statistics
 import subprocess
@@ -116,11 +117,14 @@ def transactions(dsn: str) -> int:
 
 
 def percentile(values: list[float], p: float) -> float:
+    # Nearest rank, the one definition of bench/common.py (this file imports nothing from bench
+    # so that it stays standard-library only): the ceil(p/100 * n)-th smallest value.
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+    rank = math.ceil(p * len(ordered) / 100 - 1e-9)
+    return ordered[min(len(ordered) - 1, max(0, rank - 1))]
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -136,8 +140,45 @@ def main() -> int:
         "--pg-dsn",
         help="count the PostgreSQL transactions the burst caused (needs psql; adds ~35 s)",
     )
-    args = parser.parse_args()
+    return parser
 
+
+Result = tuple[int, int, Any, float]  # thread, HTTP status, body, seconds
+
+
+def burst(api: Api, screening_id: int, seat: int, tokens: list[str], threads: int) -> list[Result]:
+    """`threads` threads released by one barrier, each booking the same seat."""
+    barrier = threading.Barrier(threads)
+    results: list[Result] = [(0, 0, None, 0.0)] * threads
+    body = {"screening_id": screening_id, "seat_ids": [seat]}
+
+    def attempt(i: int) -> None:
+        token = tokens[i % len(tokens)]
+        barrier.wait()
+        started = time.perf_counter()
+        status, reply = api.call("POST", "/api/bookings/", body, token)
+        results[i] = (i, status, reply, time.perf_counter() - started)
+
+    workers = [threading.Thread(target=attempt, args=(i,)) for i in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    return results
+
+
+def _print_answers(results: list[Result]) -> None:
+    for i, status, body, seconds in results:
+        outcome = (
+            f"booking {body['reference']}"
+            if status == 201
+            else (body["error"]["code"] if isinstance(body, dict) and "error" in body else body)
+        )
+        print(f"thread {i:4d}: {status} {outcome} ({seconds * 1000:.1f} ms)")
+
+
+def main() -> int:
+    args = _parser().parse_args()
     api = Api(args.url)
     screening_id = args.screening or api.new_screening(
         api.login(args.staff_email, args.staff_password)
@@ -159,35 +200,12 @@ def main() -> int:
         before = transactions(args.pg_dsn)
         overhead = before - first
 
-    barrier = threading.Barrier(args.threads)
-    results: list[tuple[int, int, Any, float]] = [(0, 0, None, 0.0)] * args.threads
-
-    def attempt(i: int) -> None:
-        token = tokens[i % user_count]
-        barrier.wait()
-        started = time.perf_counter()
-        status, body = api.call(
-            "POST", "/api/bookings/", {"screening_id": screening_id, "seat_ids": [seat]}, token
-        )
-        results[i] = (i, status, body, time.perf_counter() - started)
-
-    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(args.threads)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
+    results = burst(api, screening_id, seat, tokens, args.threads)
     succeeded = [r for r in results if r[1] == 201]
     conflicts = [r for r in results if r[1] == 409]
     unexpected = [r for r in results if r[1] not in (201, 409)]
     if not args.quiet:
-        for i, status, body, seconds in results:
-            outcome = (
-                f"booking {body['reference']}"
-                if status == 201
-                else (body["error"]["code"] if isinstance(body, dict) and "error" in body else body)
-            )
-            print(f"thread {i:4d}: {status} {outcome} ({seconds * 1000:.1f} ms)")
+        _print_answers(results)
     latencies = [r[3] * 1000 for r in results]
     print(
         f"latency ms: p50 {percentile(latencies, 50):.1f}, p99 {percentile(latencies, 99):.1f}, "

@@ -23,7 +23,6 @@ import asyncio
 import json
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,19 +40,13 @@ import stripe
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cinema.auth.passwords import hash_password_sync  # noqa: E402
-from cinema.auth.tokens import Principal, TokenIssuer  # noqa: E402
+from bench.accounts import seed_users  # noqa: E402
+from bench.common import free_port, percentile  # noqa: E402
 from cinema.store.migrations import migrate  # noqa: E402
 from cinema.store.pool import drop_database  # noqa: E402
 
 JWT_SECRET = "bench-" + secrets.token_hex(24)
 WEBHOOK_SECRET = "whsec_bench_" + secrets.token_hex(12)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def wait_port(port: int, within: float = 20.0) -> None:
@@ -82,13 +75,8 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
             proc.kill()
 
 
-def percentile(sorted_values: list[float], q: float) -> float:
-    index = max(0, min(len(sorted_values) - 1, round(q / 100 * len(sorted_values) + 0.5) - 1))
-    return sorted_values[index]
-
-
 def summary(name: str, latencies: list[float], statuses: list[int], wall: float) -> str:
-    ms = sorted(x * 1000 for x in latencies)
+    ms = sorted(x * 1000 for x in latencies)  # percentiles by nearest rank (bench/common.py)
     codes = {c: statuses.count(c) for c in sorted(set(statuses))}
     return (
         f"{name:<22} n={len(ms):<4} statuses={codes}  p50={percentile(ms, 50):7.1f} ms"
@@ -146,23 +134,8 @@ async def seed(
     base: str, database_url: str, count: int, session: aiohttp.ClientSession
 ) -> list[tuple[int, str]]:
     """Staff + N customers straight in the database; one screening; N bookings via the API."""
-    issuer = TokenIssuer(JWT_SECRET, 3600)
-    password = hash_password_sync("bench password")
-    conn = await asyncpg.connect(database_url)
-    try:
-        ids = [
-            await conn.fetchval(
-                "INSERT INTO users (email, password_hash, is_staff) VALUES ($1, $2, $3)"
-                " RETURNING id",
-                f"bench{i}-{secrets.token_hex(3)}@example.com",
-                password,
-                i == 0,
-            )
-            for i in range(count + 1)
-        ]
-    finally:
-        await conn.close()
-    staff = {"Authorization": "Bearer " + issuer.issue(Principal(ids[0], True))}
+    staff_token, tokens = await seed_users(database_url, count, JWT_SECRET)
+    staff = {"Authorization": "Bearer " + staff_token}
 
     async def post(path: str, body: Any, headers: dict[str, str]) -> Any:
         async with session.post(base + path, json=body, headers=headers) as resp:
@@ -188,15 +161,99 @@ async def seed(
         seats = [s["id"] for s in (await resp.json())["seats"]]
     limit = asyncio.Semaphore(16)
 
-    async def book(user_id: int, seat: int) -> tuple[int, str]:
+    async def book(token: str, seat: int) -> tuple[int, str]:
         async with limit:
-            headers = {"Authorization": "Bearer " + issuer.issue(Principal(user_id, False))}
+            headers = {"Authorization": "Bearer " + token}
             booking = await post(
                 "/api/bookings/", {"screening_id": screening["id"], "seat_ids": [seat]}, headers
             )
             return booking["id"], booking["payment"]["payment_intent_id"]
 
-    return list(await asyncio.gather(*(book(u, s) for u, s in zip(ids[1:], seats, strict=False))))
+    return list(await asyncio.gather(*(book(t, s) for t, s in zip(tokens, seats, strict=False))))
+
+
+def _api_env(args: argparse.Namespace, database_url: str, stripe_port: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=database_url,
+        REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        REDIS_KEY_PREFIX=f"benchwh:{secrets.token_hex(4)}:",
+        JWT_SECRET=JWT_SECRET,
+        STRIPE_SECRET_KEY="sk_test_bench",
+        STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        STRIPE_API_BASE=f"http://127.0.0.1:{stripe_port}",
+        LOG_LEVEL="WARNING",
+        DB_POOL_MAX=str(args.pool),
+        FOLLOW_UPS=args.follow_ups,
+    )
+    return env
+
+
+class MailSink:
+    """An SMTP server that only counts the ticket emails it receives."""
+
+    received = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        MailSink.received += 1
+        return "250 OK"
+
+
+def _start_smtp_sink(env: dict[str, str]) -> Any:
+    from aiosmtpd.controller import Controller
+
+    smtp_port = free_port()
+    controller = Controller(MailSink(), hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    env.update(SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp_port))
+    return controller
+
+
+async def _deliver(args: argparse.Namespace, base: str, database_url: str, smtp: bool) -> bool:
+    """Seed the bookings, fire every `succeeded` event twice, wait for the emails; True when
+    every delivery answered 200."""
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        started = time.perf_counter()
+        bookings = await seed(base, database_url, args.deliveries, session)
+        print(
+            f"seeded {len(bookings)} bookings with payment intents in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+        events = [signed(intent, f"evt_bench_{booking_id}") for booking_id, intent in bookings]
+        url = base + "/api/webhooks/stripe/"
+        print(
+            f"{args.deliveries} concurrent deliveries, one API process, "
+            f"pool {args.pool}, {os.cpu_count()} CPUs, "
+            f"SMTP {'off' if not smtp else 'on'}, follow-ups {args.follow_ups}:"
+        )
+        fired = time.perf_counter()
+        first = await fire(session, url, events)
+        print(summary("succeeded (fresh)", *first))
+        again = await fire(session, url, events)
+        print(summary("succeeded (duplicate)", *again))
+        if smtp:
+            for _ in range(2400):  # up to 120 s
+                if MailSink.received >= len(bookings):
+                    break
+                await asyncio.sleep(0.05)
+            print(
+                f"{MailSink.received}/{len(bookings)} ticket emails received, the last "
+                f"{time.perf_counter() - fired:.2f} s after the first delivery was fired"
+            )
+    checked = await _check(database_url, len(bookings))
+    return checked and set(first[1]) == set(again[1]) == {200}
+
+
+async def _check(database_url: str, bookings: int) -> bool:
+    conn = await asyncpg.connect(database_url)
+    try:
+        confirmed = await conn.fetchval("SELECT count(*) FROM bookings WHERE status = 'CONFIRMED'")
+        recorded = await conn.fetchval("SELECT count(*) FROM payment_events")
+    finally:
+        await conn.close()
+    print(f"check: {confirmed}/{bookings} bookings CONFIRMED, {recorded} event rows")
+    return bool(confirmed == bookings == recorded)
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -210,90 +267,18 @@ async def main(args: argparse.Namespace) -> int:
     try:
         stripe_port, api_port = free_port(), free_port()
         localstripe = str(Path(sys.executable).with_name("localstripe"))
-        procs.append(
-            spawn(
-                [localstripe, "--port", str(stripe_port), "--from-scratch"],
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        env = dict(os.environ)
-        env.update(
-            DATABASE_URL=database_url,
-            REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-            REDIS_KEY_PREFIX=f"benchwh:{secrets.token_hex(4)}:",
-            JWT_SECRET=JWT_SECRET,
-            STRIPE_SECRET_KEY="sk_test_bench",
-            STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
-            STRIPE_API_BASE=f"http://127.0.0.1:{stripe_port}",
-            LOG_LEVEL="WARNING",
-            DB_POOL_MAX=str(args.pool),
-            FOLLOW_UPS=args.follow_ups,
-        )
+        command = [localstripe, "--port", str(stripe_port), "--from-scratch"]
+        procs.append(spawn(command, stderr=subprocess.DEVNULL))
+        env = _api_env(args, database_url, stripe_port)
         if not args.no_smtp:
-            from aiosmtpd.controller import Controller
-
-            class Sink:
-                received = 0
-
-                async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-                    Sink.received += 1
-                    return "250 OK"
-
-            smtp_port = free_port()
-            smtp_controller = Controller(Sink(), hostname="127.0.0.1", port=smtp_port)
-            smtp_controller.start()
-            env.update(SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp_port))
-        procs.append(
-            spawn(
-                [sys.executable, "-m", "cinema", "serve", "--port", str(api_port)],
-                env=env,
-                cwd=workdir,
-            )
-        )
+            smtp_controller = _start_smtp_sink(env)
+        cinema = [sys.executable, "-m", "cinema"]
+        procs.append(spawn([*cinema, "serve", "--port", str(api_port)], env=env, cwd=workdir))
         if args.follow_ups == "taskiq" and not args.no_smtp:
-            procs.append(spawn([sys.executable, "-m", "cinema", "worker"], env=env, cwd=workdir))
+            procs.append(spawn([*cinema, "worker"], env=env, cwd=workdir))
         await wait_port(stripe_port)
         await wait_port(api_port)
-        base = f"http://127.0.0.1:{api_port}"
-        connector = aiohttp.TCPConnector(limit=0)
-        async with aiohttp.ClientSession(connector=connector) as session:
-            started = time.perf_counter()
-            bookings = await seed(base, database_url, args.deliveries, session)
-            print(
-                f"seeded {len(bookings)} bookings with payment intents in "
-                f"{time.perf_counter() - started:.1f} s"
-            )
-            events = [signed(intent, f"evt_bench_{booking_id}") for booking_id, intent in bookings]
-            url = base + "/api/webhooks/stripe/"
-            print(
-                f"{args.deliveries} concurrent deliveries, one API process, "
-                f"pool {args.pool}, {os.cpu_count()} CPUs, "
-                f"SMTP {'off' if args.no_smtp else 'on'}, follow-ups {args.follow_ups}:"
-            )
-            fired = time.perf_counter()
-            first = await fire(session, url, events)
-            print(summary("succeeded (fresh)", *first))
-            again = await fire(session, url, events)
-            print(summary("succeeded (duplicate)", *again))
-            if smtp_controller is not None:
-                for _ in range(2400):  # up to 120 s
-                    if Sink.received >= len(bookings):
-                        break
-                    await asyncio.sleep(0.05)
-                print(
-                    f"{Sink.received}/{len(bookings)} ticket emails received, the last "
-                    f"{time.perf_counter() - fired:.2f} s after the first delivery was fired"
-                )
-        conn = await asyncpg.connect(database_url)
-        try:
-            confirmed = await conn.fetchval(
-                "SELECT count(*) FROM bookings WHERE status = 'CONFIRMED'"
-            )
-            recorded = await conn.fetchval("SELECT count(*) FROM payment_events")
-        finally:
-            await conn.close()
-        print(f"check: {confirmed}/{len(bookings)} bookings CONFIRMED, {recorded} event rows")
-        ok = confirmed == len(bookings) == recorded and set(first[1]) == set(again[1]) == {200}
+        ok = await _deliver(args, f"http://127.0.0.1:{api_port}", database_url, not args.no_smtp)
         return 0 if ok else 1
     finally:
         stop(procs)

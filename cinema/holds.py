@@ -8,7 +8,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from pathlib import Path
+from importlib.resources import files
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -19,7 +19,7 @@ from cinema.booking.ports import HoldClaim
 
 log = logging.getLogger(__name__)
 
-LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
+LUA_DIR = files("cinema._lua")  # lua/ at the top level, installed inside the package
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 import asyncpg
 
 from cinema.store.pool import ensure_database
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "db"
+# db/ at the top level of the repository; a wheel carries it inside the package as cinema._db.
+MIGRATIONS_DIR = files("cinema._db")
 # Any fixed 64-bit number: every migrating process queues on this session-level advisory lock.
 _MIGRATION_LOCK = 0x43494E454D41
 
 
-def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Path]:
-    return sorted(p for p in directory.glob("*.sql") if p.stem.split("_", 1)[0].isdigit())
+def migration_files(directory: Traversable = MIGRATIONS_DIR) -> list[Traversable]:
+    """The numbered `NNN_name.sql` files, in the order they are applied."""
+    numbered = (
+        p
+        for p in directory.iterdir()
+        if p.name.endswith(".sql") and p.name.split("_", 1)[0].isdigit()
+    )
+    return sorted(numbered, key=lambda p: p.name)
 
 
-async def migrate(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
+async def migrate(dsn: str, directory: Traversable = MIGRATIONS_DIR) -> list[str]:
     """Apply pending migrations; return the names applied by this call."""
     await ensure_database(dsn)
     conn = await asyncpg.connect(dsn)

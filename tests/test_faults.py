@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -57,11 +58,11 @@ class World:
     seat_ids: list[int]
     database_url: str
     redis_prefix: str
-    workdir: object
+    workdir: Path
 
     def restart_api(self) -> ServerProcess:
         self.api = ServerProcess(
-            self.workdir,  # type: ignore[arg-type]
+            self.workdir,
             self.database_url,
             self.redis_prefix,
             port=self.api.port,

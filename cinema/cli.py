@@ -77,6 +77,16 @@ def _serve_child(settings: Settings, sock: socket.socket, host: str, port: int, 
         sys.exit(1)
 
 
+async def _stop_if_asked_while_starting(app: Any) -> None:
+    """SIGTERM during start-up cancels the start-up, but a driver that turns the cancellation
+    into an error of its own (the Redis pool warm-up's gather of connects reports "Timeout
+    connecting" instead) lets start-up carry on, and the process serves until SIGKILL. Runs
+    last in start-up: a stop asked for meanwhile is honoured here."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def _serve_one(
     settings: Settings, sock: socket.socket | None, host: str, port: int, parent_pid: int = 0
 ) -> None:
@@ -94,6 +104,7 @@ def _serve_one(
     _configure_logging(settings)
     _install_uvloop()
     app = init_app(settings)
+    app.on_startup.append(_stop_if_asked_while_starting)
     timeout = settings.shutdown_timeout_seconds
     # On SIGTERM/SIGINT aiohttp stops accepting, lets in-flight requests finish for up to
     # `timeout` seconds (then cancels them: a booking's transaction rolls back whole), and

@@ -46,9 +46,10 @@ class ServerProcess:
         database_url: str,
         redis_prefix: str,
         workers: int = 1,
+        port: int | None = None,  # a restarted server takes its predecessor's port
         **env: str,
     ) -> None:
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"server-{self.port}.log"
         inherited = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}

@@ -111,6 +111,7 @@ def init_app(
             catalogue=catalogue,
             expiry=scheduler or NoExpiryScheduler(),
             hold_ttl_seconds=settings.hold_ttl_seconds,
+            claim_window_seconds=settings.claim_provisional_seconds,
             filter_enabled=settings.filter_enabled,
             payments=gateway,
             follow_ups=jobs,
@@ -134,12 +135,18 @@ def init_app(
             "redis": redis.ping,
         }
         sampler = asyncio.create_task(_sample_pool(pool))
+        # Every API process sweeps the keys of bookings that ended early (docs/concurrency.md).
+        sweeper = asyncio.create_task(
+            app[BOOKINGS].release_ended_holds_forever(settings.claim_provisional_seconds)
+        )
         try:
             yield
         finally:
-            sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sampler
+            for task in (sampler, sweeper):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await holds.close()
             await background.close()
             if gateway is not None:
                 await gateway.close()

@@ -77,7 +77,9 @@ class PaymentSettlement:
         elif outcome is SettlementOutcome.CANCELLED:
             self._events.cancelled(booking, booking.cancel_reason)
             await self._quietly(
-                self._holds.release(booking.screening_id, booking.seat_ids, booking.hold_token)
+                self._holds.release(
+                    booking.screening_id, booking.seat_ids, booking.hold_token, booking.expires_at
+                )
             )
             if kind is PaymentEventKind.FAILED:
                 # The customer could still pay this intent with another card: close it.

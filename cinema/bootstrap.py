@@ -138,6 +138,7 @@ async def _open_core(
         redis, prefix=settings.redis_key_prefix, grace_seconds=settings.hold_grace_seconds
     )
     await holds.load_scripts()
+    stack.push_async_callback(holds.close)  # stops its release retries before Redis closes
     gateway = gateway_from_settings(settings)
     if gateway is not None:
         stack.push_async_callback(gateway.close)
@@ -162,6 +163,7 @@ async def _open_core(
         catalogue=catalogue,
         expiry=expiry,
         hold_ttl_seconds=settings.hold_ttl_seconds,
+        claim_window_seconds=settings.claim_provisional_seconds,
         filter_enabled=settings.filter_enabled,
         payments=gateway,
         follow_ups=jobs,
@@ -192,6 +194,12 @@ async def api_services(
         core = await _open_core(stack, settings, queue, expiry or NoExpiryScheduler(), follow_ups)
         await core.holds.open_connections()  # the first burst of bookings finds them open
         _run_in_background(stack, _sample_pool(core.pool), "pool-sampler")
+        # Every API process sweeps the keys of bookings that ended early (docs/concurrency.md).
+        _run_in_background(
+            stack,
+            core.bookings.release_ended_holds_forever(settings.claim_provisional_seconds),
+            "ended-holds-sweeper",
+        )
         passwords = PasswordHashing(settings.password_hash_threads)
         stack.callback(passwords.close)
         yield ApiServices(

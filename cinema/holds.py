@@ -5,9 +5,11 @@ database, only use it to turn losers away early."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from importlib.resources import files
 
 import redis.asyncio as aioredis
@@ -15,7 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from cinema.booking.ports import HoldClaim
+from cinema.booking.ports import HeldSeats, HoldClaim
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,10 @@ def seat_key(prefix: str, screening_id: int, seat_id: int) -> str:
 
 
 POOL_SIZE = 64
+# Releases that found Redis unreachable are retried this often (doubling up to the cap).
+RETRY_FIRST_DELAY = 0.25
+RETRY_MAX_DELAY = 2.0
+SWEEP_PIPELINE = 500  # release scripts per round trip in release_many
 
 
 def create_redis(url: str, timeout: float, max_connections: int = POOL_SIZE) -> aioredis.Redis:
@@ -57,14 +63,16 @@ class RedisSeatHolds:
         self._claim = client.register_script((LUA_DIR / "claim_seats.lua").read_text())
         self._release = client.register_script((LUA_DIR / "release_seats.lua").read_text())
         self._mark_sold = client.register_script((LUA_DIR / "mark_sold.lua").read_text())
-        # After a connection failure, skip Redis for a moment instead of paying a
-        # connect timeout on every request while it is down.
+        self._hold = client.register_script((LUA_DIR / "hold_seats.lua").read_text())
+        # Releases waiting for Redis to come back, by (screening, token); one task retries them.
+        self._unreleased: dict[tuple[int, str], tuple[tuple[int, ...], datetime]] = {}
+        self._retrying: asyncio.Task[None] | None = None
         self._retry_after = retry_after_seconds
         self._down_until = 0.0
 
     async def load_scripts(self) -> None:
         try:
-            for script in (self._claim, self._release, self._mark_sold):
+            for script in (self._claim, self._release, self._mark_sold, self._hold):
                 await self._client.script_load(script.script)
         except RedisError as exc:
             log.warning("could not preload seat scripts (%s); they load on first use", exc)
@@ -82,17 +90,17 @@ class RedisSeatHolds:
         return [seat_key(self._prefix, screening_id, s) for s in seat_ids]
 
     async def claim(
-        self, screening_id: int, seat_ids: Sequence[int], token: str, ttl_seconds: int
+        self, screening_id: int, seat_ids: Sequence[int], token: str, ttl_seconds: float
     ) -> HoldClaim:
-        if time.monotonic() < self._down_until:
+        if self._is_down():
             return HoldClaim(claimed=False, reachable=False)
         try:
             taken = await self._claim(
                 keys=self._keys(screening_id, seat_ids),
-                args=[token, ttl_seconds * 1000, self._grace_ms],
+                args=[token, _ms(ttl_seconds), self._grace_ms],
             )
         except _UNREACHABLE as exc:
-            self._down_until = time.monotonic() + self._retry_after
+            self._mark_down()
             log.warning("redis unreachable for seat claim: %s", exc)
             return HoldClaim(claimed=False, reachable=False)
         except RedisError as exc:
@@ -102,9 +110,107 @@ class RedisSeatHolds:
             return HoldClaim(claimed=False, taken=tuple(seat_ids[i - 1] for i in taken))
         return HoldClaim(claimed=True)
 
-    async def release(self, screening_id: int, seat_ids: Sequence[int], token: str) -> None:
-        await self._release(keys=self._keys(screening_id, seat_ids), args=[token])
+    async def hold_until(
+        self, screening_id: int, seat_ids: Sequence[int], token: str, deadline: datetime
+    ) -> None:
+        if self._is_down():
+            return  # the claim fell back a moment ago: do not pay another timeout
+        try:
+            await self._hold(
+                keys=self._keys(screening_id, seat_ids),
+                args=[token, _epoch_ms(deadline), self._grace_ms],
+            )
+        except _UNREACHABLE:
+            self._mark_down()
+            raise
+
+    async def release(
+        self,
+        screening_id: int,
+        seat_ids: Sequence[int],
+        token: str,
+        until: datetime | None = None,
+    ) -> None:
+        if until is not None and self._is_down():
+            self._retry_later(screening_id, seat_ids, token, until)
+            return
+        try:
+            await self._release(keys=self._keys(screening_id, seat_ids), args=[token])
+        except _UNREACHABLE:
+            self._mark_down()
+            if until is None or until <= datetime.now(UTC):
+                raise
+            self._retry_later(screening_id, seat_ids, token, until)
+
+    async def release_many(self, holds: Sequence[HeldSeats]) -> int:
+        freed = 0
+        for start in range(0, len(holds), SWEEP_PIPELINE):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for held in holds[start : start + SWEEP_PIPELINE]:
+                    keys = self._keys(held.screening_id, held.seat_ids)
+                    await self._release(keys=keys, args=[held.token], client=pipe)
+                freed += sum(int(n) for n in await pipe.execute())
+        return freed
 
     async def mark_sold(self, screening_id: int, seat_ids: Sequence[int]) -> None:
         if seat_ids:
             await self._mark_sold(keys=self._keys(screening_id, seat_ids))
+
+    @property
+    def unreleased(self) -> int:
+        """Releases waiting for Redis to answer again."""
+        return len(self._unreleased)
+
+    async def close(self) -> None:
+        """Stop retrying releases (the sweep of any other process, or the deadline, frees them)."""
+        task, self._retrying = self._retrying, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._unreleased:
+            log.warning("dropping %d unreleased seat hold(s) at shutdown", len(self._unreleased))
+
+    def _is_down(self) -> bool:
+        return time.monotonic() < self._down_until
+
+    def _mark_down(self) -> None:
+        # After a connection failure, skip Redis for a moment instead of paying a connect
+        # timeout on every request while it is down.
+        self._down_until = time.monotonic() + self._retry_after
+
+    def _retry_later(
+        self, screening_id: int, seat_ids: Sequence[int], token: str, until: datetime
+    ) -> None:
+        log.warning("redis unreachable; releasing seats %s in the background", list(seat_ids))
+        self._unreleased[(screening_id, token)] = (tuple(seat_ids), until)
+        if self._retrying is None or self._retrying.done():
+            self._retrying = asyncio.get_running_loop().create_task(
+                self._retry_releases(), name="seat-hold-release-retries"
+            )
+
+    async def _retry_releases(self) -> None:
+        delay = RETRY_FIRST_DELAY
+        while self._unreleased:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_DELAY)
+            now = datetime.now(UTC)
+            for (screening_id, token), (seat_ids, until) in list(self._unreleased.items()):
+                if until <= now:  # the key's value carries this deadline: it is free already
+                    del self._unreleased[(screening_id, token)]
+                    continue
+                try:
+                    await self._release(keys=self._keys(screening_id, seat_ids), args=[token])
+                except (RedisError, OSError) as exc:
+                    log.info("seat release still failing (%s); retrying", exc)
+                    break
+                del self._unreleased[(screening_id, token)]
+                delay = RETRY_FIRST_DELAY
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def _epoch_ms(moment: datetime) -> int:
+    return round(moment.timestamp() * 1000)

@@ -1,7 +1,10 @@
--- Claim every seat key for one holder, or none of them.
+-- Claim every seat key for one holder, or none of them, for a short provisional window:
+-- the booking is not committed yet, and a claim whose booking never commits (the process
+-- died, PostgreSQL said no, the command ran late after the client gave up) must free the
+-- seat within seconds. hold_seats.lua extends the keys to the hold's deadline after the commit.
 -- KEYS: the seat keys (one screening, one hash tag, so one cluster slot).
--- ARGV[1]: holder token; ARGV[2]: hold TTL in ms; ARGV[3]: extra grace in ms before Redis
--- forgets the key on its own.
+-- ARGV[1]: holder token; ARGV[2]: provisional window in ms; ARGV[3]: extra grace in ms
+-- before Redis forgets the key on its own.
 -- A value is "token|deadline_ms" (deadline by Redis' clock) or "sold|" (permanent).
 -- Returns the 1-based positions of the keys held by someone else; empty means all claimed.
 local token = ARGV[1]

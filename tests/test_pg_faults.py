@@ -266,7 +266,7 @@ class StoreLosingItsSession(PgBookingStore):
 
 @pytest.fixture
 async def losing_api(monkeypatch, make_pay_api, stripe_fake):
-    monkeypatch.setattr("cinema.app.PgBookingStore", StoreLosingItsSession)
+    monkeypatch.setattr("cinema.bootstrap.PgBookingStore", StoreLosingItsSession)
     monkeypatch.setattr(StoreLosingItsSession, "fail_next", 1)
     monkeypatch.setattr(StoreLosingItsSession, "intents_seen", [])
     await stripe_fake.send_webhooks_to("http://127.0.0.1:9/nowhere")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal, Protocol
 
 from cinema.booking.model import (
@@ -27,12 +28,51 @@ class HoldClaim:
     reachable: bool = True
 
 
-class SeatHolds(Protocol):
-    async def claim(
-        self, screening_id: int, seat_ids: Sequence[int], token: str, ttl_seconds: int
-    ) -> HoldClaim: ...
+@dataclass(frozen=True, slots=True)
+class HeldSeats:
+    """One holder's seats of one screening, as the filter keys them."""
 
-    async def release(self, screening_id: int, seat_ids: Sequence[int], token: str) -> None: ...
+    screening_id: int
+    seat_ids: tuple[int, ...]
+    token: str
+
+
+class SeatHolds(Protocol):
+    """The fast filter in front of the BookingStore. It may be wrong or empty and only ever
+    turns buyers away early; the store decides every sale. A claim lives for a short
+    provisional window unless `hold_until` extends it after the commit, so a claim whose
+    booking never committed frees its seats within that window on its own."""
+
+    async def claim(
+        self, screening_id: int, seat_ids: Sequence[int], token: str, ttl_seconds: float
+    ) -> HoldClaim:
+        """Claim every seat for `token` for `ttl_seconds`, or none (the answer names the
+        seats someone else holds). Never raises: an unreachable filter answers
+        reachable=False. A seat already held by `token` counts as claimed."""
+        ...
+
+    async def hold_until(
+        self, screening_id: int, seat_ids: Sequence[int], token: str, deadline: datetime
+    ) -> None:
+        """After the commit: the seats are `token`'s until `deadline`, whoever the filter
+        thought held them (the store says they are ours); sold markers stay. May raise."""
+        ...
+
+    async def release(
+        self,
+        screening_id: int,
+        seat_ids: Sequence[int],
+        token: str,
+        until: datetime | None = None,
+    ) -> None:
+        """Free the seats `token` still holds (never someone else's). With `until` (the
+        hold's deadline), an unreachable filter is retried in the background until it
+        answers or `until` passes; without it, or for other errors, this raises."""
+        ...
+
+    async def release_many(self, holds: Sequence[HeldSeats]) -> int:
+        """`release` for many holders in few round trips, no retries; how many keys it freed."""
+        ...
 
     async def mark_sold(self, screening_id: int, seat_ids: Sequence[int]) -> None:
         """Make the seats' keys permanent "sold" markers, whoever held them."""
@@ -84,6 +124,12 @@ class BookingStore(Protocol):
 
     async def ended_with_open_intent(self, limit: int) -> list[int]:
         """CANCELLED bookings whose intent was never cancelled at the provider."""
+        ...
+
+    async def cancelled_before_deadline(self, limit: int, after_id: int) -> list[Booking]:
+        """CANCELLED bookings whose hold deadline is still ahead (ended early: by the user,
+        a failed payment, an abandoned checkout), by ascending id above `after_id`. Their
+        filter keys may still block their seats; past the deadline they free themselves."""
         ...
 
 

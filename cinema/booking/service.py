@@ -1,11 +1,12 @@
-"""The booking service: claim in the fast filter, commit in the authority, release on failure."""
+"""The booking service: claim in the fast filter, commit in the authority, release on failure.
+A claim is provisional (seconds) until the commit extends it to the hold's deadline; see
+"Redis claims" in docs/concurrency.md."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -15,7 +16,6 @@ from cinema.booking.errors import (
     BookingNotFound,
     IdempotencyKeyReused,
     IdempotencyKeyTaken,
-    PaymentProviderUnavailable,
     ReferenceTaken,
     ScreeningNotFound,
     SeatsUnavailable,
@@ -31,8 +31,11 @@ from cinema.booking.model import (
 from cinema.booking.ports import (
     BookingEvents,
     BookingStore,
+    ConflictSource,
     ExpiryScheduler,
     FollowUps,
+    HeldSeats,
+    HoldClaim,
     NoBookingEvents,
     NoFollowUps,
     PaymentGateway,
@@ -47,6 +50,19 @@ log = logging.getLogger(__name__)
 _REFERENCE_ATTEMPTS = 5
 # Pauses before each try to cancel a booking whose payment could not be set up (seconds).
 _ABANDON_RETRY_DELAYS = (0.0, 0.2, 0.5, 1.0, 2.0)
+DEFAULT_CLAIM_WINDOW_SECONDS = 5.0  # CLAIM_PROVISIONAL_SECONDS' default
+_SWEEP_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """One booking request on its way through the filter and the store."""
+
+    user_id: int
+    screening_id: int
+    seats: tuple[int, ...]
+    token: str
+    idempotency_key: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +84,7 @@ class BookingService:
         catalogue: ScreeningCatalogue,
         expiry: ExpiryScheduler,
         hold_ttl_seconds: int,
+        claim_window_seconds: float = DEFAULT_CLAIM_WINDOW_SECONDS,
         filter_enabled: bool = True,
         clock: Callable[[], datetime] = _utcnow,
         events: BookingEvents | None = None,
@@ -79,14 +96,13 @@ class BookingService:
         self._catalogue = catalogue
         self._expiry = expiry
         self._hold_ttl = hold_ttl_seconds
+        self._claim_window = min(claim_window_seconds, float(hold_ttl_seconds))
         self._filter_enabled = filter_enabled
         self._clock = clock
         self.events: BookingEvents = events or NoBookingEvents()
         self._payments = payments  # None: bookings carry no payment (no provider configured)
         self._follow_ups = follow_ups or NoFollowUps()
         self._seat_maps = SeatMapBuilder()
-        # conflicts_redis / conflicts_postgres / created / cancelled / redis_fallbacks ...
-        self.stats: Counter[str] = Counter()
 
     async def _snapshot(self, screening_id: int) -> ScreeningSnapshot:
         snapshot = await self._catalogue.snapshot(screening_id)
@@ -105,58 +121,84 @@ class BookingService:
         snapshot = await self._snapshot(screening_id)
         rules.ensure_bookable(snapshot, seats, self._clock())
         token = hold_token(user_id, idempotency_key)
+        attempt = _Attempt(user_id, screening_id, seats, token, idempotency_key)
 
-        claimed = False
-        if self._filter_enabled:
-            claim = await self._holds.claim(screening_id, seats, token, self._hold_ttl)
-            if not claim.reachable:
-                self.stats["redis_fallbacks"] += 1
-                self.events.redis_fallback()
-                log.warning("seat filter unreachable; booking through PostgreSQL alone")
-            elif not claim.claimed:
-                if idempotency_key is not None:
-                    replay = await self._replay(user_id, idempotency_key, screening_id, seats)
-                    if replay is not None:
-                        return replay
-                self.stats["conflicts_redis"] += 1
-                self.events.conflicted("redis", claim.taken)
-                raise SeatsUnavailable(list(claim.taken))
-            else:
-                claimed = True
-
+        claim = await self._claim(attempt)
+        if claim.taken:
+            return await self._seats_taken(attempt, "redis", claim.taken, claimed=False)
         try:
-            booking = await self._commit(user_id, snapshot, seats, token, idempotency_key)
-        except (SeatsUnavailable, IdempotencyKeyTaken) as exc:
-            replay = None
-            try:
-                if idempotency_key is not None:
-                    replay = await self._replay(user_id, idempotency_key, screening_id, seats)
-            finally:
-                # A live replay owns these keys (same token); anything else must let them go.
-                if replay is None or replay.booking.status is BookingStatus.CANCELLED:
-                    await self._release_quietly(claimed, screening_id, seats, token)
-            if replay is not None:
-                return replay
-            self.stats["conflicts_postgres"] += 1
-            self.events.conflicted("postgres", seats)
-            if isinstance(exc, SeatsUnavailable):
-                raise
-            raise SeatsUnavailable(list(seats)) from exc
+            booking = await self._commit(attempt, snapshot)
+        except SeatsUnavailable as exc:
+            return await self._seats_taken(attempt, "postgres", exc.seat_ids, claim.claimed)
+        except IdempotencyKeyTaken:
+            return await self._seats_taken(attempt, "postgres", seats, claim.claimed)
         except BaseException:
-            await self._release_quietly(claimed, screening_id, seats, token)
+            if claim.claimed:
+                await self._release_quietly(screening_id, seats, token)
             raise
 
-        self.stats["created"] += 1
+        await self._hold_until_deadline(booking)
         self.events.created(booking)
         booking = await self._start_payment(booking, owner=True)
+        await self._schedule_expiry(booking)
+        return BookingResult(booking, replayed=False)
+
+    async def _claim(self, attempt: _Attempt) -> HoldClaim:
+        """Claim the seats in the filter for the provisional window only: a claim whose
+        booking never commits frees itself within seconds. A filter that is off or does
+        not answer claims nothing and turns nobody away: PostgreSQL alone decides."""
+        if not self._filter_enabled:
+            return HoldClaim(claimed=False)
+        claim = await self._holds.claim(
+            attempt.screening_id, attempt.seats, attempt.token, self._claim_window
+        )
+        if not claim.reachable:
+            self.events.redis_fallback()
+            log.warning("seat filter unreachable; booking through PostgreSQL alone")
+        return claim
+
+    async def _seats_taken(
+        self,
+        attempt: _Attempt,
+        caught_by: ConflictSource,
+        taken: Sequence[int],
+        claimed: bool,
+    ) -> BookingResult:
+        """The conflict branch. The seats may be taken by this very request's earlier try
+        (same Idempotency-Key): then answer with that booking. Otherwise free our claim and
+        answer 409. A live replay keeps the claim: it shares the earlier booking's token."""
+        replay: BookingResult | None = None
+        try:
+            replay = await self._replay(attempt)
+        finally:
+            if claimed and (replay is None or replay.booking.status is BookingStatus.CANCELLED):
+                await self._release_quietly(attempt.screening_id, attempt.seats, attempt.token)
+        if replay is not None:
+            return replay
+        self.events.conflicted(caught_by, taken)
+        raise SeatsUnavailable(list(taken))
+
+    async def _hold_until_deadline(self, booking: Booking) -> None:
+        """Committed: extend the filter's keys from the provisional window to the deadline."""
+        if not self._filter_enabled:
+            return
+        try:
+            await asyncio.shield(
+                self._holds.hold_until(
+                    booking.screening_id, booking.seat_ids, booking.hold_token, booking.expires_at
+                )
+            )
+        except Exception as exc:
+            # The keys stay provisional and lapse: buyers then reach PostgreSQL, which says no.
+            log.warning("could not extend the seat keys of booking %s: %r", booking.id, exc)
+
+    async def _schedule_expiry(self, booking: Booking) -> None:
         try:
             await self._expiry.schedule(booking)
         except Exception as exc:
             # The booking stands: its deadline lives in PostgreSQL, and the worker's
             # reconciler ends it even without a scheduled task.
-            self.stats["expiry_schedule_failures"] += 1
             log.warning("could not schedule expiry of booking %s: %r", booking.id, exc)
-        return BookingResult(booking, replayed=False)
 
     async def _start_payment(self, booking: Booking, owner: bool) -> Booking:
         """Create the booking's payment intent, after its transaction has committed (nothing is
@@ -172,9 +214,7 @@ class BookingService:
             return booking
         try:
             intent = await self._payments.create_intent(booking)
-        except Exception as exc:
-            if isinstance(exc, PaymentProviderUnavailable):
-                self.stats["payment_unavailable"] += 1
+        except Exception:
             if owner:  # a replay leaves the booking to the request that made it
                 await self._abandon(booking)
             raise
@@ -183,7 +223,6 @@ class BookingService:
                 booking.id, self._payments.provider, intent.id, intent.client_secret
             )
         except Exception:
-            self.stats["payment_store_failures"] += 1
             if owner and booking.idempotency_key is None:
                 # Nobody can come back for this booking: end it, and its unseen intent.
                 await self._abandon(booking, intent_id=intent.id)
@@ -202,20 +241,21 @@ class BookingService:
             for delay in _ABANDON_RETRY_DELAYS:
                 await asyncio.sleep(delay)
                 try:
-                    await self._store.end_booking(
+                    ended = await self._store.end_booking(
                         booking.id,
                         BookingStatus.CANCELLED,
                         CancelReason.PAYMENT_UNAVAILABLE.value,
                     )
-                    break
                 except Exception as exc:
                     log.warning("could not cancel abandoned booking %s: %r", booking.id, exc)
+                    continue
+                if ended is not None:
+                    self.events.cancelled(ended, CancelReason.PAYMENT_UNAVAILABLE.value)
+                break
             else:
-                self.stats["abandon_failures"] += 1
+                log.error("abandoned booking %s stays until its deadline", booking.id)
         finally:
-            await self._release_quietly(
-                True, booking.screening_id, booking.seat_ids, booking.hold_token
-            )
+            await self._release_booking(booking)
         if intent_id is not None and self._payments is not None:
             try:  # its client secret was never shown to anyone; nobody can pay it
                 await self._payments.cancel_intent(intent_id)
@@ -233,57 +273,94 @@ class BookingService:
             except Exception:
                 log.exception("could not schedule cancelling the payment of %s", booking.id)
 
-    async def _commit(
-        self,
-        user_id: int,
-        snapshot: ScreeningSnapshot,
-        seats: tuple[int, ...],
-        token: str,
-        idempotency_key: str | None,
-    ) -> Booking:
+    async def _commit(self, attempt: _Attempt, snapshot: ScreeningSnapshot) -> Booking:
         screening = snapshot.screening
         for _ in range(_REFERENCE_ATTEMPTS):
             try:
                 return await self._store.create_booking(
                     NewBooking(
                         reference=new_reference(),
-                        user_id=user_id,
+                        user_id=attempt.user_id,
                         screening_id=screening.id,
                         hall_id=screening.hall_id,
-                        seat_ids=seats,
-                        amount=rules.price(snapshot, seats),
+                        seat_ids=attempt.seats,
+                        amount=rules.price(snapshot, attempt.seats),
                         currency=screening.currency,
                         hold_ttl_seconds=self._hold_ttl,
-                        hold_token=token,
-                        idempotency_key=idempotency_key,
+                        hold_token=attempt.token,
+                        idempotency_key=attempt.idempotency_key,
                     )
                 )
             except ReferenceTaken:
                 continue
         raise RuntimeError("could not find a free booking reference")
 
-    async def _replay(
-        self, user_id: int, key: str, screening_id: int, seats: tuple[int, ...]
-    ) -> BookingResult | None:
-        earlier = await self._store.booking_by_idempotency_key(user_id, key)
+    async def _replay(self, attempt: _Attempt) -> BookingResult | None:
+        if attempt.idempotency_key is None:
+            return None
+        earlier = await self._store.booking_by_idempotency_key(
+            attempt.user_id, attempt.idempotency_key
+        )
         if earlier is None:
             return None
-        if earlier.screening_id != screening_id or earlier.seat_ids != seats:
+        if earlier.screening_id != attempt.screening_id or earlier.seat_ids != attempt.seats:
             raise IdempotencyKeyReused()
         # A replay answers with the same payment; if the first request died before creating
         # it, the replay creates it (the provider's idempotency key keeps it to one intent).
         return BookingResult(await self._start_payment(earlier, owner=False), replayed=True)
 
+    async def _release_booking(self, booking: Booking) -> None:
+        """Free an ended booking's keys. While Redis is unreachable the holds adapter keeps
+        trying until the hold's deadline (after it the keys are free anyway), and every API
+        process's sweep (release_ended_holds) catches any this process never got to."""
+        await self._release_quietly(
+            booking.screening_id, booking.seat_ids, booking.hold_token, booking.expires_at
+        )
+
     async def _release_quietly(
-        self, claimed: bool, screening_id: int, seats: tuple[int, ...], token: str
+        self,
+        screening_id: int,
+        seats: tuple[int, ...],
+        token: str,
+        until: datetime | None = None,
     ) -> None:
-        """Free our Redis claim; a failure here only leaves keys that expire on their own."""
-        if not claimed:
+        """Free our keys; a failure only leaves keys that lapse or get swept on their own."""
+        if not self._filter_enabled:
             return
         try:
-            await asyncio.shield(self._holds.release(screening_id, seats, token))
+            await asyncio.shield(self._holds.release(screening_id, seats, token, until))
         except Exception:
-            log.exception("could not release seat holds; they expire with their TTL")
+            log.exception("could not release seat holds; they lapse or get swept")
+
+    async def release_ended_holds(self) -> int:
+        """Release the filter keys of every booking that ended before its deadline, in case
+        its own release never ran (Redis down then, the process killed right after the
+        commit, a late command re-writing them). Idempotent and token-checked, so it never
+        frees a seat someone else holds now. Returns how many keys it freed."""
+        if not self._filter_enabled:
+            return 0
+        freed, after_id = 0, 0
+        while True:
+            ended = await self._store.cancelled_before_deadline(_SWEEP_BATCH, after_id)
+            if ended:
+                freed += await self._holds.release_many(
+                    [HeldSeats(b.screening_id, b.seat_ids, b.hold_token) for b in ended]
+                )
+                after_id = ended[-1].id
+            if len(ended) < _SWEEP_BATCH:
+                return freed
+
+    async def release_ended_holds_forever(self, every_seconds: float) -> None:
+        """Run release_ended_holds every `every_seconds` until cancelled."""
+        while True:
+            await asyncio.sleep(every_seconds)
+            try:
+                freed = await self.release_ended_holds()
+            except Exception as exc:
+                log.warning("sweep of ended bookings' seat keys failed (%r); next round", exc)
+                continue
+            if freed:
+                log.info("released %d seat key(s) of bookings that ended early", freed)
 
     async def booking_for(self, user_id: int, booking_id: int) -> Booking:
         booking = await self._store.booking(booking_id)
@@ -312,9 +389,8 @@ class BookingService:
         if ended is None:
             # It changed under us (paid or expired a moment ago): report what it is now.
             return await self.cancel(user_id, booking_id)
-        self.stats["cancelled"] += 1
         self.events.cancelled(ended, CancelReason.USER.value)
-        await self._release_quietly(True, ended.screening_id, ended.seat_ids, ended.hold_token)
+        await self._release_booking(ended)
         await self.cancel_payment_later(ended)
         return ended
 
@@ -337,9 +413,8 @@ class BookingService:
         return ended
 
     async def _after_expiry(self, ended: Booking) -> None:
-        self.stats["expired"] += 1
         self.events.expired(ended)
-        await self._release_quietly(True, ended.screening_id, ended.seat_ids, ended.hold_token)
+        await self._release_booking(ended)
         await self.cancel_payment_later(ended)
 
     async def seat_map(self, screening_id: int) -> SeatMap:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from collections.abc import Awaitable
 
 from cinema.booking.errors import PaymentProviderUnavailable, PaymentsNotConfigured
@@ -46,7 +45,6 @@ class PaymentSettlement:
         self._holds = holds
         self._follow_ups = follow_ups
         self._events: BookingEvents = events or NoBookingEvents()
-        self.stats: Counter[str] = Counter()
 
     async def handle_webhook(self, payload: bytes, signature: str | None) -> SettlementOutcome:
         """Verify and apply one delivery. Raises InvalidWebhook (nothing changed) or
@@ -57,10 +55,8 @@ class PaymentSettlement:
         event = self._gateway.parse_event(payload, signature)
         if event.kind is PaymentEventKind.OTHER or event.intent_id is None:
             log.info("ignoring payment event %s of type %s", event.id, event.type)
-            self.stats["ignored"] += 1
             return SettlementOutcome.IGNORED
         settlement = await self._store.settle(event)
-        self.stats[settlement.outcome.value] += 1
         if settlement.outcome is SettlementOutcome.UNKNOWN_INTENT:
             log.info("payment event %s names intent %s of no booking", event.id, event.intent_id)
         await self._after(settlement, event)
@@ -78,7 +74,9 @@ class PaymentSettlement:
         elif outcome is SettlementOutcome.CANCELLED:
             self._events.cancelled(booking, booking.cancel_reason)
             await self._quietly(
-                self._holds.release(booking.screening_id, booking.seat_ids, booking.hold_token)
+                self._holds.release(
+                    booking.screening_id, booking.seat_ids, booking.hold_token, booking.expires_at
+                )
             )
             if kind is PaymentEventKind.FAILED:
                 # The customer could still pay this intent with another card: close it.
@@ -108,7 +106,6 @@ class PaymentSettlement:
         assert self._gateway is not None
         refund_id = await self._gateway.refund(booking)
         await self._store.record_refund(booking.id, refund_id)
-        self.stats["refunded"] += 1
 
     @staticmethod
     async def _quietly(call: Awaitable[None]) -> None:

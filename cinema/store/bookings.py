@@ -332,6 +332,17 @@ class PgBookingStore:
         )
         return [r["id"] for r in rows]
 
+    async def cancelled_before_deadline(self, limit: int, after_id: int) -> list[Booking]:
+        # A small range of bookings_status_expires_idx: only holds that ended early and
+        # whose deadline is still ahead (expired ones are past it by definition).
+        rows = await self._pool.fetch(
+            f"SELECT {_BOOKING_COLUMNS} FROM bookings b WHERE b.status = 'CANCELLED'"
+            " AND b.expires_at > now() AND b.id > $2 ORDER BY b.id LIMIT $1",
+            limit,
+            after_id,
+        )
+        return [_booking(r) for r in rows]
+
     async def live_reservations(self, screening_id: int) -> list[LiveReservation]:
         rows = await self._pool.fetch(
             "SELECT seat_id, status, expires_at <= now() AS lapsed FROM reservations"

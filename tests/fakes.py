@@ -44,7 +44,7 @@ from cinema.booking.model import (
     Settlement,
     SettlementOutcome,
 )
-from cinema.booking.ports import ConflictSource, HoldClaim, IntentHandle
+from cinema.booking.ports import ConflictSource, HeldSeats, HoldClaim, IntentHandle
 from cinema.booking.rules import SettleAction, settle_action
 from cinema.booking.service import BookingService
 from cinema.booking.settlement import PaymentCanceller, PaymentSettlement
@@ -101,6 +101,7 @@ class FakeSeatHolds:
         self._grace = timedelta(seconds=grace_seconds)
         self._keys: dict[tuple[int, int], _HoldKey] = {}
         self.reachable = True
+        self.pending_releases: list[HeldSeats] = []
 
     def holder(self, screening_id: int, seat_id: int) -> str | None:
         """The seat key's owner (a token or SOLD), None when there is no key."""
@@ -118,7 +119,7 @@ class FakeSeatHolds:
         return key
 
     async def claim(
-        self, screening_id: int, seat_ids: Sequence[int], token: str, ttl_seconds: int
+        self, screening_id: int, seat_ids: Sequence[int], token: str, ttl_seconds: float
     ) -> HoldClaim:
         await round_trip()
         if not self.reachable:
@@ -143,12 +144,44 @@ class FakeSeatHolds:
             self._keys.setdefault(name, _HoldKey(token, now + ttl, now + ttl + self._grace))
         return HoldClaim(claimed=True)
 
-    async def release(self, screening_id: int, seat_ids: Sequence[int], token: str) -> None:
+    async def hold_until(
+        self, screening_id: int, seat_ids: Sequence[int], token: str, deadline: datetime
+    ) -> None:
         await self._reach()
-        for seat_id in seat_ids:
+        for seat_id in seat_ids:  # unconditional, as hold_seats.lua: only sold markers stay
             key = self._get((screening_id, seat_id))
-            if key is not None and key.owner == token:
-                del self._keys[(screening_id, seat_id)]
+            if key is None or key.owner != SOLD:
+                gone_at = deadline + self._grace
+                self._keys[(screening_id, seat_id)] = _HoldKey(token, deadline, gone_at)
+
+    async def release(
+        self,
+        screening_id: int,
+        seat_ids: Sequence[int],
+        token: str,
+        until: datetime | None = None,
+    ) -> None:
+        """With `until`, an unreachable fake keeps the release and applies it on the next
+        call that reaches it (the real adapter retries in the background)."""
+        if not self.reachable and until is not None:
+            await round_trip()
+            self.pending_releases.append(HeldSeats(screening_id, tuple(seat_ids), token))
+            return
+        await self._reach()
+        self._release_now(HeldSeats(screening_id, tuple(seat_ids), token))
+
+    async def release_many(self, holds: Sequence[HeldSeats]) -> int:
+        await self._reach()
+        return sum(self._release_now(held) for held in holds)
+
+    def _release_now(self, held: HeldSeats) -> int:
+        freed = 0
+        for seat_id in held.seat_ids:
+            key = self._get((held.screening_id, seat_id))
+            if key is not None and key.owner == held.token:
+                del self._keys[(held.screening_id, seat_id)]
+                freed += 1
+        return freed
 
     async def mark_sold(self, screening_id: int, seat_ids: Sequence[int]) -> None:
         await self._reach()
@@ -159,6 +192,8 @@ class FakeSeatHolds:
         await round_trip()
         if not self.reachable:
             raise Unreachable("fake redis is down")
+        while self.pending_releases:
+            self._release_now(self.pending_releases.pop(0))
 
 
 # --- PostgreSQL: bookings, reservations, payment events -----------------------------------
@@ -435,6 +470,13 @@ class FakeBookingStore:
         row.payment, row.updated_at = _with_status(row.payment, status), t.clock()
         return True
 
+    async def cancelled_before_deadline(self, limit: int, after_id: int) -> list[Booking]:
+        t = await self._begin()
+        now = t.clock()
+        rows = [r for r in t.find(status=CANCELLED) if r.expires_at > now and r.id > after_id]
+        found = (t.booking(r.id) for r in sorted(rows, key=lambda r: r.id)[:limit])
+        return [b for b in found if b is not None]
+
     async def ended_with_open_intent(self, limit: int) -> list[int]:
         open_ = (PaymentStatus.REQUIRES_PAYMENT, PaymentStatus.FAILED)
         rows = (await self._begin()).find(status=CANCELLED)
@@ -603,6 +645,9 @@ class RecordingEvents:
 
     def expired(self, booking: Booking) -> None:
         self.calls.append(("expired", booking.id))
+
+    def payment_mismatched(self, booking: Booking, event: PaymentEvent) -> None:
+        self.calls.append(("payment_mismatched", (booking.id, event.id)))
 
 
 _FAKE_KINDS = {kind.value: kind for kind in PaymentEventKind if kind is not PaymentEventKind.OTHER}

@@ -127,7 +127,8 @@ async def test_postgres_catches_what_a_flushed_redis_lets_through(
         await svc.book(BOB, show.screening.id, seats(show, 1, 2))
 
     assert caught.value.seat_ids == seats(show, 2)
-    assert world.events.calls[-1] == ("conflicted_postgres", tuple(seats(show, 1, 2)))
+    # the conflict names the seat PostgreSQL found taken, not the whole request
+    assert world.events.calls[-1] == ("conflicted_postgres", tuple(seats(show, 2)))
     # the loser's claim is released, so it blocks nobody in the filter
     assert all(world.holds.holder(show.screening.id, s) is None for s in seats(show, 1, 2))
     assert [b.id for b in await svc.bookings_of(BOB)] == []
@@ -387,11 +388,6 @@ async def test_a_provider_failure_abandons_the_booking_and_frees_its_seats(
     world.tables.assert_consistent()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BookingService._abandon ends the booking without telling BookingEvents, "
-    "whose contract says every state change goes through it",
-)
 async def test_an_abandoned_booking_is_reported_as_cancelled(
     world: FakeWorld, paid: BookingService, show: ScreeningSnapshot
 ) -> None:
@@ -414,12 +410,6 @@ async def test_a_replay_creates_the_intent_its_first_request_never_did(
     assert row_of(world, first).payment == again.payment
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BookingService.book: when the replay's create_intent raises, the `finally` sees "
-    "no replay and releases the claim, which shares the live booking's token: its Redis "
-    "keys go (PostgreSQL still refuses the seats, but the filter no longer turns buyers away)",
-)
 async def test_a_replay_the_provider_fails_leaves_the_booking_to_its_owner(
     world: FakeWorld, svc: BookingService, paid: BookingService, show: ScreeningSnapshot
 ) -> None:

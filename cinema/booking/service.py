@@ -166,13 +166,12 @@ class BookingService:
     ) -> BookingResult:
         """The conflict branch. The seats may be taken by this very request's earlier try
         (same Idempotency-Key): then answer with that booking. Otherwise free our claim and
-        answer 409. A live replay keeps the claim: it shares the earlier booking's token."""
-        replay: BookingResult | None = None
-        try:
-            replay = await self._replay(attempt)
-        finally:
-            if claimed and (replay is None or replay.booking.status is BookingStatus.CANCELLED):
-                await self._release_quietly(attempt.screening_id, attempt.seats, attempt.token)
+        answer 409. A live replay keeps the claim: it shares the earlier booking's token. So
+        does a replay that fails (the key names another request, the provider is down): its
+        claim may be the earlier booking's keys, and a claim of our own lapses by itself."""
+        replay = await self._replay(attempt)
+        if claimed and (replay is None or replay.booking.status is BookingStatus.CANCELLED):
+            await self._release_quietly(attempt.screening_id, attempt.seats, attempt.token)
         if replay is not None:
             return replay
         self.events.conflicted(caught_by, taken)
@@ -304,10 +303,19 @@ class BookingService:
         if earlier is None:
             return None
         if earlier.screening_id != attempt.screening_id or earlier.seat_ids != attempt.seats:
+            await self._release_claim_beside(attempt, earlier)
             raise IdempotencyKeyReused()
         # A replay answers with the same payment; if the first request died before creating
         # it, the replay creates it (the provider's idempotency key keeps it to one intent).
         return BookingResult(await self._start_payment(earlier, owner=False), replayed=True)
+
+    async def _release_claim_beside(self, attempt: _Attempt, earlier: Booking) -> None:
+        """The key names another request: free what this one claimed, but not the earlier
+        booking's seats (its keys carry the same token)."""
+        keep = set(earlier.seat_ids) if earlier.screening_id == attempt.screening_id else set()
+        ours = tuple(s for s in attempt.seats if s not in keep)
+        if self._filter_enabled and ours:
+            await self._release_quietly(attempt.screening_id, ours, attempt.token)
 
     async def _release_booking(self, booking: Booking) -> None:
         """Free an ended booking's keys. While Redis is unreachable the holds adapter keeps

@@ -336,7 +336,7 @@ class PgBookingStore:
         # A small range of bookings_status_expires_idx: only holds that ended early and
         # whose deadline is still ahead (expired ones are past it by definition).
         rows = await self._pool.fetch(
-            f"SELECT {_BOOKING_COLUMNS} FROM bookings b WHERE b.status = 'CANCELLED'"
+            f"SELECT {_BOOKING_COLUMNS} FROM bookings b WHERE b.status = {CANCELLED_SQL}"
             " AND b.expires_at > now() AND b.id > $2 ORDER BY b.id LIMIT $1",
             limit,
             after_id,

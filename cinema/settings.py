@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     # How long a Redis claim lives before its booking commits, and how often each API process
     # sweeps the keys of bookings that ended early (docs/concurrency.md, "Redis claims");
     # a claim never outlives the hold itself.
-    claim_provisional_seconds: float = Field(default=5.0, ge=0.5, le=60)
+    claim_provisional_seconds: float = Field(default=2.0, ge=0.5, le=60)
     hold_filter: Literal["on", "off"] = "on"
     redis_key_prefix: str = "cinema:"
     redis_timeout_seconds: float = Field(default=0.5, gt=0, le=30)

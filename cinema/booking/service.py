@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 _REFERENCE_ATTEMPTS = 5
 # Pauses before each try to cancel a booking whose payment could not be set up (seconds).
 _ABANDON_RETRY_DELAYS = (0.0, 0.2, 0.5, 1.0, 2.0)
-DEFAULT_CLAIM_WINDOW_SECONDS = 5.0  # CLAIM_PROVISIONAL_SECONDS' default
+DEFAULT_CLAIM_WINDOW_SECONDS = 2.0  # CLAIM_PROVISIONAL_SECONDS' default
 _SWEEP_BATCH = 500
 
 

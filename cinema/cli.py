@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 import asyncpg
@@ -152,16 +153,61 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> int:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
+class _WorkerSet:
+    """Forked serve workers: stopped once (SIGTERM), reaped as they exit, killed past the
+    deadline. A worker that dies on its own stops the rest and makes the exit code 1."""
+
+    def __init__(self, children: Sequence[BaseProcess], grace_seconds: float) -> None:
+        self._children = children
+        self._grace = grace_seconds
+        self._stopping = False
+        self._deadline = 0.0
+
+    def stop(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        self._deadline = time.monotonic() + self._grace
+        for child in self._children:
+            if child.pid is not None and child.exitcode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGTERM)
+
+    def supervise(self) -> int:
+        from multiprocessing.connection import wait
+
+        # Not cinema.metrics: creating metrics here would leave files of the parent's own.
+        from prometheus_client.multiprocess import mark_process_dead
+
+        failed = False
+        running = list(self._children)
+        while running:
+            timeout = max(0.0, self._deadline - time.monotonic()) if self._stopping else None
+            ready = wait([c.sentinel for c in running], timeout=timeout)
+            if not ready:  # stragglers past the deadline
+                for child in running:
+                    child.kill()
+                continue
+            for child in [c for c in running if c.sentinel in ready]:
+                child.join()
+                running.remove(child)
+                if child.pid is not None:
+                    mark_process_dead(child.pid)  # type: ignore[no-untyped-call]
+                clean = child.exitcode == 0 or (
+                    self._stopping and child.exitcode == -signal.SIGTERM
+                )
+                if not clean or not self._stopping:
+                    failed = True
+                    print(f"worker {child.pid} exited with {child.exitcode}", file=sys.stderr)
+                self.stop()
+        return 1 if failed else 0
+
+
 def _serve_many(settings: Settings, host: str, port: int, workers: int) -> int:
     """N forked workers accept on one listening socket (the kernel spreads connections).
     SIGTERM/SIGINT: forwarded once as SIGTERM; workers get shutdown_timeout plus a margin to
     finish, then SIGKILL. A worker that dies on its own stops the rest and the exit code is 1,
     so a supervisor (compose, systemd) restarts the whole set. Exit code 0 after a clean stop."""
-    from multiprocessing.connection import wait
-
-    # Not cinema.metrics: creating metrics here would leave files of the parent's own.
-    from prometheus_client.multiprocess import mark_process_dead
-
     sock = socket.create_server((host, port), backlog=BACKLOG)
     sock.set_inheritable(True)
     ctx = multiprocessing.get_context("fork")
@@ -170,22 +216,10 @@ def _serve_many(settings: Settings, host: str, port: int, workers: int) -> int:
         ctx.Process(target=_serve_child, args=(settings, sock, host, port, parent_pid))
         for _ in range(workers)
     ]
-    stopping = False
-    stop_deadline = 0.0
-
-    def stop_all() -> None:
-        nonlocal stopping, stop_deadline
-        if stopping:
-            return
-        stopping = True
-        stop_deadline = time.monotonic() + settings.shutdown_timeout_seconds + 5
-        for child in children:
-            if child.pid is not None and child.exitcode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(child.pid, signal.SIGTERM)
+    workers_set = _WorkerSet(children, settings.shutdown_timeout_seconds + 5)
 
     def on_signal(signum: int, _frame: object) -> None:
-        stop_all()
+        workers_set.stop()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -193,27 +227,7 @@ def _serve_many(settings: Settings, host: str, port: int, workers: int) -> int:
         child.start()
     sock.close()  # the workers hold it now
     print(f"serving on http://{host}:{port} with {workers} processes", flush=True)
-
-    failed = False
-    running = list(children)
-    while running:
-        timeout = max(0.0, stop_deadline - time.monotonic()) if stopping else None
-        ready = wait([c.sentinel for c in running], timeout=timeout)
-        if not ready:  # stragglers past the deadline
-            for child in running:
-                child.kill()
-            continue
-        for child in [c for c in running if c.sentinel in ready]:
-            child.join()
-            running.remove(child)
-            if child.pid is not None:
-                mark_process_dead(child.pid)  # type: ignore[no-untyped-call]
-            clean = child.exitcode == 0 or (stopping and child.exitcode == -signal.SIGTERM)
-            if not clean or not stopping:
-                failed = True
-                print(f"worker {child.pid} exited with {child.exitcode}", file=sys.stderr)
-            stop_all()
-    return 1 if failed else 0
+    return workers_set.supervise()
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:

@@ -23,11 +23,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until(predicate: Any, within: float = 15.0, interval: float = 0.05) -> None:
+def wait_until(
+    predicate: Any, within: float = 15.0, interval: float = 0.05, what: str = "condition"
+) -> None:
+    """Poll `predicate` until it holds; fail, naming `what`, once the deadline passes."""
     deadline = time.monotonic() + within
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within} s")
+            raise AssertionError(f"not within {within} s: {what}")
         time.sleep(interval)
 
 

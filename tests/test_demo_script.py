@@ -8,7 +8,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 
 from tests.conftest import BASE_DATABASE_URL, JWT_SECRET, REDIS_URL, RUN_ID
 from tests.payment_fixtures import free_port
+from tests.processes import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,14 +44,6 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
-
-
-def _wait(condition, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within} s: {what}")
-        time.sleep(0.1)
 
 
 def _healthy(port: int) -> bool:
@@ -97,15 +89,15 @@ def test_backgrounded_demo_stops_on_int_and_term(tmp_path, signum):
     try:
         assert wrapper.stdout is not None
         demo = int(wrapper.stdout.readline())
-        _wait(lambda: _healthy(port), 90, "the demo answers /health (see its log below)")
+        wait_until(lambda: _healthy(port), 90, what="the demo answers /health (see its log below)")
         started = _descendants(demo)
         assert len(started) >= 2, started  # the worker and the API at least
         os.kill(demo, signum)
-        _wait(lambda: not _alive(demo), 30, f"demo.sh exits on {signum.name}")
-        _wait(
+        wait_until(lambda: not _alive(demo), 30, what=f"demo.sh exits on {signum.name}")
+        wait_until(
             lambda: not any(_alive(p) for p in started),
             20,
-            f"everything demo.sh started exits: {[p for p in started if _alive(p)]}",
+            what=f"everything demo.sh started exits: {[p for p in started if _alive(p)]}",
         )
         assert wrapper.wait(timeout=10) == 0
         assert not _healthy(port)

@@ -251,9 +251,14 @@ def _run_in_background(stack: contextlib.AsyncExitStack, work: Awaitable[None], 
     task.set_name(name)
 
     async def stop() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # Cancelled again until it ends: a cancellation can be lost on the way (a timeout
+        # inside a client library firing at the same moment turns it into a TimeoutError,
+        # which a loop that survives errors would swallow), and a close must not hang.
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            task.result()
 
     stack.push_async_callback(stop)
 

@@ -164,10 +164,12 @@ class RedisSeatHolds:
     async def close(self) -> None:
         """Stop retrying releases (the sweep of any other process, or the deadline, frees them)."""
         task, self._retrying = self._retrying, None
-        if task is not None:
+        while task is not None and not task.done():  # again if a cancellation got lost
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait({task}, timeout=1.0)
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                task.result()
         if self._unreleased:
             log.warning("dropping %d unreleased seat hold(s) at shutdown", len(self._unreleased))
 

@@ -42,3 +42,30 @@ async def test_each_role_closes_every_connection_it_opened(database_url, redis_p
         async with worker_loop(settings) as loop:
             assert await loop.reconcile() >= 0
         await wait_for(all_closed, within=5, what="the worker's sockets to close")
+
+
+async def test_a_background_job_that_loses_its_first_cancellation_still_stops() -> None:
+    """A cancellation can arrive as a TimeoutError from inside a client library; a loop that
+    survives errors then carries on. Closing the context must end it all the same."""
+    import asyncio
+    import contextlib
+
+    from cinema.bootstrap import _run_in_background
+
+    rounds = 0
+
+    async def stubborn() -> None:
+        nonlocal rounds
+        while True:
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                rounds += 1
+                if rounds == 1:
+                    continue  # the first cancellation is lost
+                raise
+
+    async with contextlib.AsyncExitStack() as stack:
+        _run_in_background(stack, stubborn(), "stubborn")
+        await asyncio.sleep(0.05)
+    assert rounds == 2

@@ -365,6 +365,9 @@ class BookingService:
             try:
                 freed = await self.release_ended_holds()
             except Exception as exc:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise asyncio.CancelledError() from exc  # a cancel lost as a timeout
                 log.warning("sweep of ended bookings' seat keys failed (%r); next round", exc)
                 continue
             if freed:

@@ -15,6 +15,18 @@ log = logging.getLogger(__name__)
 Job = Callable[[], Awaitable[object]]
 
 
+async def cancel_until_done(task: asyncio.Task[None]) -> None:
+    """Cancel `task` and wait for it, cancelling again every second until it ends: a
+    cancellation can be lost on the way (a timeout inside a client library firing at the same
+    moment turns it into an error that a loop surviving errors swallows), and no close may
+    hang on it. What the task raised is dropped: it is being stopped."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+
 def _retryable(exc: Exception) -> bool:
     return not (isinstance(exc, PaymentProviderUnavailable) and not exc.retryable)
 
@@ -69,10 +81,7 @@ class Background:
         if not self._tasks:
             return
         _, still = await asyncio.wait(set(self._tasks), timeout=grace_seconds)
-        for task in still:
-            task.cancel()
-        if still:
-            await asyncio.gather(*still, return_exceptions=True)
+        await asyncio.gather(*(cancel_until_done(task) for task in still))
 
 
 def _limited(

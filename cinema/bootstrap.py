@@ -24,7 +24,7 @@ from typing import Any
 from cinema.auth.passwords import PasswordHashing
 from cinema.auth.service import AccountService
 from cinema.auth.tokens import TokenIssuer
-from cinema.background import Background, BackgroundFollowUps
+from cinema.background import Background, BackgroundFollowUps, cancel_until_done
 from cinema.booking.ports import ExpiryScheduler, FollowUps, NoExpiryScheduler
 from cinema.booking.service import BookingService
 from cinema.booking.settlement import PaymentCanceller, PaymentSettlement
@@ -250,17 +250,7 @@ def _run_in_background(stack: contextlib.AsyncExitStack, work: Awaitable[None], 
     task = asyncio.ensure_future(work)
     task.set_name(name)
 
-    async def stop() -> None:
-        # Cancelled again until it ends: a cancellation can be lost on the way (a timeout
-        # inside a client library firing at the same moment turns it into a TimeoutError,
-        # which a loop that survives errors would swallow), and a close must not hang.
-        while not task.done():
-            task.cancel()
-            await asyncio.wait({task}, timeout=1.0)
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            task.result()
-
-    stack.push_async_callback(stop)
+    stack.push_async_callback(cancel_until_done, task)
 
 
 async def _sample_pool(pool: pg.Pool) -> None:

@@ -5,7 +5,6 @@ database, only use it to turn losers away early."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from cinema.background import cancel_until_done
 from cinema.booking.ports import HeldSeats, HoldClaim
 
 log = logging.getLogger(__name__)
@@ -164,12 +164,8 @@ class RedisSeatHolds:
     async def close(self) -> None:
         """Stop retrying releases (the sweep of any other process, or the deadline, frees them)."""
         task, self._retrying = self._retrying, None
-        while task is not None and not task.done():  # again if a cancellation got lost
-            task.cancel()
-            await asyncio.wait({task}, timeout=1.0)
         if task is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                task.result()
+            await cancel_until_done(task)
         if self._unreleased:
             log.warning("dropping %d unreleased seat hold(s) at shutdown", len(self._unreleased))
 

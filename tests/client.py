@@ -99,7 +99,10 @@ class ApiClient:
         layout: dict[str, Any] | None = None,
         prices: dict[str, str] | None = None,
         starts_in: timedelta = timedelta(days=1),
+        currency: str = "usd",
+        **extra: Any,
     ) -> Screening:
+        """`extra`: more screening fields (ticket_types, fees, ...), sent as given."""
         movie = await self.post(
             "/api/admin/movies/",
             {"title": "Test Movie", "description": "", "duration_minutes": 100},
@@ -119,7 +122,8 @@ class ApiClient:
                 "hall_id": hall.body["id"],
                 "starts_at": (datetime.now(UTC) + starts_in).isoformat(),
                 "prices": prices or {c: "10.00" for c in hall.body["categories"]},
-                "currency": "usd",
+                "currency": currency,
+                **extra,
             },
             token=self.staff_token,
         )
@@ -138,6 +142,12 @@ class ApiClient:
             {"screening_id": screening_id, "seat_ids": seat_ids},
             token=token,
             headers=headers,
+        )
+
+    async def book_with(self, token: str, screening_id: int, **body: Any) -> Reply:
+        """POST /api/bookings/ with any body fields (seats=[...], promo_code=...)."""
+        return await self.post(
+            "/api/bookings/", {"screening_id": screening_id, **body}, token=token
         )
 
     async def seat_statuses(self, screening_id: int) -> dict[int, str]:

@@ -49,6 +49,7 @@ from cinema.booking.rules import SettleAction, settle_action
 from cinema.booking.service import BookingService
 from cinema.booking.settlement import PaymentCanceller, PaymentSettlement
 from cinema.catalogue.model import Screening, ScreeningSnapshot, Seat
+from cinema.pricing.model import TicketLine
 
 PENDING, CONFIRMED, CANCELLED = (
     BookingStatus.PENDING,
@@ -221,6 +222,11 @@ class _BookingRow:
     cancel_reason: str | None = None
     payment: Payment | None = None
     refund_id: str | None = None
+    tickets: tuple[TicketLine, ...] = ()
+    subtotal: int | None = None
+    discount: int = 0
+    fees: int = 0
+    promo_code: str | None = None
 
 
 @dataclass(slots=True)
@@ -387,6 +393,10 @@ class FakeBookingStore:
             idempotency_key=new.idempotency_key,
             created_at=now,
             updated_at=now,
+            tickets=new.ticket_lines(),
+            subtotal=new.subtotal,
+            discount=new.discount,
+            fees=new.fees,
         )
         t.bookings[row.id] = row
         t.reservations.extend(

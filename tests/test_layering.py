@@ -29,6 +29,7 @@ LAYERED = sorted(
         *ROOT.glob("cinema/api/*.py"),
         *ROOT.glob("cinema/booking/*.py"),
         *ROOT.glob("cinema/catalogue/*.py"),
+        *ROOT.glob("cinema/pricing/*.py"),
         *ROOT.glob("cinema/auth/*.py"),
         *ROOT.glob("cinema/tickets/*.py"),
         ROOT / "cinema/app.py",

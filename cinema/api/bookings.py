@@ -29,15 +29,36 @@ def payment_json(payment: Payment | None) -> dict[str, Any] | None:
 
 
 def booking_json(booking: Booking) -> dict[str, Any]:
+    currency = booking.currency
+    subtotal = booking.subtotal_minor
+    total = format_minor(booking.amount, currency)
     return {
         "id": booking.id,
         "reference": booking.reference,
         "status": booking.status.value,
         "screening_id": booking.screening_id,
         "seat_ids": list(booking.seat_ids),
-        "amount": format_minor(booking.amount, booking.currency),
+        "tickets": [
+            {
+                "seat_id": t.seat_id,
+                "category": t.category,
+                "ticket_type": t.ticket_type,
+                "price": format_minor(t.price, currency),
+                "price_minor": t.price,
+            }
+            for t in booking.tickets
+        ],
+        "subtotal": format_minor(subtotal, currency),
+        "subtotal_minor": subtotal,
+        "discount": format_minor(booking.discount, currency),
+        "discount_minor": booking.discount,
+        "fees": format_minor(booking.fees, currency),
+        "fees_minor": booking.fees,
+        "total": total,
+        "total_minor": booking.amount,
+        "amount": total,
         "amount_minor": booking.amount,
-        "currency": booking.currency,
+        "currency": currency,
         "expires_at": booking.expires_at.isoformat(),
         "cancel_reason": booking.cancel_reason,
         "created_at": booking.created_at.isoformat(),
@@ -61,7 +82,9 @@ def _idempotency_key(request: web.Request) -> str | None:
 async def create_booking(request: web.Request, given: Inputs[BookingIn, None]) -> web.Response:
     key = _idempotency_key(request)
     body = given.body
-    result = await request.app[BOOKINGS].book(given.user_id, body.screening_id, body.seat_ids, key)
+    result = await request.app[BOOKINGS].book(
+        given.user_id, body.screening_id, body.ticket_requests(), key
+    )
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
     return json_response(booking_json(result.booking), status=201, headers=headers)
 

@@ -13,6 +13,7 @@ from cinema.api.schemas import HallIn, MovieIn, PageQuery, ScreeningIn, Screenin
 from cinema.booking.model import SeatMapEntry, SeatStatus
 from cinema.catalogue.model import Hall, Movie, Screening
 from cinema.money import format_minor
+from cinema.pricing.model import FeesSpec, TicketType, TicketTypeSpec
 
 
 def movie_json(movie: Movie) -> dict[str, Any]:
@@ -34,14 +35,32 @@ def hall_json(hall: Hall) -> dict[str, Any]:
     }
 
 
+def _ticket_type_json(t: TicketType, currency: str) -> dict[str, Any]:
+    return {
+        "code": t.code,
+        "name": t.name,
+        "prices": None
+        if t.prices is None
+        else {c: format_minor(p, currency) for c, p in t.prices.items()},
+        "discount": format_minor(t.discount, currency) if t.discount else None,
+        "min_age_note": t.min_age_note,
+        "max_per_booking": t.max_per_booking,
+    }
+
+
 def screening_json(screening: Screening) -> dict[str, Any]:
+    currency, fees = screening.currency, screening.fees
     return {
         "id": screening.id,
         "movie_id": screening.movie_id,
         "hall_id": screening.hall_id,
         "starts_at": screening.starts_at.isoformat(),
-        "prices": {c: format_minor(p, screening.currency) for c, p in screening.prices.items()},
-        "currency": screening.currency,
+        "prices": {c: format_minor(p, currency) for c, p in screening.prices.items()},
+        "currency": currency,
+        "ticket_types": [_ticket_type_json(t, currency) for t in screening.ticket_types],
+        "fees": None
+        if fees.empty
+        else {"per_ticket": format_minor(fees.per_ticket, currency), "percent": str(fees.percent)},
     }
 
 
@@ -70,8 +89,15 @@ async def get_hall(request: web.Request, given: Inputs[None, None]) -> web.Respo
 
 async def create_screening(request: web.Request, given: Inputs[ScreeningIn, None]) -> web.Response:
     body = given.body
+    types = None
+    if body.ticket_types is not None:
+        types = [
+            TicketTypeSpec(t.code, t.name, t.prices, t.discount, t.min_age_note, t.max_per_booking)
+            for t in body.ticket_types
+        ]
+    fees = None if body.fees is None else FeesSpec(body.fees.per_ticket, body.fees.percent)
     screening = await request.app[CATALOGUE].add_screening(
-        body.movie_id, body.hall_id, body.starts_at, dict(body.prices), body.currency
+        body.movie_id, body.hall_id, body.starts_at, dict(body.prices), body.currency, types, fees
     )
     return json_response(screening_json(screening), status=201)
 

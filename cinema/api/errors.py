@@ -27,6 +27,14 @@ from cinema.booking.errors import (
 )
 from cinema.catalogue.errors import InvalidLayout, InvalidScreening, NotFound
 from cinema.errors import DomainError
+from cinema.pricing.errors import (
+    PromoCodeExhausted,
+    PromoCodeInvalid,
+    PromoCodeNotFound,
+    PromoCodeTaken,
+    TicketTypeLimit,
+    UnknownTicketType,
+)
 from cinema.validation import describe
 
 log = logging.getLogger(__name__)
@@ -49,6 +57,12 @@ _STATUS_BY_ERROR: dict[type[Exception], int] = {
     NotFound: 404,
     InvalidLayout: 400,
     InvalidScreening: 400,
+    UnknownTicketType: 400,
+    TicketTypeLimit: 400,
+    PromoCodeInvalid: 422,
+    PromoCodeExhausted: 409,
+    PromoCodeNotFound: 404,
+    PromoCodeTaken: 409,
 }
 
 _CODE_BY_STATUS = {
@@ -117,6 +131,9 @@ def _domain_response(exc: DomainError) -> web.Response:
     seat_ids = getattr(exc, "seat_ids", None)
     if seat_ids is not None:
         extra["seat_ids"] = seat_ids
+    reason = getattr(exc, "reason", None)
+    if reason is not None:
+        extra["reason"] = reason
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return error_response(status, exc.code, exc.message, headers, **extra)
 

@@ -15,10 +15,12 @@ from pydantic import (
     Field,
     RootModel,
     StringConstraints,
+    model_validator,
 )
 
 from cinema.auth.emails import normalize_email
 from cinema.catalogue.layout import Category, LayoutIn
+from cinema.pricing.model import TicketRequest
 
 MAX_ID = 2**63 - 1
 
@@ -36,6 +38,13 @@ Text = Annotated[str, AfterValidator(_no_nul)]
 Email = Annotated[str, StringConstraints(max_length=1000), AfterValidator(normalize_email)]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256), AfterValidator(_no_nul)]
 Price = Annotated[Decimal, Field(ge=0, le=1_000_000, allow_inf_nan=False, decimal_places=3)]
+Percent = Annotated[Decimal, Field(ge=0, le=100, allow_inf_nan=False, decimal_places=2)]
+TicketTypeCode = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, to_lower=True, max_length=32, pattern=r"^[A-Za-z][A-Za-z0-9_-]*$"
+    ),
+]
 
 
 class Model(BaseModel):
@@ -95,12 +104,45 @@ class HallOut(Model):
     categories: list[str]
 
 
+class TicketTypeIn(Model):
+    """A ticket type: its own `prices` per seat category, or a fixed `discount` off the
+    category prices, or neither (the category prices)."""
+
+    code: TicketTypeCode
+    name: Annotated[Text, StringConstraints(min_length=1, max_length=100)]
+    prices: Annotated[dict[Category, Price], Field(min_length=1, max_length=20)] | None = None
+    discount: Price | None = None
+    min_age_note: Annotated[Text, StringConstraints(max_length=200)] | None = None
+    max_per_booking: Annotated[int, Field(ge=1, le=10)] | None = None
+
+
+class FeesIn(Model):
+    per_ticket: Price | None = None  # in the screening's currency, per ticket
+    percent: Percent | None = None  # of the subtotal
+
+
 class ScreeningIn(Model):
     movie_id: Id
     hall_id: Id
     starts_at: AwareDatetime
     prices: Annotated[dict[Category, Price], Field(min_length=1, max_length=20)]
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$")]
+    ticket_types: Annotated[list[TicketTypeIn], Field(min_length=1, max_length=20)] | None = None
+    fees: FeesIn | None = None
+
+
+class TicketTypeOut(Model):
+    code: str
+    name: str
+    prices: dict[str, str] | None
+    discount: str | None
+    min_age_note: str | None
+    max_per_booking: int | None
+
+
+class FeesOut(Model):
+    per_ticket: str
+    percent: str
 
 
 class ScreeningOut(Model):
@@ -110,6 +152,8 @@ class ScreeningOut(Model):
     starts_at: datetime
     prices: dict[str, str]
     currency: str
+    ticket_types: list[TicketTypeOut]  # the first is the default (for `seat_ids` bookings)
+    fees: FeesOut | None
 
 
 class HallList(RootModel[list[HallOut]]):
@@ -152,9 +196,33 @@ class SeatMapOut(Model):
 
 
 # --- bookings ---------------------------------------------------------------------------
+class SeatTicketIn(Model):
+    seat_id: Id
+    ticket_type: TicketTypeCode | None = None  # absent: the screening's default type
+
+
+# What a booking asks for: exactly one of these fields (docs: README "Bookings").
+_BOOKING_FORMS = ("seat_ids", "seats")
+
+
 class BookingIn(Model):
+    """Exactly one of `seat_ids` (the default ticket type) or `seats` (a type per seat)."""
+
     screening_id: Id
-    seat_ids: Annotated[list[Id], Field(min_length=1, max_length=10)]
+    seat_ids: Annotated[list[Id], Field(min_length=1, max_length=10)] | None = None
+    seats: Annotated[list[SeatTicketIn], Field(min_length=1, max_length=10)] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> BookingIn:
+        given = [name for name in _BOOKING_FORMS if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of {', '.join(_BOOKING_FORMS)}")
+        return self
+
+    def ticket_requests(self) -> list[TicketRequest]:
+        if self.seats is not None:
+            return [TicketRequest(t.seat_id, t.ticket_type) for t in self.seats]
+        return [TicketRequest(seat_id) for seat_id in self.seat_ids or ()]
 
 
 IdempotencyKey = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,255}$")]
@@ -185,13 +253,30 @@ class BookingsQuery(Model):
     offset: Annotated[int, Field(ge=0, le=100_000)] = 0
 
 
+class TicketOut(Model):
+    seat_id: int | None  # null for general admission
+    category: str
+    ticket_type: str
+    price: str  # the unit price, decimal string in the booking's currency
+    price_minor: int
+
+
 class BookingOut(Model):
     id: int
     reference: str
     status: Literal["PENDING", "CONFIRMED", "CANCELLED"]
     screening_id: int
     seat_ids: list[int]
-    amount: str
+    tickets: list[TicketOut]
+    subtotal: str
+    subtotal_minor: int
+    discount: str
+    discount_minor: int
+    fees: str
+    fees_minor: int
+    total: str
+    total_minor: int
+    amount: str  # = total, what is charged
     amount_minor: int
     currency: str
     expires_at: datetime

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from cinema.pricing.model import DEFAULT_TICKET_TYPE, TicketLine
+
 
 class BookingStatus(StrEnum):
     PENDING = "PENDING"
@@ -64,6 +66,15 @@ class Booking:
     created_at: datetime
     updated_at: datetime
     payment: Payment | None = None
+    tickets: tuple[TicketLine, ...] = ()  # one per seat, ascending seat id
+    subtotal: int | None = None  # None: as amount (no discount, no fees)
+    discount: int = 0
+    fees: int = 0
+    promo_code: str | None = None
+
+    @property
+    def subtotal_minor(self) -> int:
+        return self.amount if self.subtotal is None else self.subtotal
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +91,18 @@ class NewBooking:
     hold_ttl_seconds: int
     hold_token: str
     idempotency_key: str | None
+    lines: tuple[TicketLine, ...] = ()  # parallel to seat_ids; () only in tools and tests
+    subtotal: int | None = None  # None: amount
+    discount: int = 0
+    fees: int = 0
+
+    def ticket_lines(self) -> tuple[TicketLine, ...]:
+        """The lines to store: the priced ones, or (tools, tests) the default type with the
+        amount spread over the seats."""
+        if self.lines:
+            return self.lines
+        each = self.amount // max(1, len(self.seat_ids))
+        return tuple(TicketLine(s, "", DEFAULT_TICKET_TYPE, each) for s in self.seat_ids)
 
 
 @dataclass(frozen=True, slots=True)

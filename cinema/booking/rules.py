@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from enum import StrEnum
 
@@ -19,6 +19,8 @@ from cinema.booking.model import (
     SeatStatus,
 )
 from cinema.catalogue.model import ScreeningSnapshot
+from cinema.pricing import rules as pricing
+from cinema.pricing.model import TicketLine, TicketRequest
 
 MAX_SEATS_PER_BOOKING = 10
 
@@ -59,6 +61,37 @@ def price(snapshot: ScreeningSnapshot, seat_ids: tuple[int, ...]) -> int:
     """Sum of the seats' prices by category, in minor units."""
     prices = snapshot.screening.prices
     return sum(prices[snapshot.seats_by_id[s].category] for s in seat_ids)
+
+
+def seat_ids_of(requests: Iterable[TicketRequest]) -> list[int]:
+    ids = []
+    for request in requests:
+        if request.seat_id is None:
+            raise InvalidSelection("this screening has a seat map: name a seat for each ticket")
+        ids.append(request.seat_id)
+    return ids
+
+
+def priced_lines(
+    snapshot: ScreeningSnapshot, requests: Iterable[TicketRequest]
+) -> tuple[TicketLine, ...]:
+    """One priced line per seat, ascending seat id (the lock order, parallel to the seats)."""
+    screening, seats = snapshot.screening, snapshot.seats_by_id
+    ordered = sorted(requests, key=lambda r: r.seat_id or 0)
+    return pricing.ticket_lines(
+        screening.ticket_types,
+        screening.prices,
+        ordered,
+        lambda r: seats[r.seat_id or 0].category,
+    )
+
+
+def same_ticket_types(earlier: Sequence[TicketLine], now: Sequence[TicketLine]) -> bool:
+    """Whether a replayed request asks for the same ticket types as the booking it replays
+    (a booking written before ticket types existed has no lines to compare)."""
+    if not earlier:
+        return True
+    return [t.ticket_type for t in earlier] == [t.ticket_type for t in now]
 
 
 def seat_status(reservation: LiveReservation | None) -> SeatStatus:

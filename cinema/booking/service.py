@@ -44,6 +44,8 @@ from cinema.booking.ports import (
 )
 from cinema.booking.seatmap import SeatMapBuilder
 from cinema.catalogue.model import ScreeningSnapshot
+from cinema.pricing import rules as pricing
+from cinema.pricing.model import TicketLine, TicketRequest, Totals
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,8 @@ class _Attempt:
     seats: tuple[int, ...]
     token: str
     idempotency_key: str | None
+    lines: tuple[TicketLine, ...]  # parallel to seats
+    totals: Totals
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,14 +118,18 @@ class BookingService:
         self,
         user_id: int,
         screening_id: int,
-        seat_ids: list[int],
+        tickets: Sequence[int | TicketRequest],
         idempotency_key: str | None = None,
     ) -> BookingResult:
-        seats = rules.normalize_selection(seat_ids)
+        """Book `tickets`: seat ids (the default ticket type) or TicketRequests."""
+        requests = [t if isinstance(t, TicketRequest) else TicketRequest(t) for t in tickets]
+        seats = rules.normalize_selection(rules.seat_ids_of(requests))
         snapshot = await self._snapshot(screening_id)
         rules.ensure_bookable(snapshot, seats, self._clock())
+        lines = rules.priced_lines(snapshot, requests)
+        totals = pricing.totals(lines, snapshot.screening.fees, snapshot.screening.currency)
         token = hold_token(user_id, idempotency_key)
-        attempt = _Attempt(user_id, screening_id, seats, token, idempotency_key)
+        attempt = _Attempt(user_id, screening_id, seats, token, idempotency_key, lines, totals)
 
         claim = await self._claim(attempt)
         if claim.taken:
@@ -283,11 +291,15 @@ class BookingService:
                         screening_id=screening.id,
                         hall_id=screening.hall_id,
                         seat_ids=attempt.seats,
-                        amount=rules.price(snapshot, attempt.seats),
+                        amount=attempt.totals.total,
                         currency=screening.currency,
                         hold_ttl_seconds=self._hold_ttl,
                         hold_token=attempt.token,
                         idempotency_key=attempt.idempotency_key,
+                        lines=attempt.lines,
+                        subtotal=attempt.totals.subtotal,
+                        discount=attempt.totals.discount,
+                        fees=attempt.totals.fees,
                     )
                 )
             except ReferenceTaken:
@@ -302,7 +314,11 @@ class BookingService:
         )
         if earlier is None:
             return None
-        if earlier.screening_id != attempt.screening_id or earlier.seat_ids != attempt.seats:
+        if (
+            earlier.screening_id != attempt.screening_id
+            or earlier.seat_ids != attempt.seats
+            or not rules.same_ticket_types(earlier.tickets, attempt.lines)
+        ):
             await self._release_claim_beside(attempt, earlier)
             raise IdempotencyKeyReused()
         # A replay answers with the same payment; if the first request died before creating

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from cinema.pricing.model import DEFAULT_TICKET_TYPES, NO_FEES, Fees, TicketType
+
 
 @dataclass(frozen=True, slots=True)
 class Movie:
@@ -52,6 +54,8 @@ class Screening:
     starts_at: datetime
     prices: dict[str, int]  # category -> minor units
     currency: str
+    ticket_types: tuple[TicketType, ...] = DEFAULT_TICKET_TYPES  # the first is the default
+    fees: Fees = NO_FEES
 
 
 @dataclass(frozen=True, slots=True)

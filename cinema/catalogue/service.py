@@ -11,7 +11,16 @@ from typing import Any, Protocol
 from cinema.catalogue.errors import InvalidLayout, InvalidScreening, NotFound
 from cinema.catalogue.layout import LayoutError, parse_layout
 from cinema.catalogue.model import Hall, Movie, Screening, ScreeningSnapshot, Seat, SeatSpec
-from cinema.money import MoneyError, to_minor
+from cinema.money import MoneyError, is_known, to_charge_minor
+from cinema.pricing import setup as offer
+from cinema.pricing.model import (
+    DEFAULT_TICKET_TYPES,
+    NO_FEES,
+    Fees,
+    FeesSpec,
+    TicketType,
+    TicketTypeSpec,
+)
 
 
 class CatalogueStore(Protocol):
@@ -29,6 +38,8 @@ class CatalogueStore(Protocol):
         starts_at: datetime,
         prices: dict[str, int],
         currency: str,
+        ticket_types: tuple[TicketType, ...] = DEFAULT_TICKET_TYPES,
+        fees: Fees = NO_FEES,
     ) -> Screening: ...
     async def screening(self, screening_id: int) -> Screening | None: ...
     async def screenings(
@@ -82,12 +93,16 @@ class CatalogueService:
         starts_at: datetime,
         prices: dict[str, Decimal | int | str],
         currency: str,
+        ticket_types: list[TicketTypeSpec] | None = None,
+        fees: FeesSpec | None = None,
     ) -> Screening:
         if starts_at <= datetime.now(UTC):
             raise InvalidScreening("starts_at must be in the future")
+        currency = currency.lower()
+        if not is_known(currency):
+            raise InvalidScreening(f"currency {currency.upper()} is not an ISO 4217 currency code")
         await self.movie(movie_id)
         hall = await self.hall(hall_id)
-        currency = currency.lower()
         missing = sorted(set(hall.categories) - set(prices))
         if missing:
             raise InvalidScreening(f"prices are missing for seat categories {missing}")
@@ -95,10 +110,17 @@ class CatalogueService:
         if unused:
             raise InvalidScreening(f"hall {hall_id} has no seats of categories {unused}")
         try:
-            minor = {category: to_minor(p, currency) for category, p in prices.items()}
+            minor = {category: to_charge_minor(p, currency) for category, p in prices.items()}
         except MoneyError as exc:
             raise InvalidScreening(f"invalid price: {exc}") from None
-        return await self._store.add_screening(movie_id, hall_id, starts_at, minor, currency)
+        try:
+            types = offer.ticket_types(ticket_types, hall.categories, currency)
+            charges = offer.fees(fees, currency)
+        except offer.OfferError as exc:
+            raise InvalidScreening(str(exc)) from None
+        return await self._store.add_screening(
+            movie_id, hall_id, starts_at, minor, currency, types, charges
+        )
 
     async def screening(self, screening_id: int) -> Screening:
         snapshot = await self.snapshot(screening_id)

@@ -11,6 +11,7 @@ import stripe
 from cinema.booking.errors import InvalidWebhook, PaymentProviderUnavailable
 from cinema.booking.model import Booking, PaymentEvent, PaymentEventKind
 from cinema.booking.ports import IntentHandle
+from cinema.money import from_provider_amount, provider_amount
 from cinema.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class StripeGateway:
         try:
             intent = await self._client.v1.payment_intents.create_async(
                 {
-                    "amount": booking.amount,
+                    "amount": provider_amount(booking.amount, booking.currency),
                     "currency": booking.currency.lower(),
                     "metadata": {"booking_id": str(booking.id), "reference": booking.reference},
                 },
@@ -151,10 +152,11 @@ def _paid(event: Any) -> tuple[int | None, str | None]:
         if isinstance(value, int) and not isinstance(value, bool)
     ]
     currency = _field(intent, "currency")
-    return (
-        min(amounts) if amounts else None,
-        currency.upper() if isinstance(currency, str) else None,
-    )
+    if not isinstance(currency, str):
+        return (min(amounts) if amounts else None), None
+    # Stripe's minor units back to ISO's, so settlement compares like with like.
+    paid = from_provider_amount(min(amounts), currency) if amounts else None
+    return paid, currency.upper()
 
 
 def gateway_from_settings(settings: Settings) -> StripeGateway | None:

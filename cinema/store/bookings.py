@@ -22,17 +22,33 @@ from cinema.booking.model import (
     Payment,
     PaymentStatus,
 )
+from cinema.pricing.model import TicketLine
 from cinema.store.pool import DatabaseUnavailable, Pool
 
 log = logging.getLogger(__name__)
 
-_BOOKING_COLUMNS = """
+# One JSON object per ticket of booking `b`, ascending seat id (decoded by the pool's codec).
+TICKETS_OF_B = """
+    (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                'seat_id', r.seat_id, 'category', s.category,
+                'ticket_type', r.ticket_type, 'price', coalesce(r.price_minor, 0))
+                ORDER BY r.seat_id),
+            '[]'::jsonb)
+       FROM reservations r JOIN seats s ON s.id = r.seat_id
+      WHERE r.booking_id = b.id) AS tickets
+"""
+
+_BOOKING_COLUMNS = (
+    """
     b.id, b.reference, b.user_id, b.screening_id, b.status, b.amount, b.currency,
     b.expires_at, b.hold_token, b.idempotency_key, b.cancel_reason, b.created_at, b.updated_at,
     b.payment_provider, b.payment_intent_id, b.payment_client_secret, b.payment_status,
+    b.subtotal_minor, b.discount_minor, b.fees_minor,
     ARRAY(SELECT r.seat_id FROM reservations r WHERE r.booking_id = b.id ORDER BY r.seat_id)
-        AS seat_ids
+        AS seat_ids,
 """
+    + TICKETS_OF_B
+)
 
 
 def _literal(status: BookingStatus) -> str:
@@ -49,8 +65,9 @@ CANCELLED_SQL = _literal(BookingStatus.CANCELLED)
 # The one way to take seats: db/004_take_seats.sql (rules in docs/concurrency.md). A new
 # booking is one statement, so one round trip and its own transaction.
 _CREATE_BOOKING = """
-    SELECT (c.booking).*, c.taken, $9::bigint[] AS seat_ids
-    FROM cinema_create_booking($1, $2, $3, $4, $5, $6, $7, $8, $9::bigint[]) AS c
+    SELECT (c.booking).*, c.taken
+    FROM cinema_create_booking($1, $2, $3, $4, $5, $6, $7, $8, $9::bigint[], $10::text[],
+                               $11::bigint[], $12, $13, $14) AS c
 """
 
 _TAKE_SEATS = "SELECT cinema_take_seats($1, $2::bigint[])"
@@ -76,12 +93,14 @@ _EXPIRE_ONE = f"""
         UPDATE bookings SET status = {CANCELLED_SQL}, cancel_reason = $2, updated_at = now()
         WHERE id = $1 AND status = {PENDING_SQL} AND expires_at <= now()
         RETURNING *
-    ), seats AS (
+    ), freed AS (
         UPDATE reservations SET status = {CANCELLED_SQL}
         WHERE booking_id IN (SELECT id FROM ended) AND status = {PENDING_SQL}
         RETURNING seat_id
     )
-    SELECT ended.*, ARRAY(SELECT seat_id FROM seats ORDER BY seat_id) AS seat_ids FROM ended
+    SELECT ended.*, ARRAY(SELECT seat_id FROM freed ORDER BY seat_id) AS seat_ids,
+        {TICKETS_OF_B.replace("b.id", "ended.id")}
+    FROM ended
 """
 
 _EXPIRED = CancelReason.EXPIRED.value
@@ -114,14 +133,25 @@ def booking_from_row(row: Any) -> Booking:
     return _booking(row)
 
 
-def _booking(row: Any) -> Booking:
+def _tickets(row: Any) -> tuple[TicketLine, ...]:
+    return tuple(
+        TicketLine(t["seat_id"], t["category"], t["ticket_type"], t["price"])
+        for t in row["tickets"]
+    )
+
+
+def _booking(
+    row: Any,
+    seat_ids: tuple[int, ...] | None = None,
+    tickets: tuple[TicketLine, ...] | None = None,
+) -> Booking:
     return Booking(
         id=row["id"],
         reference=row["reference"],
         user_id=row["user_id"],
         screening_id=row["screening_id"],
         status=BookingStatus(row["status"]),
-        seat_ids=tuple(row["seat_ids"]),
+        seat_ids=tuple(row["seat_ids"]) if seat_ids is None else seat_ids,
         amount=row["amount"],
         currency=row["currency"],
         expires_at=row["expires_at"],
@@ -131,6 +161,10 @@ def _booking(row: Any) -> Booking:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         payment=_payment(row),
+        tickets=_tickets(row) if tickets is None else tickets,
+        subtotal=row["subtotal_minor"],
+        discount=row["discount_minor"],
+        fees=row["fees_minor"],
     )
 
 
@@ -211,6 +245,7 @@ class PgBookingStore:
     @_account_must_exist
     async def create_booking(self, new: NewBooking) -> Booking:
         seat_ids = list(new.seat_ids)
+        lines = new.ticket_lines()
         try:
             row = await self._pool.fetchrow(
                 _CREATE_BOOKING,
@@ -223,12 +258,18 @@ class PgBookingStore:
                 new.hold_token,
                 new.idempotency_key,
                 seat_ids,
+                [line.ticket_type for line in lines],
+                [line.price for line in lines],
+                new.amount if new.subtotal is None else new.subtotal,
+                new.discount,
+                new.fees,
             )
         except asyncpg.UniqueViolationError as exc:
             raise _unique_violation(exc, seat_ids) from exc
         if row["taken"]:
             raise SeatsUnavailable(list(row["taken"]))
-        return _booking(row)
+        # The lines as computed (what was stored): no second read on the hot path.
+        return _booking(row, seat_ids=new.seat_ids, tickets=lines)
 
     async def booking(self, booking_id: int) -> Booking | None:
         row = await self._pool.fetchrow(

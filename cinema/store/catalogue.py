@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from cinema.catalogue.model import Hall, Movie, Screening, Seat, SeatSpec
+from cinema.pricing.model import DEFAULT_TICKET_TYPES, NO_FEES, Fees, TicketType
 from cinema.store.pool import Pool
 
 
@@ -23,6 +25,39 @@ def _hall(row: Any) -> Hall:
     )
 
 
+def _ticket_type_json(t: TicketType) -> dict[str, Any]:
+    return {
+        "code": t.code,
+        "name": t.name,
+        "prices": t.prices,
+        "discount": t.discount,
+        "min_age_note": t.min_age_note,
+        "max_per_booking": t.max_per_booking,
+    }
+
+
+def _ticket_types(raw: list[dict[str, Any]] | None) -> tuple[TicketType, ...]:
+    if not raw:
+        return DEFAULT_TICKET_TYPES
+    return tuple(
+        TicketType(
+            code=t["code"],
+            name=t["name"],
+            prices=t.get("prices"),
+            discount=t.get("discount") or 0,
+            min_age_note=t.get("min_age_note"),
+            max_per_booking=t.get("max_per_booking"),
+        )
+        for t in raw
+    )
+
+
+def _fees(raw: dict[str, Any] | None) -> Fees:
+    if not raw:
+        return NO_FEES
+    return Fees(per_ticket=raw.get("per_ticket", 0), percent=Decimal(raw.get("percent", "0")))
+
+
 def _screening(row: Any) -> Screening:
     return Screening(
         id=row["id"],
@@ -31,6 +66,8 @@ def _screening(row: Any) -> Screening:
         starts_at=row["starts_at"],
         prices=dict(row["prices"]),
         currency=row["currency"],
+        ticket_types=_ticket_types(row["ticket_types"]),
+        fees=_fees(row["fees"]),
     )
 
 
@@ -110,15 +147,19 @@ class PgCatalogueStore:
         starts_at: datetime,
         prices: dict[str, int],
         currency: str,
+        ticket_types: tuple[TicketType, ...] = DEFAULT_TICKET_TYPES,
+        fees: Fees = NO_FEES,
     ) -> Screening:
         row = await self._pool.fetchrow(
-            "INSERT INTO screenings (movie_id, hall_id, starts_at, prices, currency)"
-            " VALUES ($1, $2, $3, $4, $5) RETURNING *",
+            "INSERT INTO screenings (movie_id, hall_id, starts_at, prices, currency,"
+            " ticket_types, fees) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
             movie_id,
             hall_id,
             starts_at,
             prices,
             currency,
+            [_ticket_type_json(t) for t in ticket_types],
+            None if fees.empty else {"per_ticket": fees.per_ticket, "percent": str(fees.percent)},
         )
         return _screening(row)
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from cinema.auth.errors import EmailTaken
 from cinema.auth.service import AccountService
 from cinema.auth.tokens import TokenIssuer
 from cinema.catalogue.service import CatalogueService
+from cinema.pricing.model import FeesSpec, TicketTypeSpec
 from cinema.settings import Settings
 from cinema.store.catalogue import PgCatalogueStore
 from cinema.store.pool import create_pool
@@ -53,6 +55,16 @@ STUDIO = {
     ]
 }
 
+# The main hall sells three ticket types and charges a booking fee per ticket.
+TICKET_TYPES = [
+    TicketTypeSpec("adult", "Adult"),
+    TicketTypeSpec("child", "Child", discount=Decimal("4.00"), min_age_note="under 12"),
+    TicketTypeSpec(
+        "student", "Student", prices={"standard": Decimal("9.50"), "vip": Decimal("14.00")}
+    ),
+]
+FEES = FeesSpec(per_ticket=Decimal("0.75"))
+
 
 async def load_demo(settings: Settings) -> str:
     pool = await create_pool(settings.database_url, 1, 2)
@@ -73,7 +85,13 @@ async def load_demo(settings: Settings) -> str:
             for slot, movie in enumerate(movies):
                 starts = today + timedelta(days=day, hours=3 + 3 * slot)
                 await catalogue.add_screening(
-                    movie.id, main.id, starts, {"standard": "12.50", "vip": "18.00"}, "usd"
+                    movie.id,
+                    main.id,
+                    starts,
+                    {"standard": "12.50", "vip": "18.00"},
+                    "usd",
+                    TICKET_TYPES,
+                    FEES,
                 )
                 await catalogue.add_screening(
                     movie.id,

@@ -17,6 +17,7 @@ from cinema.api.routes import ROUTES, add_routes
 from cinema.booking.ports import ExpiryScheduler, FollowUps
 from cinema.bootstrap import UNAVAILABLE_ERRORS, api_services
 from cinema.settings import Settings
+from cinema.stages import stages_middleware
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -29,8 +30,11 @@ def init_app(
     """`expiry` / `follow_ups` replace the expiry scheduler and the follow-ups the settings
     choose (default: Taskiq tasks run by `cinema worker`, or retried background jobs in
     this process, per EXPIRY_SCHEDULER and FOLLOW_UPS)."""
+    middlewares = [observe_middleware, make_error_middleware(UNAVAILABLE_ERRORS)]
+    if settings.stage_timings:
+        middlewares.insert(0, stages_middleware)
     app = web.Application(
-        middlewares=[observe_middleware, make_error_middleware(UNAVAILABLE_ERRORS)],
+        middlewares=middlewares,
         client_max_size=MAX_BODY_BYTES,
     )
 

@@ -19,8 +19,9 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from cinema import stages
 from cinema.auth.passwords import PasswordHashing
 from cinema.auth.service import AccountService
 from cinema.auth.tokens import TokenIssuer
@@ -47,6 +48,7 @@ from tasks.queue import TaskQueue
 from tasks.scheduling import TaskiqExpiryScheduler
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Probe = Callable[[], Awaitable[None]]
 
@@ -104,6 +106,8 @@ async def _open_expiry(
 async def _open_stores(stack: contextlib.AsyncExitStack, settings: Settings) -> tuple[Any, Any]:
     pool = await pg.create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
     stack.push_async_callback(pool.close)
+    if settings.stage_timings:
+        pool.raw = stages.timed_pool(pool.raw)
     redis = create_redis(settings.redis_url, settings.redis_timeout_seconds)
     # A client given its pool does not close it on aclose(): without True every app that
     # closed left its POOL_SIZE (64) connections open until garbage collection. A close that
@@ -158,20 +162,27 @@ async def _open_core(
     catalogue = CatalogueService(PgCatalogueStore(pool))
     telemetry = BookingTelemetry()  # metrics and a log line per booking state change
     bookings = BookingService(
-        holds=holds,
-        store=store,
-        catalogue=catalogue,
-        expiry=expiry,
+        holds=_timed(settings, holds, "holds"),
+        store=_timed(settings, store, "store"),
+        catalogue=_timed(settings, catalogue, "catalogue"),
+        expiry=_timed(settings, expiry, "expiry"),
         hold_ttl_seconds=settings.hold_ttl_seconds,
         claim_window_seconds=settings.claim_provisional_seconds,
         filter_enabled=settings.filter_enabled,
-        payments=gateway,
+        payments=_timed(settings, gateway, "payments"),
         follow_ups=jobs,
-        events=telemetry,
+        events=_timed(settings, telemetry, "events"),
     )
     return _Core(
         pool, redis, holds, gateway, catalogue, canceller, mailer, jobs, telemetry, bookings
     )
+
+
+def _timed(settings: Settings, target: T, prefix: str) -> T:
+    """With STAGE_TIMINGS=1, `target`'s methods timed as request stages (cinema/stages.py)."""
+    if not settings.stage_timings or target is None:
+        return target
+    return stages.instrument(target, prefix)
 
 
 @contextlib.asynccontextmanager

@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     db_pool_max: int = Field(default=20, ge=1, le=100)
     # argon2 hashes at once per process (each holds 19 MiB): docs/performance.md
     password_hash_threads: int = Field(default=2, ge=1, le=64)
+    # Per-stage timings of every request in /metrics (cinema_stage_seconds); for profiling.
+    stage_timings: bool = False
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel
 
+from cinema import stages
 from cinema.api import auth, bookings, catalogue, webhooks
 from cinema.api import schemas as s
 from cinema.api.io import Inputs, authenticate, authenticate_staff, read_body, read_query
@@ -223,16 +224,27 @@ def serve(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
     """The aiohttp handler for `route`: its access, limit, query and body, then its handler."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
+        lap = stages.lap_timer()  # None unless STAGE_TIMINGS=1
         principal = None
         if route.access == "user":
             principal = authenticate(request)
         elif route.access == "staff":
             principal = authenticate_staff(request)
+        if lap:
+            lap("api.jwt")
         if route.limit is not None:
             await apply_limit(request, route.limit, principal)
+            if lap:
+                lap("api.rate_limit")
         query = None if route.query is None else read_query(request, route.query)
         body = None if route.body is None else await read_body(request, route.body)
-        return await route.handler(request, Inputs(body, query, principal))
+        if lap:
+            lap("api.validation")
+        try:
+            return await route.handler(request, Inputs(body, query, principal))
+        finally:
+            if lap:
+                lap("api.handler")  # a 409 leaves as an exception: it counts too
 
     handle.__name__ = route.handler.__name__
     return handle

@@ -55,6 +55,7 @@ from bench.onsale_report import chart, machine, ratios, tables
 from bench.scenarios.base import PG_IDLE_FLUSH_SECONDS, Arm, Fixture, Postgres
 from bench.scenarios.hot import HotSeat
 from bench.scenarios.onsale import Onsale
+from bench.scenarios.openloop import OpenLoop
 
 DEFAULT_RESULTS = ROOT / "bench" / "results"
 
@@ -109,7 +110,13 @@ async def create_fixture(
             want=201,
         )
         halls = {}
-        for name, seats in (("hot", 10), ("onsale", args.seats), ("browse", args.browse_seats)):
+        for name, seats in (
+            ("hot", 10),
+            ("onsale", args.seats),
+            ("browse", args.browse_seats),
+            ("openloop", args.open_seats),
+            ("uncontended", args.uncontended_seats),
+        ):
             hall = await api.ok(
                 "POST",
                 "/api/admin/halls/",
@@ -124,7 +131,7 @@ async def create_fixture(
 # --- scenarios -------------------------------------------------------------------------------
 
 
-class Run(HotSeat, Onsale):
+class Run(HotSeat, Onsale, OpenLoop):
     """Every scenario against one arm after the other."""
 
     def arm(self, arm: Arm) -> dict[str, Any]:
@@ -143,6 +150,10 @@ class Run(HotSeat, Onsale):
             )
         if "browse" in wanted:
             scenarios["browse"] = self._report(arm, self.browse_alone(arm))
+        if "uncontended" in wanted:
+            scenarios["uncontended"] = self._report(arm, self.onsale(arm, 1, False, True))
+        if "openloop" in wanted:
+            scenarios["openloop"] = self._report(arm, self.openloop(arm))
         memory = {str(p): memory_kb(p) for p in arm.api_pids()}
         workers = {str(p): memory_kb(p) for p in arm.worker_pids()}
         rss = {
@@ -212,7 +223,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--browse-seconds", type=float, default=5.0, help="browse alone: length")
     parser.add_argument("--load-procs", type=int, default=2, help="load generator processes")
     parser.add_argument(
-        "--scenarios", default="hot,onsale,onsale4,browse", help="comma-separated subset"
+        "--uncontended-seats",
+        type=int,
+        default=5000,
+        help="uncontended: seats in the hall, split among the users (nobody meets anybody)",
+    )
+    parser.add_argument(
+        "--scenarios",
+        default="hot,onsale,onsale4,browse",
+        help="comma-separated subset of hot,onsale,onsale4,browse,uncontended,openloop",
+    )
+    parser.add_argument(
+        "--open-loop", action="store_true", help="run the openloop scenario alone (--rates)"
+    )
+    parser.add_argument(
+        "--rates", default="250,500,1000,1500", help="openloop: arrival rates, requests/s"
+    )
+    parser.add_argument("--open-seconds", type=float, default=5.0, help="openloop: per rate")
+    parser.add_argument("--open-seats", type=int, default=2000, help="openloop: seats per rate")
+    parser.add_argument(
+        "--open-connections",
+        type=int,
+        default=128,
+        help="openloop: connections each load process opens first (more open when needed)",
+    )
+    parser.add_argument(
+        "--stage-timings",
+        action="store_true",
+        help="with --spawn: STAGE_TIMINGS=1, and onsale reports each stage of 201s and 409s",
     )
     parser.add_argument(
         "--stats-settle",
@@ -241,6 +279,7 @@ def _spawn_env(args: argparse.Namespace, dsn: str, tag: str) -> dict[str, str]:
         "JWT_SECRET": secrets.token_urlsafe(48),
         "LOG_LEVEL": "WARNING",
         "DB_POOL_MAX": str(args.db_pool_max),
+        "STAGE_TIMINGS": "1" if args.stage_timings else "0",
         # The limiter still runs (its Redis call is part of a booking's cost), but the
         # benchmark's users book far faster than a person and must not be turned away.
         "RATE_LIMIT_BOOKINGS_PER_MINUTE": "1000000",
@@ -345,6 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.compare and not args.spawn:
         parser.error("--compare restarts the server with other settings: use it with --spawn")
     args.load_procs = max(1, min(args.load_procs, args.users))
+    if args.open_loop:
+        args.scenarios = "openloop"
     parse_compare(args.compare)  # a malformed --compare fails before anything starts
 
     started_at = datetime.now(UTC)

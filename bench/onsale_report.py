@@ -54,6 +54,37 @@ TABLE_ROWS: dict[str, list[tuple[str, str]]] = {
 }
 
 
+TABLE_ROWS["uncontended"] = TABLE_ROWS["onsale"]
+OPENLOOP_ROWS = [
+    ("p50 ms", "latency_ms.p50"),
+    ("p99 ms", "latency_ms.p99"),
+    ("p99 ms of 201s", "latency_ms_by_status.201.p99"),
+    ("p99 ms of 409s", "latency_ms_by_status.409.p99"),
+    ("201s", "statuses.201"),
+    ("answered/s", "answered_per_s"),
+    ("send lag p99 ms", "send_lag_ms.p99"),
+]
+
+
+def _openloop_rows(picked: list[Any]) -> list[tuple[str, str]]:
+    """One block of rows per rate, then the answer: the highest rate within p99 <= 100 ms."""
+    rates: list[str] = []
+    for summary in picked:
+        for rate in (summary or {}).get("rates", {}):
+            if rate not in rates:
+                rates.append(rate)
+    rows = [
+        (f"{rate}/s {text}", f"rates.{rate}.{path}")
+        for rate in rates
+        for text, path in OPENLOOP_ROWS
+    ]
+    return [
+        *rows,
+        ("max rate, p99 <= 100 ms", "max_rate_p99_within_100ms"),
+        ("double-booked seats", "check.double_booked_seats"),
+    ]
+
+
 def dig(data: Any, path: str) -> Any:
     for part in path.split("."):
         if not isinstance(data, dict):
@@ -74,11 +105,14 @@ def tables(arms: list[dict[str, Any]]) -> str:
     out = []
     for name in names:
         base, _, sub = name.partition("+")
-        rows = TABLE_ROWS["browse" if sub or base == "browse" else base.rstrip("4")]
         picked = [
             (a["scenarios"].get(base, {}).get("browse") if sub else a["scenarios"].get(base))
             for a in arms
         ]
+        if base == "openloop":
+            rows = _openloop_rows(picked)
+        else:
+            rows = TABLE_ROWS["browse" if sub or base == "browse" else base.rstrip("4")]
         title = f"browse during {base}" if sub else name
         header = ["", *labels] + (["ratio " + "/".join(labels[:2])] if len(labels) >= 2 else [])
         lines = [header]
@@ -119,6 +153,8 @@ def ratios(by_label: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         ],
         "onsale4": ["requests_per_s", "bookings_per_s", "latency_ms.p99", "pg_cpu_ms_per_request"],
         "browse": ["requests_per_s", "latency_ms.p99"],
+        "uncontended": ["bookings_per_s", "latency_ms.p99", "api_cpu_ms_per_request"],
+        "openloop": ["max_rate_p99_within_100ms"],
     }
     out: dict[str, Any] = {}
     for scenario, paths in headline.items():

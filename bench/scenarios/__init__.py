@@ -1,6 +1,7 @@
-"""The scenarios of bench/onsale.py, one module each: hot.py, onsale.py (onsale and onsale4)
-and browse.py. Each holds the client coroutine its load processes run and the `Run` mixin that
-prepares the screening, drives the load and summarises it; base.py holds what they share."""
+"""The scenarios of bench/onsale.py, one module each: hot.py, onsale.py (onsale, onsale4 and
+uncontended), browse.py and openloop.py. Each holds the client coroutine its load processes run
+and the `Run` mixin that prepares the screening, drives the load and summarises it; base.py
+holds what they share."""
 
 from __future__ import annotations
 
@@ -13,5 +14,11 @@ def clients() -> dict[str, Callable[..., Any]]:
     from bench.scenarios.browse import browse_client
     from bench.scenarios.hot import hot_client
     from bench.scenarios.onsale import onsale_client
+    from bench.scenarios.openloop import openloop_client
 
-    return {"hot": hot_client, "onsale": onsale_client, "browse": browse_client}
+    return {
+        "hot": hot_client,
+        "onsale": onsale_client,
+        "browse": browse_client,
+        "openloop": openloop_client,
+    }

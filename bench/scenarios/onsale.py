@@ -11,7 +11,8 @@ from typing import Any
 
 import orjson
 
-from bench.common import Api, CpuMeter, cdf_points, percentiles
+from bench import stages
+from bench.common import Api, CpuMeter, cdf_points, log, percentiles
 from bench.onsale_load import _auth, _preconnect, _session, run_children, split
 from bench.scenarios.base import Arm, new_screening, warm
 from bench.scenarios.browse import Browse
@@ -42,7 +43,8 @@ class FreeSeats:
 
 async def onsale_client(spec: dict[str, Any], barrier: Any, stop: Any) -> dict[str, Any]:
     url, screening_id, max_seats = spec["url"], spec["screening_id"], spec["max_seats"]
-    free = FreeSeats(spec["seat_ids"])
+    shared = FreeSeats(spec["seat_ids"])
+    own = split(spec["seat_ids"], len(spec["tokens"])) if spec.get("disjoint") else []
     statuses: Counter[int] = Counter()
     latencies: list[float] = []
     booked: list[list[int]] = []
@@ -51,7 +53,7 @@ async def onsale_client(spec: dict[str, Any], barrier: Any, stop: Any) -> dict[s
     async with _session(len(spec["tokens"])) as session:
         await _preconnect(session, url, len(spec["tokens"]))
 
-        async def user(token: str) -> None:
+        async def user(token: str, free: FreeSeats) -> None:
             h = _auth(token)
             while free and len(errors) < 50:
                 seats = free.pick(random.randint(1, max_seats))
@@ -75,7 +77,8 @@ async def onsale_client(spec: dict[str, Any], barrier: Any, stop: Any) -> dict[s
 
         await asyncio.get_running_loop().run_in_executor(None, barrier.wait)
         started = time.time()
-        await asyncio.gather(*(user(t) for t in spec["tokens"]))
+        views = [FreeSeats(part) for part in own] if own else [shared] * len(spec["tokens"])
+        await asyncio.gather(*(user(t, v) for t, v in zip(spec["tokens"], views, strict=False)))
         ended = time.time()
     return {
         "statuses": dict(statuses),
@@ -119,22 +122,36 @@ def sales_summary(sales: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class Onsale(Browse):
-    def onsale(self, arm: Arm, max_seats: int, with_browse: bool) -> dict[str, Any]:
+    def onsale(
+        self, arm: Arm, max_seats: int, with_browse: bool, uncontended: bool = False
+    ) -> dict[str, Any]:
+        """Until sold out; `uncontended`: each user books only its own share of the hall."""
         name = "onsale" if max_seats == 1 else f"onsale{max_seats}"
+        name = "uncontended" if uncontended else name
 
         async def prepare(api: Api) -> tuple[int, list[int], int | None]:
-            screening_id, seats = await new_screening(api, self.fixture, "onsale")
+            hall = "uncontended" if uncontended else "onsale"
+            screening_id, seats = await new_screening(api, self.fixture, hall)
             await warm(api, screening_id)
             browse_id = await self._full_screening(api) if with_browse else None
             return screening_id, seats, browse_id
 
         screening_id, seats, browse_id = asyncio.run(self._with_api(arm.url, prepare))
         jobs = self._onsale_jobs(arm.url, screening_id, seats, max_seats, browse_id)
+        if uncontended:  # each load process, then each user, gets its own seats
+            sellers = [spec for kind, spec in jobs if kind == "onsale"]
+            for spec, part in zip(sellers, split(seats, len(sellers)), strict=False):
+                spec["seat_ids"], spec["disjoint"] = part, True
         api_cpu, pg_cpu = CpuMeter(arm.api_pids), CpuMeter(self._pg_pids)
+        stages_before = asyncio.run(stages.scrape(arm.url)) if self.args.stage_timings else None
         results = run_children(
             jobs, stop_after={"onsale"}, on_start=lambda: (api_cpu.start(), pg_cpu.start())
         )
         api_cpu_s, pg_cpu_s = api_cpu.stop(), pg_cpu.stop()
+        stage_times = None
+        if stages_before is not None:
+            stage_times = stages.breakdown(stages_before, asyncio.run(stages.scrape(arm.url)))
+            log(f"{arm.label}/{name}\n{stages.table(stage_times)}")
         sales = [r for k, r in results if k == "onsale"]
         counts = asyncio.run(self._with_api(arm.url, lambda api: api.seat_counts(screening_id)))
         summary: dict[str, Any] = {
@@ -148,6 +165,8 @@ class Onsale(Browse):
             "pg_cpu_s": pg_cpu_s,
             "loadgen_cpu_s": round(sum(r["cpu_s"] for _, r in results), 2),
         }
+        if stage_times is not None:
+            summary["stages"] = stage_times
         checked = [screening_id] + ([browse_id] if browse_id else [])
         summary["check"] = self._sales_check(arm, name, checked, sales, summary["bookings"])
         summary["cdf_ms"] = cdf_points([x for r in sales for x in r["latencies"]])

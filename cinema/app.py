@@ -9,7 +9,7 @@ from aiohttp import web
 
 from cinema.api.errors import make_error_middleware
 from cinema.api.health import HEALTH_ROUTES, PROBES
-from cinema.api.keys import ACCOUNTS, BOOKINGS, CATALOGUE, SETTLEMENT
+from cinema.api.keys import ACCOUNTS, BOOKINGS, BOXOFFICE, CATALOGUE, SETTLEMENT
 from cinema.api.limits import LIMITS, Limits, parse_networks
 from cinema.api.observe import metrics_endpoint, observe_middleware
 from cinema.api.openapi import add_openapi_routes
@@ -44,6 +44,7 @@ def init_app(
             app[CATALOGUE] = api.catalogue
             app[BOOKINGS] = api.bookings
             app[SETTLEMENT] = api.settlement
+            app[BOXOFFICE] = api.boxoffice
             app[LIMITS] = Limits(
                 api.rate_limiter,
                 bookings_per_minute=settings.rate_limit_bookings_per_minute,

@@ -29,6 +29,8 @@ from cinema.background import Background, BackgroundFollowUps, cancel_until_done
 from cinema.booking.ports import ExpiryScheduler, FollowUps, NoExpiryScheduler
 from cinema.booking.service import BookingService
 from cinema.booking.settlement import PaymentCanceller, PaymentSettlement
+from cinema.boxoffice.codes import TicketCodes
+from cinema.boxoffice.service import BoxOffice
 from cinema.catalogue.service import CatalogueService
 from cinema.holds import RedisSeatHolds, create_redis
 from cinema.metrics import BookingTelemetry, observe_pool
@@ -38,6 +40,7 @@ from cinema.settings import Settings
 from cinema.store import pool as pg
 from cinema.store.bookings import PgBookingStore
 from cinema.store.catalogue import PgCatalogueStore
+from cinema.store.desk import PgDeskStore
 from cinema.store.settlement import PgSettlementStore
 from cinema.store.tickets import PgTicketStore
 from cinema.store.users import PgUserStore
@@ -67,6 +70,7 @@ class ApiServices:
     catalogue: CatalogueService
     bookings: BookingService
     settlement: PaymentSettlement
+    boxoffice: BoxOffice
     rate_limiter: RedisRateLimiter
     probes: dict[str, Probe]
 
@@ -218,6 +222,7 @@ async def api_services(
                 PgUserStore(core.pool),
                 TokenIssuer(settings.jwt_secret, settings.jwt_ttl_seconds),
                 passwords,
+                role_cache_seconds=settings.role_cache_seconds,
             ),
             catalogue=core.catalogue,
             bookings=core.bookings,
@@ -228,6 +233,7 @@ async def api_services(
                 follow_ups=core.follow_ups,
                 events=core.telemetry,
             ),
+            boxoffice=BoxOffice(PgDeskStore(core.pool), TicketCodes(settings.ticket_code_key)),
             rate_limiter=RedisRateLimiter(core.redis, prefix=settings.redis_key_prefix),
             probes={"postgres": pg.pinger(core.pool), "redis": core.redis.ping},
         )

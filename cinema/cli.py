@@ -285,15 +285,42 @@ def _serve_worker_metrics(settings: Settings) -> None:
     )
 
 
+def _read_password(args: argparse.Namespace) -> str:
+    """The new account's password: --password-file, --password-stdin, --password (scripts
+    only: it shows in `ps` and the shell history), else a prompt on the terminal."""
+    if args.password_file is not None:
+        with open(args.password_file, encoding="utf-8") as f:
+            return f.readline().rstrip("\r\n")
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if args.password is not None:
+        return str(args.password)
+    if not sys.stdin.isatty():
+        raise ValueError("no password: give --password-file PATH or --password-stdin")
+    import getpass
+
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Password (again): ") != first:
+        raise ValueError("the passwords do not match")
+    return first
+
+
 def cmd_createuser(settings: Settings, args: argparse.Namespace) -> int:
+    from cinema.auth.model import Role
     from cinema.tools import create_user
 
+    role = Role(args.role) if args.role else (Role.ADMIN if args.staff else Role.CUSTOMER)
+    if args.staff and role is not Role.ADMIN:
+        print("createuser: --staff means --role admin", file=sys.stderr)
+        return 2
     try:
-        user_id = asyncio.run(create_user(settings, args.email, args.password, args.staff))
-    except ValueError as exc:
+        password = _read_password(args)
+        user_id = asyncio.run(create_user(settings, args.email, password, role))
+    except (ValueError, OSError) as exc:
         print(f"createuser: {exc}", file=sys.stderr)
         return 1
-    print(f"created user {user_id} <{args.email}>" + (" (staff)" if args.staff else ""))
+    staff = " (staff)" if role is Role.ADMIN else ""
+    print(f"created user {user_id} <{args.email}> with role {role.value}{staff}")
     return 0
 
 
@@ -319,8 +346,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", help="end unpaid bookings at their deadline (Taskiq + reconciler)")
     p = sub.add_parser("createuser", help="create a user")
     p.add_argument("--email", required=True)
-    p.add_argument("--password", required=True)
-    p.add_argument("--staff", action="store_true", help="may use /api/admin/ endpoints")
+    p.add_argument("--role", choices=("customer", "box_office", "admin"), help="default customer")
+    p.add_argument("--staff", action="store_true", help="the same as --role admin")
+    given = p.add_mutually_exclusive_group()
+    given.add_argument("--password-file", metavar="PATH", help="read the password from a file")
+    given.add_argument("--password-stdin", action="store_true", help="read it from stdin")
+    given.add_argument(
+        "--password", help="for scripts only (visible in ps and shell history); default: prompt"
+    )
     return parser
 
 

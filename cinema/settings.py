@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     jwt_secret: str = Field(min_length=32)
     jwt_ttl_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    # How old a staff caller's role may be when a request is let in (cinema/auth/roles.py):
+    # a demoted or deleted account loses staff access within this many seconds.
+    role_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    # The key that signs ticket codes (cinema/boxoffice/codes.py); empty: derived from
+    # JWT_SECRET. Set it to rotate JWT_SECRET without voiding every ticket already sold.
+    ticket_code_secret: str = ""
     hold_ttl_seconds: int = Field(default=900, ge=1, le=24 * 3600)
     hold_grace_seconds: int = Field(default=5, ge=0, le=3600)
     # How long a Redis claim lives before its booking commits, and how often each API process
@@ -107,6 +113,11 @@ class Settings(BaseSettings):
     def _unguessable(cls, value: str) -> str:
         return check_secret(value)
 
+    @field_validator("ticket_code_secret")
+    @classmethod
+    def _unguessable_or_unset(cls, value: str) -> str:
+        return value and check_secret(value)
+
     @field_validator("taskiq_redis_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -133,6 +144,12 @@ class Settings(BaseSettings):
         if not value.startswith(("https://", "http://")):
             raise ValueError("must start with https:// or http://")
         return value.rstrip("/")
+
+    @property
+    def ticket_code_key(self) -> bytes:
+        from cinema.boxoffice.codes import derive_key
+
+        return self.ticket_code_secret.encode() or derive_key(self.jwt_secret)
 
     @property
     def payments_enabled(self) -> bool:

@@ -6,6 +6,7 @@ from pydantic import ValidationError
 
 from cinema.api.schemas import RegisterIn
 from cinema.auth.errors import EmailTaken
+from cinema.auth.model import Role
 from cinema.auth.service import AccountService
 from cinema.auth.tokens import TokenIssuer
 from cinema.settings import Settings
@@ -13,7 +14,7 @@ from cinema.store.pool import create_pool
 from cinema.store.users import PgUserStore
 
 
-async def create_user(settings: Settings, email: str, password: str, is_staff: bool) -> int:
+async def create_user(settings: Settings, email: str, password: str, role: Role) -> int:
     try:
         valid = RegisterIn(email=email, password=password)
     except ValidationError as exc:
@@ -23,7 +24,7 @@ async def create_user(settings: Settings, email: str, password: str, is_staff: b
     try:
         accounts = AccountService(PgUserStore(pool), TokenIssuer(settings.jwt_secret, 60))
         try:
-            user = await accounts.register(valid.email, valid.password, is_staff=is_staff)
+            user = await accounts.register(valid.email, valid.password, role=role)
         except EmailTaken:
             raise ValueError(f"{email} is already registered") from None
         return user.id

@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from cinema.app import init_app
+from cinema.auth.model import Role
 from cinema.auth.passwords import hash_password_sync
 from cinema.auth.tokens import Principal, TokenIssuer
 from cinema.settings import Settings
@@ -84,21 +85,25 @@ class Users:
         self._database_url = database_url
         self._tokens = TokenIssuer(JWT_SECRET, 3600)
 
-    async def create(self, count: int = 1, staff: bool = False) -> list[str]:
+    async def create(
+        self, count: int = 1, staff: bool = False, role: Role | None = None
+    ) -> list[str]:
+        """`staff=True` is the old form of `role=Role.ADMIN`."""
+        chosen = role or (Role.ADMIN if staff else Role.CUSTOMER)
         pool = await create_pool(self._database_url, 1, 2)
         try:
             store = PgUserStore(pool)
             tokens = []
             for _ in range(count):
                 email = f"u{secrets.token_hex(6)}@example.com"
-                user = await store.add_user(email, _PASSWORD_HASH, staff)
-                tokens.append(self._tokens.issue(Principal(user.id, staff)))
+                user = await store.add_user(email, _PASSWORD_HASH, chosen)
+                tokens.append(self._tokens.issue(Principal(user.id, user.is_staff, user.role)))
             return tokens
         finally:
             await pool.close()
 
-    async def one(self, staff: bool = False) -> str:
-        return (await self.create(1, staff))[0]
+    async def one(self, staff: bool = False, role: Role | None = None) -> str:
+        return (await self.create(1, staff, role))[0]
 
 
 @pytest.fixture

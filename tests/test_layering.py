@@ -31,15 +31,16 @@ LAYERED = sorted(
         *ROOT.glob("cinema/catalogue/*.py"),
         *ROOT.glob("cinema/pricing/*.py"),
         *ROOT.glob("cinema/auth/*.py"),
+        *ROOT.glob("cinema/boxoffice/*.py"),
         *ROOT.glob("cinema/tickets/*.py"),
         ROOT / "cinema/app.py",
     ]
 )
-HANDLER_MODULES = ("auth", "bookings", "catalogue", "webhooks", "health")
+HANDLER_MODULES = ("auth", "bookings", "catalogue", "webhooks", "health", "desk", "users")
 # What the route table does for a handler (cinema/api/routes.py `serve`).
 TABLE_DUTIES = {
     "authenticate",
-    "authenticate_staff",
+    "authenticate_role",
     "read_body",
     "read_query",
     "enforce",

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import segno
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
 from cinema.api.errors import ApiError
 from cinema.api.io import Inputs, json_response, path_id
-from cinema.api.keys import BOOKINGS
+from cinema.api.keys import BOOKINGS, BOXOFFICE
 from cinema.api.schemas import BookingIn, BookingsQuery, IdempotencyKey
-from cinema.booking.model import Booking, Payment
+from cinema.booking.model import Booking, BookingStatus, Payment
 from cinema.money import format_minor
 
 _IDEMPOTENCY_KEY = TypeAdapter(IdempotencyKey)
@@ -89,9 +90,28 @@ async def create_booking(request: web.Request, given: Inputs[BookingIn, None]) -
     return json_response(booking_json(result.booking), status=201, headers=headers)
 
 
+def _qr_svg(code: str | None) -> str | None:
+    return None if code is None else segno.make(code, error="m").svg_data_uri(scale=4)
+
+
 async def get_booking(request: web.Request, given: Inputs[None, None]) -> web.Response:
+    """The owner's booking; a CONFIRMED one lists its tickets with their door codes."""
     booking = await request.app[BOOKINGS].booking_for(given.user_id, path_id(request))
-    return json_response(booking_json(booking))
+    data = booking_json(booking)
+    if booking.status is not BookingStatus.CONFIRMED:
+        return json_response(data)
+    tickets = await request.app[BOXOFFICE].owner_tickets(booking)
+    data["tickets"] = [
+        {
+            "seat_id": t.seat_id,
+            "ticket_type": t.ticket_type,
+            "code": t.code,
+            "checked_in_at": None if t.checked_in_at is None else t.checked_in_at.isoformat(),
+            "qr_svg": _qr_svg(t.code),
+        }
+        for t in tickets
+    ]
+    return json_response(data)
 
 
 async def list_bookings(request: web.Request, given: Inputs[None, BookingsQuery]) -> web.Response:

@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from pydantic import ValidationError
 
-from cinema.auth.errors import BadCredentials, EmailTaken, InvalidToken
+from cinema.auth.errors import AccountNotFound, BadCredentials, EmailTaken, InvalidToken
 from cinema.booking.errors import (
     BookingNotCancellable,
     BookingNotFound,
@@ -25,6 +25,7 @@ from cinema.booking.errors import (
     SeatsNotInHall,
     SeatsUnavailable,
 )
+from cinema.boxoffice.errors import AlreadyCheckedIn, TicketNotFound, TicketNotValid
 from cinema.catalogue.errors import InvalidLayout, InvalidScreening, NotFound
 from cinema.errors import DomainError
 from cinema.pricing.errors import (
@@ -52,6 +53,10 @@ _STATUS_BY_ERROR: dict[type[Exception], int] = {
     PaymentProviderUnavailable: 502,
     PaymentsNotConfigured: 503,
     EmailTaken: 409,
+    AccountNotFound: 404,
+    TicketNotFound: 404,
+    AlreadyCheckedIn: 409,
+    TicketNotValid: 409,
     BadCredentials: 401,
     InvalidToken: 401,
     NotFound: 404,
@@ -127,7 +132,7 @@ def _domain_response(exc: DomainError) -> web.Response:
         (s for t, s in _STATUS_BY_ERROR.items() if isinstance(exc, t)),
         400,
     )
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = dict(getattr(exc, "details", None) or {})
     seat_ids = getattr(exc, "seat_ids", None)
     if seat_ids is not None:
         extra["seat_ids"] = seat_ids

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -14,6 +14,7 @@ from cinema.api.keys import ACCOUNTS
 from cinema.api.observe import USER_ID
 from cinema.api.schemas import MAX_ID
 from cinema.auth.errors import InvalidToken
+from cinema.auth.model import Role, role_allows
 from cinema.auth.tokens import Principal
 
 M = TypeVar("M", bound=BaseModel)
@@ -88,8 +89,14 @@ def authenticate(request: web.Request) -> Principal:
     return principal
 
 
-def authenticate_staff(request: web.Request) -> Principal:
+async def authenticate_role(request: web.Request, needed: Role) -> Principal:
+    """The caller, if their account's role NOW (not the token's claim, at most
+    ROLE_CACHE_SECONDS old) allows `needed`: 401 for a deleted account, 403 for too low a role."""
     principal = authenticate(request)
-    if not principal.is_staff:
-        raise ApiError(403, "forbidden", "this endpoint is for staff only")
-    return principal
+    role = await request.app[ACCOUNTS].current_role(principal.user_id)
+    if role is None:
+        raise ApiError(401, "invalid_token", "the account this token was issued for does not exist")
+    if not role_allows(role, needed):
+        who = "box office and admins" if needed is Role.BOX_OFFICE else "admins"
+        raise ApiError(403, "forbidden", f"this endpoint is for {who} only")
+    return replace(principal, is_staff=role is Role.ADMIN, role=role)

@@ -7,9 +7,11 @@ from aiohttp import web
 from cinema.auth.service import AccountService
 from cinema.booking.service import BookingService
 from cinema.booking.settlement import PaymentSettlement
+from cinema.boxoffice.service import BoxOffice
 from cinema.catalogue.service import CatalogueService
 
 ACCOUNTS = web.AppKey("accounts", AccountService)
 CATALOGUE = web.AppKey("catalogue", CatalogueService)
 BOOKINGS = web.AppKey("bookings", BookingService)
 SETTLEMENT = web.AppKey("settlement", PaymentSettlement)
+BOXOFFICE = web.AppKey("boxoffice", BoxOffice)

@@ -97,7 +97,7 @@ def error_statuses(route: Route) -> list[int]:
         statuses.add(400)
     if route.access != "public":
         statuses.add(401)
-    if route.access == "staff":
+    if route.access in ("box_office", "admin", "staff"):
         statuses.add(403)
     if route.limit is not None:
         statuses.add(429)

@@ -14,13 +14,21 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from cinema import stages
-from cinema.api import auth, bookings, catalogue, webhooks
+from cinema.api import auth, bookings, catalogue, desk, users, webhooks
 from cinema.api import schemas as s
-from cinema.api.io import Inputs, authenticate, authenticate_staff, read_body, read_query
+from cinema.api.io import Inputs, authenticate, authenticate_role, read_body, read_query
 from cinema.api.limits import LimitName, apply_limit
+from cinema.auth.model import Role
 
 Handler = Callable[[web.Request, Inputs[Any, Any]], Awaitable[web.StreamResponse]]
-Access = Literal["public", "user", "staff"]
+# "box_office": box office and admins; "admin": admins only; "staff" is the old name of
+# "admin". Both staff levels check the account's current role on every request.
+Access = Literal["public", "user", "box_office", "admin", "staff"]
+STAFF_ACCESS: dict[str, Role] = {
+    "box_office": Role.BOX_OFFICE,
+    "admin": Role.ADMIN,
+    "staff": Role.ADMIN,
+}
 
 
 @dataclass(frozen=True)
@@ -71,7 +79,7 @@ ROUTES: tuple[Route, ...] = (
         "/api/admin/movies/",
         catalogue.create_movie,
         "Add a movie",
-        access="staff",
+        access="admin",
         body=s.MovieIn,
         response=s.MovieOut,
         status=201,
@@ -82,7 +90,7 @@ ROUTES: tuple[Route, ...] = (
         "/api/admin/halls/",
         catalogue.create_hall,
         "Add a hall and its seats",
-        access="staff",
+        access="admin",
         body=s.HallIn,
         response=s.HallOut,
         status=201,
@@ -93,7 +101,7 @@ ROUTES: tuple[Route, ...] = (
         "/api/admin/halls/",
         catalogue.list_halls,
         "List halls",
-        access="staff",
+        access="admin",
         response=s.HallList,
     ),
     Route(
@@ -101,7 +109,7 @@ ROUTES: tuple[Route, ...] = (
         r"/api/admin/halls/{id:\d+}/",
         catalogue.get_hall,
         "One hall",
-        access="staff",
+        access="admin",
         response=s.HallOut,
         errors=(404,),
     ),
@@ -110,11 +118,50 @@ ROUTES: tuple[Route, ...] = (
         "/api/admin/screenings/",
         catalogue.create_screening,
         "Schedule a screening",
-        access="staff",
+        access="admin",
         body=s.ScreeningIn,
         response=s.ScreeningOut,
         status=201,
         errors=(400, 404),
+    ),
+    Route(
+        "POST",
+        r"/api/admin/users/{id:\d+}/role",
+        users.set_role,
+        "Give an account its role (customer, box_office, admin); admins only",
+        access="admin",
+        body=s.RoleIn,
+        response=s.UserRoleOut,
+        errors=(404,),
+    ),
+    Route(
+        "GET",
+        "/api/admin/bookings/",
+        desk.find_bookings,
+        "Find bookings by reference, customer email, screening, status; newest first",
+        access="box_office",
+        query=s.AdminBookingsQuery,
+        response=s.AdminBookingList,
+        errors=(400,),
+    ),
+    Route(
+        "GET",
+        r"/api/admin/bookings/{id:\d+}/",
+        desk.booking_detail,
+        "One booking with its customer, tickets, payment and history",
+        access="box_office",
+        response=s.AdminBookingDetailOut,
+        errors=(404,),
+    ),
+    Route(
+        "POST",
+        "/api/admin/checkin/",
+        desk.check_in,
+        "Check a ticket in at the door by its code (exactly once)",
+        access="box_office",
+        body=s.CheckInIn,
+        response=s.CheckInOut,
+        errors=(404, 409),
     ),
     Route(
         "GET",
@@ -184,9 +231,9 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         r"/api/bookings/{id:\d+}/",
         bookings.get_booking,
-        "One of my bookings",
+        "One of my bookings, with its tickets (door codes and QR codes once CONFIRMED)",
         access="user",
-        response=s.BookingOut,
+        response=s.OwnerBookingOut,
         errors=(404,),
     ),
     Route(
@@ -228,8 +275,8 @@ def serve(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
         principal = None
         if route.access == "user":
             principal = authenticate(request)
-        elif route.access == "staff":
-            principal = authenticate_staff(request)
+        elif route.access in STAFF_ACCESS:
+            principal = await authenticate_role(request, STAFF_ACCESS[route.access])
         if lap:
             lap("api.jwt")
         if route.limit is not None:

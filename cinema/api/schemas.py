@@ -67,6 +67,19 @@ class UserOut(Model):
     email: str
 
 
+RoleName = Literal["customer", "box_office", "admin"]
+
+
+class RoleIn(Model):
+    role: RoleName
+
+
+class UserRoleOut(Model):
+    id: int
+    email: str
+    role: RoleName
+
+
 class TokenOut(Model):
     access_token: str
     token_type: Literal["bearer"]
@@ -288,6 +301,87 @@ class BookingOut(Model):
 
 class BookingList(RootModel[list[BookingOut]]):
     """A JSON array of booking objects."""
+
+
+class OwnerTicketOut(Model):
+    seat_id: int | None
+    ticket_type: str | None
+    code: str | None  # only while the booking is CONFIRMED; what the door scans
+    checked_in_at: datetime | None
+    qr_svg: str | None  # the code as a QR code, an SVG data URI
+
+
+class OwnerBookingOut(BookingOut):
+    tickets: list[OwnerTicketOut] | None = None  # listed once the booking is CONFIRMED
+
+
+# --- box office -------------------------------------------------------------------------
+BookingStatusName = Literal["PENDING", "CONFIRMED", "CANCELLED"]
+
+
+class AdminBookingsQuery(Model):
+    reference: Reference | None = None
+    email: Email | None = None
+    screening_id: Id | None = None
+    status: BookingStatusName | None = None
+    limit: Annotated[int, Field(ge=1, le=200)] = 50
+    offset: Annotated[int, Field(ge=0, le=100_000)] = 0
+
+
+class StaffPaymentOut(Model):
+    """The payment as staff see it: no client secret (that is the customer's)."""
+
+    provider: str
+    payment_intent_id: str
+    status: str
+    refund_id: str | None = None
+
+
+class AdminBookingOut(BookingOut):
+    user_id: int
+    email: str
+    payment: StaffPaymentOut | None  # type: ignore[assignment]
+
+
+class AdminBookingList(RootModel[list[AdminBookingOut]]):
+    """A JSON array of bookings, newest first."""
+
+
+class StaffTicketOut(Model):
+    seat_id: int | None
+    row: str | None
+    seat: int | None
+    category: str | None
+    ticket_type: str | None
+    status: BookingStatusName
+    checked_in_at: datetime | None
+    checked_in_by: int | None
+
+
+class HistoryOut(Model):
+    at: datetime
+    source: Literal["booking", "payment", "check_in", "audit"]
+    event: str
+    detail: str | None
+
+
+class AdminBookingDetailOut(AdminBookingOut):
+    tickets: list[StaffTicketOut]
+    tickets_sent_at: datetime | None
+    history: list[HistoryOut]
+
+
+class CheckInIn(Model):
+    code: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    screening_id: Id | None = None  # the screening the scanner is set to
+
+
+class CheckInOut(Model):
+    booking_id: int
+    screening_id: int
+    seat_id: int | None
+    ticket_type: str | None
+    checked_in_at: datetime
 
 
 # --- service ----------------------------------------------------------------------------

@@ -28,3 +28,11 @@ class UnknownUser(InvalidToken):
     def __init__(self, user_id: int) -> None:
         super().__init__("the account this token was issued for does not exist")
         self.user_id = user_id
+
+
+class AccountNotFound(AuthError):
+    code = "user_not_found"
+
+    def __init__(self, user_id: int) -> None:
+        super().__init__(f"user {user_id} does not exist")
+        self.user_id = user_id

@@ -8,17 +8,23 @@ from dataclasses import dataclass
 import jwt
 
 from cinema.auth.errors import InvalidToken
+from cinema.auth.model import Role
 
 ALGORITHM = "HS256"
 # Verified tokens kept per process: a buyer sends the same token with every request, and
 # decoding + HMAC + claim checks cost more than the rest of a losing booking request.
 VERIFIED_CACHE_SIZE = 4096
+_ROLES = frozenset(r.value for r in Role)
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
+    """Who the caller is. `role` is what the token said when it was issued; staff routes
+    check the account's current role instead (cinema/auth/roles.py)."""
+
     user_id: int
-    is_staff: bool
+    is_staff: bool = False
+    role: Role = Role.CUSTOMER
 
 
 class TokenIssuer:
@@ -34,6 +40,8 @@ class TokenIssuer:
         claims = {
             "sub": str(principal.user_id),
             "staff": principal.is_staff,
+            # Principal(id, True), the old form, is an admin.
+            "role": (Role.ADMIN if principal.is_staff else principal.role).value,
             "iat": now,
             "exp": now + self.ttl_seconds,
         }
@@ -63,9 +71,11 @@ class TokenIssuer:
             exp = float(claims["exp"])
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise InvalidToken(_reason(exc)) from None
-        if user_id < 1 or not isinstance(claims.get("staff", False), bool):
+        staff = claims.get("staff", False)
+        role = claims.get("role", Role.ADMIN.value if staff is True else Role.CUSTOMER.value)
+        if user_id < 1 or not isinstance(staff, bool) or role not in _ROLES:
             raise InvalidToken("the token is not one of ours: sign in again")
-        return Principal(user_id=user_id, is_staff=bool(claims.get("staff", False))), exp
+        return Principal(user_id=user_id, is_staff=staff, role=Role(role)), exp
 
 
 def _reason(exc: Exception) -> str:

@@ -63,12 +63,15 @@ async def test_the_owner_sees_codes_only_once_confirmed(
     screening = await api.new_screening()
     booked = await api.book(owner, screening.id, screening.seat_ids[:2])
     pending = await api.get(f"/api/bookings/{booked.body['id']}/", token=owner)
-    assert "tickets" not in pending.body
+    assert all("code" not in t for t in pending.body["tickets"])
     await pool.execute(CONFIRM, booked.body["id"])
     booking = (await api.get(f"/api/bookings/{booked.body['id']}/", token=owner)).body
     tickets = booking["tickets"]
     assert [t["seat_id"] for t in tickets] == screening.seat_ids[:2]
-    assert {"seat_id", "ticket_type", "code", "checked_in_at"} <= set(tickets[0])
+    assert {"seat_id", "ticket_type", "code", "checked_in_at", "price", "category"} <= set(
+        tickets[0]
+    )
+    assert tickets[0]["ticket_type"] == "adult"
     codes = [t["code"] for t in tickets]
     assert len(set(codes)) == 2 and all(len(c) >= 27 for c in codes)
     assert all(t["qr_svg"].startswith("data:image/svg+xml") for t in tickets)
@@ -91,6 +94,7 @@ async def test_first_scan_admits_the_second_says_when_and_by_whom(
     assert first.body["booking_id"] == booking["id"]
     assert first.body["screening_id"] == screening.id
     assert first.body["seat_id"] == screening.seat_ids[0]
+    assert first.body["ticket_type"] == "adult"
     again = await check_in(api, api.staff_token, code)
     assert again.status == 409
     error = again.body["error"]

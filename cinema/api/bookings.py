@@ -13,6 +13,7 @@ from cinema.api.io import Inputs, json_response, path_id
 from cinema.api.keys import BOOKINGS, BOXOFFICE
 from cinema.api.schemas import BookingIn, BookingsQuery, IdempotencyKey
 from cinema.booking.model import Booking, BookingStatus, Payment
+from cinema.boxoffice.service import OwnerTicket
 from cinema.money import format_minor
 
 _IDEMPOTENCY_KEY = TypeAdapter(IdempotencyKey)
@@ -95,23 +96,34 @@ def _qr_svg(code: str | None) -> str | None:
 
 
 async def get_booking(request: web.Request, given: Inputs[None, None]) -> web.Response:
-    """The owner's booking; a CONFIRMED one lists its tickets with their door codes."""
+    """The owner's booking; a CONFIRMED one's tickets carry their door codes and QR codes."""
     booking = await request.app[BOOKINGS].booking_for(given.user_id, path_id(request))
     data = booking_json(booking)
-    if booking.status is not BookingStatus.CONFIRMED:
-        return json_response(data)
-    tickets = await request.app[BOXOFFICE].owner_tickets(booking)
-    data["tickets"] = [
-        {
-            "seat_id": t.seat_id,
-            "ticket_type": t.ticket_type,
-            "code": t.code,
-            "checked_in_at": None if t.checked_in_at is None else t.checked_in_at.isoformat(),
-            "qr_svg": _qr_svg(t.code),
-        }
-        for t in tickets
-    ]
+    if booking.status is BookingStatus.CONFIRMED:
+        owned = await request.app[BOXOFFICE].owner_tickets(booking)
+        data["tickets"] = _with_codes(data["tickets"], owned)
     return json_response(data)
+
+
+def _with_codes(lines: list[dict[str, Any]], owned: list[OwnerTicket]) -> list[dict[str, Any]]:
+    """Each ticket line with its code: by seat, and general-admission places in order."""
+    by_seat = {t.seat_id: t for t in owned if t.seat_id is not None}
+    places = iter([t for t in owned if t.seat_id is None])
+    merged = []
+    for line in lines:
+        seat_id = line.get("seat_id")
+        ticket = by_seat.get(seat_id) if seat_id is not None else next(places, None)
+        code = None if ticket is None else ticket.code
+        checked_in = None if ticket is None else ticket.checked_in_at
+        merged.append(
+            {
+                **line,
+                "code": code,
+                "checked_in_at": None if checked_in is None else checked_in.isoformat(),
+                "qr_svg": _qr_svg(code),
+            }
+        )
+    return merged
 
 
 async def list_bookings(request: web.Request, given: Inputs[None, BookingsQuery]) -> web.Response:

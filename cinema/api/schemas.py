@@ -303,16 +303,18 @@ class BookingList(RootModel[list[BookingOut]]):
     """A JSON array of booking objects."""
 
 
-class OwnerTicketOut(Model):
-    seat_id: int | None
-    ticket_type: str | None
-    code: str | None  # only while the booking is CONFIRMED; what the door scans
+class OwnerTicketOut(TicketOut):
+    """On a CONFIRMED booking only (GET /api/bookings/{id}/ of its owner)."""
+
+    code: str | None  # what the door scans; null for a refunded or cancelled ticket
     checked_in_at: datetime | None
     qr_svg: str | None  # the code as a QR code, an SVG data URI
 
 
 class OwnerBookingOut(BookingOut):
-    tickets: list[OwnerTicketOut] | None = None  # listed once the booking is CONFIRMED
+    """A CONFIRMED booking's tickets are OwnerTicketOut (with their codes)."""
+
+    tickets: list[OwnerTicketOut | TicketOut]
 
 
 # --- box office -------------------------------------------------------------------------
@@ -366,7 +368,7 @@ class HistoryOut(Model):
 
 
 class AdminBookingDetailOut(AdminBookingOut):
-    tickets: list[StaffTicketOut]
+    tickets: list[StaffTicketOut]  # type: ignore[assignment]
     tickets_sent_at: datetime | None
     history: list[HistoryOut]
 

@@ -46,19 +46,25 @@ class BoxOffice:
         return detail
 
     async def owner_tickets(self, booking: Booking) -> list[OwnerTicket]:
-        """The booking's tickets for its owner (the caller checked ownership)."""
+        """The booking's tickets for its owner (the caller checked ownership), ascending seat
+        id (general admission last): a code for each live ticket of a valid booking."""
         valid = booking.status is BookingStatus.CONFIRMED and (
             booking.payment is None or booking.payment.status.value not in _REFUNDED
+        )
+        tickets = sorted(
+            await self._store.tickets_of(booking.id),
+            key=lambda t: (t.seat_id is None, t.seat_id or 0, t.reservation_id),
         )
         return [
             OwnerTicket(
                 t.seat_id,
                 t.ticket_type,
-                self._codes.code(t.reservation_id) if valid else None,
+                self._codes.code(t.reservation_id)
+                if valid and t.status is BookingStatus.CONFIRMED
+                else None,
                 t.checked_in_at,
             )
-            for t in await self._store.tickets_of(booking.id)
-            if not valid or t.status is BookingStatus.CONFIRMED
+            for t in tickets
         ]
 
     def code_of(self, reservation_id: int) -> str:

@@ -34,10 +34,9 @@ _ONE = f"""
     FROM bookings b JOIN users u ON u.id = b.user_id WHERE b.id = $1
 """
 
-# ticket_type through to_jsonb: the column comes with the ticket types (issue 12).
 _TICKETS = """
     SELECT r.id, r.seat_id, s.row_label, s.number, s.category, r.status,
-           to_jsonb(r) ->> 'ticket_type' AS ticket_type, r.checked_in_at, r.checked_in_by
+           r.ticket_type, r.checked_in_at, r.checked_in_by
     FROM reservations r LEFT JOIN seats s ON s.id = r.seat_id
     WHERE r.booking_id = $1
     ORDER BY s.row_index NULLS LAST, s.number NULLS LAST, r.id
@@ -58,14 +57,14 @@ _CHECK_IN = f"""
       AND (b.payment_status IS NULL OR b.payment_status NOT IN ('refund_pending', 'refunded'))
       AND ($3::bigint IS NULL OR r.screening_id = $3)
     RETURNING r.booking_id, r.screening_id, r.seat_id, r.status, r.checked_in_at,
-              r.checked_in_by, to_jsonb(r) ->> 'ticket_type' AS ticket_type,
+              r.checked_in_by, r.ticket_type,
               b.status AS booking_status, b.payment_status
 """
 
 # A new statement (a new snapshot): a scanner that lost the race sees the winner's commit.
 _TICKET_NOW = """
     SELECT r.booking_id, r.screening_id, r.seat_id, r.status, r.checked_in_at,
-           r.checked_in_by, to_jsonb(r) ->> 'ticket_type' AS ticket_type,
+           r.checked_in_by, r.ticket_type,
            b.status AS booking_status, b.payment_status, u.email AS checked_in_by_email
     FROM reservations r JOIN bookings b ON b.id = r.booking_id
     LEFT JOIN users u ON u.id = r.checked_in_by

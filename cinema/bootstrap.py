@@ -155,7 +155,9 @@ async def _open_core(
     store = PgBookingStore(pool)
     canceller = PaymentCanceller(gateway=gateway, store=store)
     mailer = TicketMailer(
-        PgTicketStore(pool), SmtpConfig(settings.smtp_host, settings.smtp_port, settings.smtp_from)
+        PgTicketStore(pool),
+        SmtpConfig(settings.smtp_host, settings.smtp_port, settings.smtp_from),
+        codes=TicketCodes(settings.ticket_code_key).code,
     )
     tasks = None if queue is None else FollowUpTasks(queue)
     if tasks is not None and run_follow_ups:

@@ -79,8 +79,12 @@ async def test_card_payment_confirms_sells_and_emails_the_ticket(
     assert "Row A, seat 1" in text and "Row A, seat 2" in text
     assert "25.00 USD" in text
     images = [p for p in ticket.walk() if p.get_content_type() == "image/png"]
-    assert len(images) == 1
+    assert len(images) == 3  # the booking reference, then one per ticket (its door code)
     assert images[0].get_content() == qr_png(booking["reference"])
+    mine = await wait_status(api, token, booking["id"], "CONFIRMED")
+    codes = [t["code"] for t in mine["tickets"]]
+    assert [i.get_content() for i in images[1:]] == [qr_png(c, scale=6) for c in codes]
+    assert all(code in text for code in codes)
 
     # a later claim on a sold seat is turned away
     late = await api.book(await users.one(), screening.id, seats[:1])

@@ -96,3 +96,32 @@ async def test_pending_booking_gets_no_ticket(api, users, database_url, smtp):
         assert await mailer.send(booking["id"]) is False
     finally:
         await pool.close()
+
+
+def test_each_ticket_with_a_door_code_gets_its_own_qr_code():
+    from cinema.boxoffice.codes import TicketCodes
+
+    codes = TicketCodes(b"k" * 32)
+    ticket = Ticket(
+        booking_id=1,
+        reference="ABCD2345",
+        email="fan@example.com",
+        movie_title="M",
+        hall_name="Hall 1",
+        starts_at=datetime(2030, 5, 17, 19, 30, tzinfo=UTC),
+        seats=(
+            TicketSeat("C", 7, "vip", 11, codes.code(11)),
+            TicketSeat("C", 8, "vip", 12, codes.code(12)),
+        ),
+        amount=3000,
+        currency="eur",
+    )
+    message = render_ticket(ticket, "CinemaCore <tickets@example.com>")
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    assert f"Row C, seat 7: {codes.code(11)}" in text
+    images = [p for p in message.walk() if p.get_content_type() == "image/png"]
+    assert [i.get_content() for i in images] == [
+        qr_png("ABCD2345"), qr_png(codes.code(11), scale=6), qr_png(codes.code(12), scale=6),
+    ]  # fmt: skip
+    html = message.get_body(preferencelist=("html",)).get_content()
+    assert all(i["Content-ID"].strip("<>") in html for i in images)

@@ -35,7 +35,7 @@ _TICKET = """
 """
 
 _SEATS = """
-    SELECT st.row_label, st.number, st.category
+    SELECT r.id, st.row_label, st.number, st.category
     FROM reservations r JOIN seats st ON st.id = r.seat_id
     WHERE r.booking_id = $1
     ORDER BY st.row_index, st.number
@@ -59,7 +59,9 @@ class PgTicketStore:
             movie_title=row["title"],
             hall_name=row["hall_name"],
             starts_at=row["starts_at"],
-            seats=tuple(TicketSeat(s["row_label"], s["number"], s["category"]) for s in seats),
+            seats=tuple(
+                TicketSeat(s["row_label"], s["number"], s["category"], s["id"]) for s in seats
+            ),
             amount=row["amount"],
             currency=row["currency"],
         )

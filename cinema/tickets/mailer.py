@@ -4,7 +4,9 @@ senders apart, and `tickets_sent_at` records that it went out."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -48,10 +50,28 @@ SWEEP_MAX_AGE_SECONDS = 24 * 3600.0
 
 
 class TicketMailer:
-    def __init__(self, store: TicketStore, smtp: SmtpConfig, lease_seconds: float = 120.0):
+    def __init__(
+        self,
+        store: TicketStore,
+        smtp: SmtpConfig,
+        lease_seconds: float = 120.0,
+        codes: Callable[[int], str] | None = None,
+    ):
+        """`codes`: a reservation id's door code; each ticket's QR code in the email."""
         self._store = store
         self._smtp = smtp
         self._lease = lease_seconds
+        self._codes = codes
+
+    def _with_codes(self, ticket: Ticket) -> Ticket:
+        if self._codes is None:
+            return ticket
+        code = self._codes
+        seats = tuple(
+            dataclasses.replace(s, code=code(s.reservation_id)) if s.reservation_id else s
+            for s in ticket.seats
+        )
+        return dataclasses.replace(ticket, seats=seats)
 
     async def send(self, booking_id: int) -> bool:
         """One attempt; True if this call sent the email. Raises on SMTP failure (retry)."""
@@ -63,7 +83,7 @@ class TicketMailer:
             return False
         try:
             await aiosmtplib.send(
-                render_ticket(ticket, self._smtp.sender),
+                render_ticket(self._with_codes(ticket), self._smtp.sender),
                 hostname=self._smtp.host,
                 port=self._smtp.port,
                 timeout=self._smtp.timeout_seconds,

@@ -11,6 +11,8 @@ class TicketSeat:
     row: str
     number: int
     category: str
+    reservation_id: int = 0  # the ticket's row; its door code is signed from it
+    code: str | None = None  # the door code (cinema/boxoffice/codes.py), set by the mailer
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""The ticket email: plain text, HTML, and a QR code of the booking reference (segno)."""
+"""The ticket email: plain text, HTML, a QR code of the booking reference and one of each
+ticket's door code (segno)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,32 @@ def _seats(ticket: Ticket) -> list[str]:
     return [f"Row {s.row}, seat {s.number} ({s.category})" for s in ticket.seats]
 
 
+def _door_codes(ticket: Ticket) -> list[tuple[str, str]]:
+    """(label, code) of each ticket that has a door code."""
+    return [(f"Row {s.row}, seat {s.number}", s.code) for s in ticket.seats if s.code is not None]
+
+
+def _door_code_html(images: list[tuple[str, str, str]]) -> str:
+    return "".join(
+        f"<p><b>{html.escape(label)}</b><br>"
+        f'<img src="cid:{cid[1:-1]}" alt="door code of {html.escape(label)}"></p>'
+        for label, _, cid in images
+    )
+
+
+def _attach_door_codes(
+    html_part: EmailMessage, reference: str, images: list[tuple[str, str, str]]
+) -> None:
+    for n, (_, code, cid) in enumerate(images, start=1):
+        html_part.add_related(
+            qr_png(code, scale=6),
+            maintype="image",
+            subtype="png",
+            cid=cid,
+            filename=f"{reference}-ticket-{n}.png",
+        )
+
+
 def render_ticket(ticket: Ticket, sender: str) -> EmailMessage:
     message = EmailMessage()
     message["Subject"] = f"Your tickets for {ticket.movie_title} - booking {ticket.reference}"
@@ -46,9 +73,14 @@ def render_ticket(ticket: Ticket, sender: str) -> EmailMessage:
         f"Paid:      {price}",
         f"Reference: {ticket.reference}",
     ]
+    codes = _door_codes(ticket)
+    if codes:
+        lines += ["", "At the door, each ticket's QR code (or its code):"]
+        lines += [f"  {label}: {code}" for label, code in codes]
     message.set_content("\n".join(lines) + "\n")
 
     qr_cid = make_msgid(domain="cinemacore.invalid")
+    images = [(label, code, make_msgid(domain="cinemacore.invalid")) for label, code in codes]
     seat_items = "".join(f"<li>{html.escape(s)}</li>" for s in _seats(ticket))
     message.add_alternative(
         "<html><body>"
@@ -59,6 +91,7 @@ def render_ticket(ticket: Ticket, sender: str) -> EmailMessage:
         f"<b>Reference:</b> <code>{html.escape(ticket.reference)}</code></p>"
         f"<ul>{seat_items}</ul>"
         f'<p><img src="cid:{qr_cid[1:-1]}" alt="QR code of {html.escape(ticket.reference)}"></p>'
+        f"{_door_code_html(images)}"
         "</body></html>",
         subtype="html",
     )
@@ -71,4 +104,5 @@ def render_ticket(ticket: Ticket, sender: str) -> EmailMessage:
         cid=qr_cid,
         filename=f"{ticket.reference}.png",
     )
+    _attach_door_codes(html_part, ticket.reference, images)
     return message

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from cinema.api.errors import make_error_middleware
 from cinema.api.health import HEALTH_ROUTES, PROBES
-from cinema.api.keys import ACCOUNTS, BOOKINGS, BOXOFFICE, CATALOGUE, SETTLEMENT
+from cinema.api.keys import ACCOUNTS, BOOKINGS, BOXOFFICE, CATALOGUE, PROMOS, SETTLEMENT
 from cinema.api.limits import LIMITS, Limits, parse_networks
 from cinema.api.observe import metrics_endpoint, observe_middleware
 from cinema.api.openapi import add_openapi_routes
@@ -43,6 +43,7 @@ def init_app(
             app[ACCOUNTS] = api.accounts
             app[CATALOGUE] = api.catalogue
             app[BOOKINGS] = api.bookings
+            app[PROMOS] = api.promos
             app[SETTLEMENT] = api.settlement
             app[BOXOFFICE] = api.boxoffice
             app[LIMITS] = Limits(

@@ -35,12 +35,14 @@ from cinema.catalogue.service import CatalogueService
 from cinema.holds import RedisSeatHolds, create_redis
 from cinema.metrics import BookingTelemetry, observe_pool
 from cinema.payments.stripe_gateway import StripeGateway, gateway_from_settings
+from cinema.pricing.service import PromoService
 from cinema.ratelimit import RedisRateLimiter
 from cinema.settings import Settings
 from cinema.store import pool as pg
 from cinema.store.bookings import PgBookingStore
 from cinema.store.catalogue import PgCatalogueStore
 from cinema.store.desk import PgDeskStore
+from cinema.store.promos import PgPromoStore
 from cinema.store.settlement import PgSettlementStore
 from cinema.store.tickets import PgTicketStore
 from cinema.store.users import PgUserStore
@@ -69,6 +71,7 @@ class ApiServices:
     accounts: AccountService
     catalogue: CatalogueService
     bookings: BookingService
+    promos: PromoService
     settlement: PaymentSettlement
     boxoffice: BoxOffice
     rate_limiter: RedisRateLimiter
@@ -89,6 +92,7 @@ class _Core:
     follow_ups: FollowUps
     telemetry: BookingTelemetry
     bookings: BookingService
+    promos: PromoService
 
 
 async def _open_queue(
@@ -167,6 +171,7 @@ async def _open_core(
     )
     catalogue = CatalogueService(PgCatalogueStore(pool))
     telemetry = BookingTelemetry()  # metrics and a log line per booking state change
+    promos = PromoService(PgPromoStore(pool))
     bookings = BookingService(
         holds=_timed(settings, holds, "holds"),
         store=_timed(settings, store, "store"),
@@ -178,9 +183,21 @@ async def _open_core(
         payments=_timed(settings, gateway, "payments"),
         follow_ups=jobs,
         events=_timed(settings, telemetry, "events"),
+        promos=promos,
+        promo_filter=holds,
     )
     return _Core(
-        pool, redis, holds, gateway, catalogue, canceller, mailer, jobs, telemetry, bookings
+        pool,
+        redis,
+        holds,
+        gateway,
+        catalogue,
+        canceller,
+        mailer,
+        jobs,
+        telemetry,
+        bookings,
+        promos,
     )
 
 
@@ -228,6 +245,7 @@ async def api_services(
             ),
             catalogue=core.catalogue,
             bookings=core.bookings,
+            promos=core.promos,
             settlement=PaymentSettlement(
                 gateway=core.gateway,
                 store=PgSettlementStore(core.pool),

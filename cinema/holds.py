@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from importlib.resources import files
 
@@ -28,6 +28,11 @@ _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 def seat_key(prefix: str, screening_id: int, seat_id: int) -> str:
     # The hash tag keeps one screening's seats in one cluster slot, so a claim never spans slots.
     return f"{prefix}{{screening:{screening_id}}}:seat:{seat_id}"
+
+
+def promo_exhausted_key(prefix: str, promo_id: int) -> str:
+    # A code spans screenings: its own hash tag, checked by its own command.
+    return f"{prefix}{{promo:{promo_id}}}:exhausted"
 
 
 POOL_SIZE = 64
@@ -160,6 +165,42 @@ class RedisSeatHolds:
     def unreleased(self) -> int:
         """Releases waiting for Redis to answer again."""
         return len(self._unreleased)
+
+    async def promo_exhausted(self, promo_id: int) -> bool:
+        """True while PostgreSQL's last word on the code was "no uses left" (a marker that
+        lapses by itself); False when unsure: Redis down, slow or flushed."""
+        if self._is_down():
+            return False
+        try:
+            return bool(await self._client.exists(promo_exhausted_key(self._prefix, promo_id)))
+        except _UNREACHABLE as exc:
+            self._mark_down()
+            log.warning("redis unreachable for promo filter: %s", exc)
+        except RedisError as exc:
+            log.warning("redis error on promo filter: %s", exc)
+        return False
+
+    async def mark_promo_exhausted(self, promo_id: int, ttl_seconds: float) -> None:
+        await self._promo_quietly(
+            self._client.set(promo_exhausted_key(self._prefix, promo_id), 1, px=_ms(ttl_seconds))
+        )
+
+    async def clear_promo_exhausted(self, promo_id: int) -> None:
+        await self._promo_quietly(self._client.delete(promo_exhausted_key(self._prefix, promo_id)))
+
+    async def _promo_quietly(self, call: Awaitable[object]) -> None:
+        if self._is_down():
+            close = getattr(call, "close", None)
+            if close is not None:
+                close()  # never awaited: no "coroutine was never awaited" warning
+            return
+        try:
+            await call
+        except _UNREACHABLE as exc:
+            self._mark_down()
+            log.warning("redis unreachable for promo filter: %s", exc)
+        except RedisError as exc:
+            log.warning("redis error on promo filter: %s", exc)
 
     async def close(self) -> None:
         """Stop retrying releases (the sweep of any other process, or the deadline, frees them)."""

@@ -227,6 +227,7 @@ class _BookingRow:
     discount: int = 0
     fees: int = 0
     promo_code: str | None = None
+    promo_code_id: int | None = None
 
 
 @dataclass(slots=True)

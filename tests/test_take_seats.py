@@ -25,7 +25,8 @@ CREATE = """
     SELECT (c.booking).id, c.taken
     FROM cinema_create_booking($1, $2, $3, 1000, 'usd', $4, 'token', NULL, $5::bigint[],
                                ARRAY(SELECT 'adult' FROM unnest($5::bigint[])),
-                               ARRAY(SELECT 0::bigint FROM unnest($5::bigint[])), 1000, 0, 0) AS c
+                               ARRAY(SELECT 0::bigint FROM unnest($5::bigint[])), 1000, 0, 0,
+                               NULL) AS c
 """
 
 

@@ -61,6 +61,7 @@ def booking_json(booking: Booking) -> dict[str, Any]:
         "amount": total,
         "amount_minor": booking.amount,
         "currency": currency,
+        "promo_code": booking.promo_code,
         "expires_at": booking.expires_at.isoformat(),
         "cancel_reason": booking.cancel_reason,
         "created_at": booking.created_at.isoformat(),
@@ -85,7 +86,7 @@ async def create_booking(request: web.Request, given: Inputs[BookingIn, None]) -
     key = _idempotency_key(request)
     body = given.body
     result = await request.app[BOOKINGS].book(
-        given.user_id, body.screening_id, body.ticket_requests(), key
+        given.user_id, body.screening_id, body.ticket_requests(), key, body.promo_code
     )
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
     return json_response(booking_json(result.booking), status=201, headers=headers)

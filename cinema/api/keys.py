@@ -9,9 +9,11 @@ from cinema.booking.service import BookingService
 from cinema.booking.settlement import PaymentSettlement
 from cinema.boxoffice.service import BoxOffice
 from cinema.catalogue.service import CatalogueService
+from cinema.pricing.service import PromoService
 
 ACCOUNTS = web.AppKey("accounts", AccountService)
 CATALOGUE = web.AppKey("catalogue", CatalogueService)
 BOOKINGS = web.AppKey("bookings", BookingService)
 SETTLEMENT = web.AppKey("settlement", PaymentSettlement)
 BOXOFFICE = web.AppKey("boxoffice", BoxOffice)
+PROMOS = web.AppKey("promos", PromoService)

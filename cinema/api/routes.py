@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from cinema import stages
-from cinema.api import auth, bookings, catalogue, desk, users, webhooks
+from cinema.api import auth, bookings, catalogue, desk, promos, users, webhooks
 from cinema.api import schemas as s
 from cinema.api.io import Inputs, authenticate, authenticate_role, read_body, read_query
 from cinema.api.limits import LimitName, apply_limit
@@ -162,6 +162,45 @@ ROUTES: tuple[Route, ...] = (
         body=s.CheckInIn,
         response=s.CheckInOut,
         errors=(404, 409),
+    ),
+    Route(
+        "POST",
+        "/api/admin/promo-codes/",
+        promos.create_promo_code,
+        "Create a promo code (and its max_uses uses)",
+        access="admin",
+        body=s.PromoCodeIn,
+        response=s.PromoCodeOut,
+        status=201,
+        errors=(400, 409),
+    ),
+    Route(
+        "GET",
+        "/api/admin/promo-codes/",
+        promos.list_promo_codes,
+        "List promo codes with their live uses",
+        access="admin",
+        query=s.PageQuery,
+        response=s.PromoCodeList,
+        errors=(400,),
+    ),
+    Route(
+        "GET",
+        r"/api/admin/promo-codes/{id:\d+}/",
+        promos.get_promo_code,
+        "One promo code",
+        access="admin",
+        response=s.PromoCodeOut,
+        errors=(404,),
+    ),
+    Route(
+        "POST",
+        r"/api/admin/promo-codes/{id:\d+}/deactivate/",
+        promos.deactivate_promo_code,
+        "Deactivate a promo code: no new booking can use it; live bookings keep theirs",
+        access="admin",
+        response=s.PromoCodeOut,
+        errors=(404,),
     ),
     Route(
         "GET",

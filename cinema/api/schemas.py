@@ -214,6 +214,11 @@ class SeatTicketIn(Model):
     ticket_type: TicketTypeCode | None = None  # absent: the screening's default type
 
 
+# A promo code as typed: letters, digits, - and _ (any case; no spaces).
+PromoCodeText = Annotated[
+    str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")
+]
+
 # What a booking asks for: exactly one of these fields (docs: README "Bookings").
 _BOOKING_FORMS = ("seat_ids", "seats")
 
@@ -224,6 +229,7 @@ class BookingIn(Model):
     screening_id: Id
     seat_ids: Annotated[list[Id], Field(min_length=1, max_length=10)] | None = None
     seats: Annotated[list[SeatTicketIn], Field(min_length=1, max_length=10)] | None = None
+    promo_code: PromoCodeText | None = None
 
     @model_validator(mode="after")
     def _one_form(self) -> BookingIn:
@@ -292,6 +298,7 @@ class BookingOut(Model):
     amount: str  # = total, what is charged
     amount_minor: int
     currency: str
+    promo_code: str | None
     expires_at: datetime
     cancel_reason: str | None
     created_at: datetime
@@ -384,6 +391,56 @@ class CheckInOut(Model):
     seat_id: int | None
     ticket_type: str | None
     checked_in_at: datetime
+
+
+# --- promo codes -----------------------------------------------------------------------
+class PromoCodeIn(Model):
+    """`value`: a percent (0-100] of the eligible tickets, or (fixed) an amount off in the
+    booked screening's currency. Optional limits to screenings and ticket types."""
+
+    code: Annotated[
+        str, StringConstraints(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")
+    ]
+    kind: Literal["percent", "fixed"]
+    value: Annotated[Decimal, Field(gt=0, le=1_000_000, allow_inf_nan=False, decimal_places=3)]
+    max_uses: Annotated[int, Field(ge=1, le=100_000)]
+    max_uses_per_customer: Annotated[int, Field(ge=1, le=1000)] | None = None
+    valid_from: AwareDatetime | None = None
+    valid_until: AwareDatetime | None = None
+    screening_ids: Annotated[list[Id], Field(min_length=1, max_length=100)] | None = None
+    ticket_types: Annotated[list[TicketTypeCode], Field(min_length=1, max_length=20)] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PromoCodeIn:
+        if self.kind == "percent" and self.value > 100:
+            raise ValueError("a percent value is at most 100")
+        if (
+            self.valid_from is not None
+            and self.valid_until is not None
+            and self.valid_until <= self.valid_from
+        ):
+            raise ValueError("valid_until must be after valid_from")
+        return self
+
+
+class PromoCodeOut(Model):
+    id: int
+    code: str
+    kind: Literal["percent", "fixed"]
+    value: str
+    max_uses: int
+    max_uses_per_customer: int | None
+    uses: int  # held by live bookings now
+    valid_from: datetime | None
+    valid_until: datetime | None
+    screening_ids: list[int] | None
+    ticket_types: list[str] | None
+    active: bool
+    created_at: datetime
+
+
+class PromoCodeList(RootModel[list[PromoCodeOut]]):
+    """A JSON array of promo code objects."""
 
 
 # --- service ----------------------------------------------------------------------------

@@ -71,6 +71,7 @@ class Booking:
     discount: int = 0
     fees: int = 0
     promo_code: str | None = None
+    promo_code_id: int | None = None
 
     @property
     def subtotal_minor(self) -> int:
@@ -95,6 +96,7 @@ class NewBooking:
     subtotal: int | None = None  # None: amount
     discount: int = 0
     fees: int = 0
+    promo_code_id: int | None = None
 
     def ticket_lines(self) -> tuple[TicketLine, ...]:
         """The lines to store: the priced ones, or (tools, tests) the default type with the

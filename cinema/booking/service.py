@@ -5,6 +5,7 @@ A claim is provisional (seconds) until the commit extends it to the hold's deadl
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,7 +46,10 @@ from cinema.booking.ports import (
 from cinema.booking.seatmap import SeatMapBuilder
 from cinema.catalogue.model import ScreeningSnapshot
 from cinema.pricing import rules as pricing
-from cinema.pricing.model import TicketLine, TicketRequest, Totals
+from cinema.pricing.errors import PromoCodeExhausted, PromoCodeInvalid, PromoUseRefused
+from cinema.pricing.model import PromoCode, TicketLine, TicketRequest, Totals
+from cinema.pricing.ports import NoPromoFilter, PromoFilter
+from cinema.pricing.service import PromoService
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,7 @@ class _Attempt:
     idempotency_key: str | None
     lines: tuple[TicketLine, ...]  # parallel to seats
     totals: Totals
+    promo: PromoCode | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +99,8 @@ class BookingService:
         events: BookingEvents | None = None,
         payments: PaymentGateway | None = None,
         follow_ups: FollowUps | None = None,
+        promos: PromoService | None = None,
+        promo_filter: PromoFilter | None = None,
     ) -> None:
         self._holds = holds
         self._store = store
@@ -107,6 +114,8 @@ class BookingService:
         self._payments = payments  # None: bookings carry no payment (no provider configured)
         self._follow_ups = follow_ups or NoFollowUps()
         self._seat_maps = SeatMapBuilder()
+        self._promos = promos
+        self._promo_filter: PromoFilter = promo_filter or NoPromoFilter()
 
     async def _snapshot(self, screening_id: int) -> ScreeningSnapshot:
         snapshot = await self._catalogue.snapshot(screening_id)
@@ -120,16 +129,25 @@ class BookingService:
         screening_id: int,
         tickets: Sequence[int | TicketRequest],
         idempotency_key: str | None = None,
+        promo_code: str | None = None,
     ) -> BookingResult:
-        """Book `tickets`: seat ids (the default ticket type) or TicketRequests."""
+        """Book `tickets`: seat ids (the default ticket type) or TicketRequests, with an
+        optional promo code (any case)."""
         requests = [t if isinstance(t, TicketRequest) else TicketRequest(t) for t in tickets]
         seats = rules.normalize_selection(rules.seat_ids_of(requests))
         snapshot = await self._snapshot(screening_id)
-        rules.ensure_bookable(snapshot, seats, self._clock())
+        now = self._clock()
+        rules.ensure_bookable(snapshot, seats, now)
         lines = rules.priced_lines(snapshot, requests)
-        totals = pricing.totals(lines, snapshot.screening.fees, snapshot.screening.currency)
+        promo = await self._promo_for(promo_code, screening_id, lines, now)
+        screening = snapshot.screening
+        totals = pricing.totals(lines, screening.fees, screening.currency, promo)
         token = hold_token(user_id, idempotency_key)
-        attempt = _Attempt(user_id, screening_id, seats, token, idempotency_key, lines, totals)
+        attempt = _Attempt(
+            user_id, screening_id, seats, token, idempotency_key, lines, totals, promo
+        )
+        if promo is not None and await self._promo_filtered(promo):
+            return await self._promo_refused(attempt, "promo_code_exhausted", claimed=False)
 
         claim = await self._claim(attempt)
         if claim.taken:
@@ -138,6 +156,8 @@ class BookingService:
             booking = await self._commit(attempt, snapshot)
         except SeatsUnavailable as exc:
             return await self._seats_taken(attempt, "postgres", exc.seat_ids, claim.claimed)
+        except PromoUseRefused as exc:
+            return await self._promo_refused(attempt, exc.reason, claim.claimed)
         except IdempotencyKeyTaken:
             return await self._seats_taken(attempt, "postgres", seats, claim.claimed)
         except BaseException:
@@ -150,6 +170,43 @@ class BookingService:
         booking = await self._start_payment(booking, owner=True)
         await self._schedule_expiry(booking)
         return BookingResult(booking, replayed=False)
+
+    async def _promo_for(
+        self, code: str | None, screening_id: int, lines: Sequence[TicketLine], now: datetime
+    ) -> PromoCode | None:
+        if code is None:
+            return None
+        if self._promos is None:
+            raise PromoCodeInvalid("unknown", "promo codes are not offered here")
+        promo = await self._promos.lookup(code)
+        pricing.check_promo(promo, screening_id, lines, now)
+        return promo
+
+    async def _promo_filtered(self, promo: PromoCode) -> bool:
+        """Whether the filter remembers PostgreSQL saying the code has no uses left."""
+        return self._filter_enabled and await self._promo_filter.promo_exhausted(promo.id)
+
+    async def _promo_refused(self, attempt: _Attempt, reason: str, claimed: bool) -> BookingResult:
+        """No use of the code was taken, so nothing was booked. A retry of a request that did
+        book (same Idempotency-Key) answers that booking; otherwise free our claim, remember
+        an exhausted code in the filter for a moment, and refuse."""
+        replay = await self._replay(attempt)
+        if claimed and (replay is None or replay.booking.status is BookingStatus.CANCELLED):
+            await self._release_quietly(attempt.screening_id, attempt.seats, attempt.token)
+        if replay is not None:
+            return replay
+        promo = attempt.promo
+        assert promo is not None
+        if reason == "promo_code_invalid":
+            raise PromoCodeInvalid("inactive", f"promo code {promo.code} is no longer valid")
+        if reason == "promo_code_customer_limit":
+            raise PromoCodeExhausted(
+                f"you have used promo code {promo.code} the {promo.max_uses_per_customer}"
+                " time(s) it allows per customer"
+            )
+        if self._filter_enabled:
+            await self._promo_filter.mark_promo_exhausted(promo.id, self._claim_window)
+        raise PromoCodeExhausted(f"promo code {promo.code} has no uses left")
 
     async def _claim(self, attempt: _Attempt) -> HoldClaim:
         """Claim the seats in the filter for the provisional window only: a claim whose
@@ -281,6 +338,12 @@ class BookingService:
                 log.exception("could not schedule cancelling the payment of %s", booking.id)
 
     async def _commit(self, attempt: _Attempt, snapshot: ScreeningSnapshot) -> Booking:
+        booking = await self._create(attempt, snapshot)
+        if attempt.promo is not None:
+            booking = dataclasses.replace(booking, promo_code=attempt.promo.code)
+        return booking
+
+    async def _create(self, attempt: _Attempt, snapshot: ScreeningSnapshot) -> Booking:
         screening = snapshot.screening
         for _ in range(_REFERENCE_ATTEMPTS):
             try:
@@ -300,6 +363,7 @@ class BookingService:
                         subtotal=attempt.totals.subtotal,
                         discount=attempt.totals.discount,
                         fees=attempt.totals.fees,
+                        promo_code_id=None if attempt.promo is None else attempt.promo.id,
                     )
                 )
             except ReferenceTaken:
@@ -318,6 +382,7 @@ class BookingService:
             earlier.screening_id != attempt.screening_id
             or earlier.seat_ids != attempt.seats
             or not rules.same_ticket_types(earlier.tickets, attempt.lines)
+            or earlier.promo_code_id != (None if attempt.promo is None else attempt.promo.id)
         ):
             await self._release_claim_beside(attempt, earlier)
             raise IdempotencyKeyReused()
@@ -340,6 +405,9 @@ class BookingService:
         await self._release_quietly(
             booking.screening_id, booking.seat_ids, booking.hold_token, booking.expires_at
         )
+        if booking.promo_code_id is not None and self._filter_enabled:
+            # Its use went back in the transaction that ended it: buyers may have it now.
+            await self._promo_filter.clear_promo_exhausted(booking.promo_code_id)
 
     async def _release_quietly(
         self,

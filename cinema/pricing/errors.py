@@ -54,3 +54,12 @@ class PromoCodeTaken(PricingError):
 
     def __init__(self, code: str) -> None:
         super().__init__(f"a promo code {code!r} already exists")
+
+
+class PromoUseRefused(Exception):
+    """The booking transaction took no use of the code (and wrote nothing); `reason` is
+    promo_code_invalid, promo_code_exhausted or promo_code_customer_limit."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -22,6 +22,7 @@ from cinema.booking.model import (
     Payment,
     PaymentStatus,
 )
+from cinema.pricing.errors import PromoUseRefused
 from cinema.pricing.model import TicketLine
 from cinema.store.pool import DatabaseUnavailable, Pool
 
@@ -43,7 +44,8 @@ _BOOKING_COLUMNS = (
     b.id, b.reference, b.user_id, b.screening_id, b.status, b.amount, b.currency,
     b.expires_at, b.hold_token, b.idempotency_key, b.cancel_reason, b.created_at, b.updated_at,
     b.payment_provider, b.payment_intent_id, b.payment_client_secret, b.payment_status,
-    b.subtotal_minor, b.discount_minor, b.fees_minor,
+    b.subtotal_minor, b.discount_minor, b.fees_minor, b.promo_code_id,
+    (SELECT p.code FROM promo_codes p WHERE p.id = b.promo_code_id) AS promo_code,
     ARRAY(SELECT r.seat_id FROM reservations r WHERE r.booking_id = b.id ORDER BY r.seat_id)
         AS seat_ids,
 """
@@ -65,9 +67,9 @@ CANCELLED_SQL = _literal(BookingStatus.CANCELLED)
 # The one way to take seats: db/004_take_seats.sql (rules in docs/concurrency.md). A new
 # booking is one statement, so one round trip and its own transaction.
 _CREATE_BOOKING = """
-    SELECT (c.booking).*, c.taken
+    SELECT (c.booking).*, c.taken, c.refused
     FROM cinema_create_booking($1, $2, $3, $4, $5, $6, $7, $8, $9::bigint[], $10::text[],
-                               $11::bigint[], $12, $13, $14) AS c
+                               $11::bigint[], $12, $13, $14, $15) AS c
 """
 
 _TAKE_SEATS = "SELECT cinema_take_seats($1, $2::bigint[])"
@@ -165,6 +167,8 @@ def _booking(
         subtotal=row["subtotal_minor"],
         discount=row["discount_minor"],
         fees=row["fees_minor"],
+        promo_code_id=row.get("promo_code_id"),
+        promo_code=row.get("promo_code"),
     )
 
 
@@ -263,11 +267,14 @@ class PgBookingStore:
                 new.amount if new.subtotal is None else new.subtotal,
                 new.discount,
                 new.fees,
+                new.promo_code_id,
             )
         except asyncpg.UniqueViolationError as exc:
             raise _unique_violation(exc, seat_ids) from exc
         if row["taken"]:
             raise SeatsUnavailable(list(row["taken"]))
+        if row["refused"]:
+            raise PromoUseRefused(row["refused"])
         # The lines as computed (what was stored): no second read on the hot path.
         return _booking(row, seat_ids=new.seat_ids, tickets=lines)
 

@@ -37,7 +37,7 @@ _RECORD_EVENT = """
 
 # Concurrent deliveries for one booking queue here, one after the other.
 _LOCK_BOOKING = """
-    SELECT id, screening_id, status, payment_status, amount, currency,
+    SELECT id, screening_id, status, payment_status, amount, currency, user_id, promo_code_id,
            ARRAY(SELECT r.seat_id FROM reservations r WHERE r.booking_id = b.id
                  ORDER BY r.seat_id) AS seat_ids
     FROM bookings b WHERE payment_intent_id = $1
@@ -64,6 +64,8 @@ _CANCEL = f"""
     UPDATE reservations SET status = {CANCELLED_SQL}
     WHERE booking_id = (SELECT id FROM b) AND status = {PENDING_SQL}
 """
+
+_TAKE_PROMO_USE = "SELECT use_id, refused FROM cinema_take_promo_use($1, $2)"
 
 _MARK_REFUND_PENDING = """
     UPDATE bookings SET payment_status = 'refund_pending', updated_at = now() WHERE id = $1
@@ -132,7 +134,9 @@ class PgSettlementStore:
             await conn.execute(_CANCEL, booking_id, status.value, reason.value)
             return SettlementOutcome.CANCELLED
         if action is SettleAction.RECLAIM:
-            if await self._seats_free(conn, locked["screening_id"], list(locked["seat_ids"])):
+            if await self._seats_free(
+                conn, locked["screening_id"], list(locked["seat_ids"])
+            ) and await self._promo_use_back(conn, locked):
                 await conn.execute(_CONFIRM, booking_id)
                 return SettlementOutcome.CONFIRMED_LATE
             await conn.execute(
@@ -148,6 +152,22 @@ class PgSettlementStore:
         if not seat_ids:
             return False
         return not await take_seats(conn, screening_id, seat_ids)
+
+    async def _promo_use_back(self, conn: Any, locked: Any) -> bool:
+        """A reclaimed booking was paid its discounted price: it needs its promo use again
+        (given back when it ended), taken after the seats (docs/concurrency.md A.3 (d))."""
+        if locked["promo_code_id"] is None:
+            return True
+        row = await conn.fetchrow(_TAKE_PROMO_USE, locked["promo_code_id"], locked["user_id"])
+        if row["refused"] is not None:
+            return False
+        await conn.execute(
+            "UPDATE promo_code_uses SET booking_id = $2, user_id = $3 WHERE id = $1",
+            row["use_id"],
+            locked["id"],
+            locked["user_id"],
+        )
+        return True
 
     async def record_refund(self, booking_id: int, refund_id: str) -> None:
         await self._pool.execute(

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from cinema.auth.errors import EmailTaken
+from cinema.auth.model import Role
 from cinema.auth.service import AccountService
 from cinema.auth.tokens import TokenIssuer
 from cinema.catalogue.service import CatalogueService
@@ -18,6 +19,7 @@ from cinema.store.users import PgUserStore
 
 DEMO_STAFF = ("staff@cinema.example", "staff-password")
 DEMO_CUSTOMER = ("customer@cinema.example", "customer-password")
+DEMO_BOX_OFFICE = ("boxoffice@cinema.example", "boxoffice-password")
 
 MOVIES = [
     ("The Last Projectionist", "A night-shift projectionist finds one reel too many.", 112),
@@ -71,9 +73,13 @@ async def load_demo(settings: Settings) -> str:
     try:
         catalogue = CatalogueService(PgCatalogueStore(pool))
         accounts = AccountService(PgUserStore(pool), TokenIssuer(settings.jwt_secret, 60))
-        for email, password, staff in ((*DEMO_STAFF, True), (*DEMO_CUSTOMER, False)):
+        for email, password, role in (
+            (*DEMO_STAFF, Role.ADMIN),
+            (*DEMO_BOX_OFFICE, Role.BOX_OFFICE),
+            (*DEMO_CUSTOMER, Role.CUSTOMER),
+        ):
             with contextlib.suppress(EmailTaken):
-                await accounts.register(email, password, is_staff=staff)
+                await accounts.register(email, password, role=role)
         if await catalogue.movies(limit=1):
             return "demo data already loaded\n" + _credentials()
         movies = [await catalogue.add_movie(*m) for m in MOVIES]
@@ -111,5 +117,6 @@ async def load_demo(settings: Settings) -> str:
 def _credentials() -> str:
     return (
         f"staff login:    {DEMO_STAFF[0]} / {DEMO_STAFF[1]}\n"
+        f"box office:     {DEMO_BOX_OFFICE[0]} / {DEMO_BOX_OFFICE[1]}\n"
         f"customer login: {DEMO_CUSTOMER[0]} / {DEMO_CUSTOMER[1]}"
     )

@@ -267,3 +267,18 @@ async def test_a_booking_paid_through_the_webhook_gets_codes(quiet_api: Any, use
     clerk = await users.one(role=Role.BOX_OFFICE)
     reply = await check_in(api, clerk, booking["tickets"][0]["code"])
     assert reply.status == 200, reply
+
+
+async def test_codes_are_never_logged_in_full(
+    api: ApiClient, users: Any, pool: Any, clerk: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    booking, _ = await confirmed_booking(api, pool, await users.one())
+    code = booking["tickets"][0]["code"]
+    forged = code[:-1] + ("A" if code[-1] != "A" else "B")
+    with caplog.at_level("DEBUG"):
+        for sent in (code, code, forged):
+            await check_in(api, clerk, sent)
+        await api.post(f"{CHECKIN}?code={code}", {}, token=clerk)
+    assert "check-in refused" in caplog.text  # the refusal was logged, redacted
+    assert code not in caplog.text and forged not in caplog.text
+    assert code.partition("-")[2] not in caplog.text

@@ -25,12 +25,19 @@ async def _ids(api: ApiClient, token: str) -> dict[str, int]:
     movie_id = (await api.get(f"/api/screenings/{screening.id}/")).body["movie_id"]
     booking = await api.book(token, screening.id, screening.seat_ids[:1])
     assert booking.status == 201, booking
+    promo = await api.post(
+        "/api/admin/promo-codes/",
+        {"code": f"HEAD{booking.body['id']}", "kind": "percent", "value": "10", "max_uses": 1},
+        token=api.staff_token,
+    )
+    assert promo.status == 201, promo
     return {
         "/api/movies/": movie_id,
         "/api/admin/halls/": screening.hall_id,
         "/api/screenings/": screening.id,
         "/api/bookings/": booking.body["id"],
         "/api/admin/bookings/": booking.body["id"],
+        "/api/admin/promo-codes/": promo.body["id"],
     }
 
 

@@ -9,6 +9,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from cinema.store.fair import FifoGate
+
 
 class DatabaseUnavailable(ConnectionError):
     """PostgreSQL cannot be reached, or the connection broke under a statement: nothing is
@@ -57,15 +59,18 @@ class _Checkout:
     terminated, never put back, so no later request is handed it; the error leaves as
     DatabaseUnavailable. Any other error (a constraint, a domain error) passes unchanged."""
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Any, gate: FifoGate) -> None:
         self._pool = pool
+        self._gate = gate
         self._conn: Any = None
 
     async def __aenter__(self) -> Any:
+        await self._gate.acquire()  # first come, first served (cinema/store/fair.py)
         try:
             self._conn = await self._pool.acquire()
-        except _BROKEN as exc:
-            if not is_broken(exc):
+        except BaseException as exc:
+            self._gate.release()
+            if not isinstance(exc, _BROKEN) or not is_broken(exc):
                 raise
             raise DatabaseUnavailable(
                 f"cannot get a database connection: {exc!r}", reached=False
@@ -73,6 +78,12 @@ class _Checkout:
         return self._conn
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        try:
+            await self._give_back(exc)
+        finally:
+            self._gate.release()  # the connection is back in asyncpg's queue by now
+
+    async def _give_back(self, exc: BaseException | None) -> None:
         conn, self._conn = self._conn, None
         broken = exc is not None and is_broken(exc)
         if broken:
@@ -99,9 +110,10 @@ class GuardedPool:
 
     def __init__(self, pool: Any) -> None:
         self.raw = pool
+        self.gate = FifoGate(int(pool.get_max_size()))
 
     def acquire(self) -> _Checkout:
-        return _Checkout(self.raw)
+        return _Checkout(self.raw, self.gate)
 
     async def fetch(self, query: str, *args: Any) -> list[Any]:
         async with self.acquire() as conn:

@@ -54,7 +54,7 @@ from bench.common import (
 from bench.onsale_report import chart, machine, ratios, tables
 from bench.scenarios.base import PG_IDLE_FLUSH_SECONDS, Arm, Fixture, Postgres
 from bench.scenarios.hot import HotSeat
-from bench.scenarios.onsale import Onsale
+from bench.scenarios.logins import Logins
 from bench.scenarios.openloop import OpenLoop
 
 DEFAULT_RESULTS = ROOT / "bench" / "results"
@@ -125,13 +125,13 @@ async def create_fixture(
                 want=201,
             )
             halls[name] = hall["id"]
-    return Fixture(staff, tokens, movie["id"], halls)
+    return Fixture(staff, tokens, movie["id"], halls, emails)
 
 
 # --- scenarios -------------------------------------------------------------------------------
 
 
-class Run(HotSeat, Onsale, OpenLoop):
+class Run(HotSeat, Logins, OpenLoop):
     """Every scenario against one arm after the other."""
 
     def arm(self, arm: Arm) -> dict[str, Any]:
@@ -154,6 +154,8 @@ class Run(HotSeat, Onsale, OpenLoop):
             scenarios["uncontended"] = self._report(arm, self.onsale(arm, 1, False, True))
         if "openloop" in wanted:
             scenarios["openloop"] = self._report(arm, self.openloop(arm))
+        if "logins" in wanted:
+            scenarios["logins"] = self._report(arm, self.logins(arm))
         memory = {str(p): memory_kb(p) for p in arm.api_pids()}
         workers = {str(p): memory_kb(p) for p in arm.worker_pids()}
         rss = {
@@ -231,8 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--scenarios",
         default="hot,onsale,onsale4,browse",
-        help="comma-separated subset of hot,onsale,onsale4,browse,uncontended,openloop",
+        help="comma-separated subset of hot,onsale,onsale4,browse,uncontended,openloop,logins",
     )
+    parser.add_argument("--logins", type=int, default=200, help="logins: the burst's size")
     parser.add_argument(
         "--open-loop", action="store_true", help="run the openloop scenario alone (--rates)"
     )

@@ -55,6 +55,18 @@ TABLE_ROWS: dict[str, list[tuple[str, str]]] = {
 
 
 TABLE_ROWS["uncontended"] = TABLE_ROWS["onsale"]
+TABLE_ROWS["logins"] = [
+    ("logins", "logins"),
+    ("login p50 ms", "login_latency_ms.p50"),
+    ("login p99 ms", "login_latency_ms.p99"),
+    ("booking p99 of 201s, quiet", "bookings_p99_201_quiet_ms"),
+    ("booking p99 of 201s, burst", "bookings_p99_201_burst_ms"),
+    ("burst / quiet (p99 201s)", "burst_over_quiet_p99"),
+    ("booking p99 all, quiet", "bookings_p99_all_quiet_ms"),
+    ("booking p99 all, burst", "bookings_p99_all_burst_ms"),
+    ("API peak RSS MB, burst", "api_peak_rss_during_burst_mb"),
+    ("double-booked seats", "check.double_booked_seats"),
+]
 OPENLOOP_ROWS = [
     ("p50 ms", "latency_ms.p50"),
     ("p99 ms", "latency_ms.p99"),

@@ -33,7 +33,7 @@ SMALL = [
     *("--clients", "50", "--users", "10", "--seats", "40", "--browse-seats", "30"),
     *("--readers", "4", "--browse-seconds", "0.5", "--stats-settle", "0", "--no-chart"),
     *("--db-pool-max", "4", "--uncontended-seats", "20"),
-    *("--scenarios", "hot,onsale,onsale4,browse,uncontended"),
+    *("--scenarios", "hot,onsale,onsale4,browse,uncontended,logins"),
     "--results-dir",
 ]
 
@@ -65,6 +65,11 @@ def test_onsale_benchmark_runs_and_finds_no_double_booking(tmp_path: Path) -> No
     assert scenarios["onsale"]["bookings"] == 40  # one seat per booking, every seat sold
     # uncontended: every user books its own share of the hall, so nobody ever meets a 409
     assert scenarios["uncontended"]["statuses"] == {"201": 20}
+    # logins: the sale once quiet, once beside a burst of every user logging in again
+    logins = scenarios["logins"]
+    assert logins["login_statuses"] == {"200": 10}
+    assert logins["bookings_p99_201_quiet_ms"] and logins["bookings_p99_201_burst_ms"]
+    assert logins["check"]["double_booked_seats"] == 0
     assert scenarios["browse"]["statuses"].keys() == {"200"}
     assert all(mb > 0 for mb in arm["api_peak_rss_mb"].values())
     # Its own database is gone again.

@@ -1,7 +1,7 @@
 """The scenarios of bench/onsale.py, one module each: hot.py, onsale.py (onsale, onsale4 and
-uncontended), browse.py and openloop.py. Each holds the client coroutine its load processes run
-and the `Run` mixin that prepares the screening, drives the load and summarises it; base.py
-holds what they share."""
+uncontended), browse.py, openloop.py and logins.py. Each holds the client coroutine its load
+processes run and the `Run` mixin that prepares the screening, drives the load and summarises
+it; base.py holds what they share."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ def clients() -> dict[str, Callable[..., Any]]:
     """The load processes' coroutines by kind (imported on use: they import the loader)."""
     from bench.scenarios.browse import browse_client
     from bench.scenarios.hot import hot_client
+    from bench.scenarios.logins import logins_client
     from bench.scenarios.onsale import onsale_client
     from bench.scenarios.openloop import openloop_client
 
@@ -21,4 +22,5 @@ def clients() -> dict[str, Callable[..., Any]]:
         "onsale": onsale_client,
         "browse": browse_client,
         "openloop": openloop_client,
+        "logins": logins_client,
     }

@@ -7,7 +7,7 @@ import argparse
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -111,6 +111,7 @@ class Fixture:
     tokens: list[str]
     movie_id: int
     halls: dict[str, int]
+    emails: list[str] = field(default_factory=list)  # the customers', tokens[i] is emails[i]'s
 
 
 @dataclass

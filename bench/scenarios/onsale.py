@@ -123,7 +123,12 @@ def sales_summary(sales: list[dict[str, Any]]) -> dict[str, Any]:
 
 class Onsale(Browse):
     def onsale(
-        self, arm: Arm, max_seats: int, with_browse: bool, uncontended: bool = False
+        self,
+        arm: Arm,
+        max_seats: int,
+        with_browse: bool,
+        uncontended: bool = False,
+        extra_jobs: list[tuple[str, dict[str, Any]]] | None = None,
     ) -> dict[str, Any]:
         """Until sold out; `uncontended`: each user books only its own share of the hall."""
         name = "onsale" if max_seats == 1 else f"onsale{max_seats}"
@@ -142,6 +147,7 @@ class Onsale(Browse):
             sellers = [spec for kind, spec in jobs if kind == "onsale"]
             for spec, part in zip(sellers, split(seats, len(sellers)), strict=False):
                 spec["seat_ids"], spec["disjoint"] = part, True
+        jobs += extra_jobs or []  # run beside the sale (the logins scenario's burst)
         api_cpu, pg_cpu = CpuMeter(arm.api_pids), CpuMeter(self._pg_pids)
         stages_before = asyncio.run(stages.scrape(arm.url)) if self.args.stage_timings else None
         results = run_children(
@@ -167,6 +173,9 @@ class Onsale(Browse):
         }
         if stage_times is not None:
             summary["stages"] = stage_times
+        if extra_jobs:
+            kinds = {kind for kind, _ in extra_jobs}
+            summary["extra_results"] = [r for k, r in results if k in kinds]
         checked = [screening_id] + ([browse_id] if browse_id else [])
         summary["check"] = self._sales_check(arm, name, checked, sales, summary["bookings"])
         summary["cdf_ms"] = cdf_points([x for r in sales for x in r["latencies"]])

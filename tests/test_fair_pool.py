@@ -11,7 +11,7 @@ from cinema.store.pool import create_pool
 
 
 async def test_waiters_get_connections_in_the_order_they_asked(database_url):
-    pool = await create_pool(database_url, 1, 2)
+    pool = await create_pool(database_url, 2, 2)  # both open: none waits on a connect
     try:
         order: list[int] = []
         first_in = asyncio.Event()

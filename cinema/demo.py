@@ -11,10 +11,12 @@ from cinema.auth.model import Role
 from cinema.auth.service import AccountService
 from cinema.auth.tokens import TokenIssuer
 from cinema.catalogue.service import CatalogueService
-from cinema.pricing.model import FeesSpec, TicketTypeSpec
+from cinema.pricing.model import FeesSpec, NewPromoCode, PromoKind, TicketTypeSpec
+from cinema.pricing.service import PromoService
 from cinema.settings import Settings
 from cinema.store.catalogue import PgCatalogueStore
 from cinema.store.pool import create_pool
+from cinema.store.promos import PgPromoStore
 from cinema.store.users import PgUserStore
 
 DEMO_STAFF = ("staff@cinema.example", "staff-password")
@@ -66,6 +68,10 @@ TICKET_TYPES = [
     ),
 ]
 FEES = FeesSpec(per_ticket=Decimal("0.75"))
+# 10% off, 500 uses, once per customer.
+WELCOME10 = NewPromoCode(
+    "WELCOME10", PromoKind.PERCENT, Decimal(10), 500, 1, None, None, None, None
+)
 
 
 async def load_demo(settings: Settings) -> str:
@@ -107,9 +113,9 @@ async def load_demo(settings: Settings) -> str:
                     "usd",
                 )
                 count += 2
-        return f"demo data loaded: {len(movies)} movies, 2 halls, {count} screenings\n" + (
-            _credentials()
-        )
+        await PromoService(PgPromoStore(pool)).create(WELCOME10)
+        loaded = f"demo data loaded: {len(movies)} movies, 2 halls, {count} screenings"
+        return loaded + ", promo code WELCOME10\n" + _credentials()
     finally:
         await pool.close()
 

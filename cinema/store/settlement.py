@@ -155,7 +155,7 @@ class PgSettlementStore:
 
     async def _promo_use_back(self, conn: Any, locked: Any) -> bool:
         """A reclaimed booking was paid its discounted price: it needs its promo use again
-        (given back when it ended), taken after the seats (docs/concurrency.md A.3 (d))."""
+        (given back when it ended), taken after the seats (docs/concurrency.md A.3.6)."""
         if locked["promo_code_id"] is None:
             return True
         row = await conn.fetchrow(_TAKE_PROMO_USE, locked["promo_code_id"], locked["user_id"])

@@ -6,6 +6,7 @@ each run ends with the invariant read straight from PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import Counter
 from typing import Any
@@ -114,14 +115,17 @@ async def test_1000_buyers_100_uses(
     winners = [r.body for r in replies if r.status == 201]
     assert all(w["promo_code"] == made.body["code"] for w in winners)
     assert len({w["seat_ids"][0] for w in winners}) == USES
+    if os.environ.get("PROMO_RACE_SETTLE"):
+        # For the figure only: an idle backend reports its counters within 10 s.
+        await asyncio.sleep(11)
     after = await _invariant(database_url, screening.id, made.body["id"])
     # uses == live bookings carrying the code == max_uses; losers wrote nothing
     assert after["uses"] == after["held"] == after["carrying"] == USES
     assert after["bookings"] == USES and after["reservations"] == USES
     if mode == "flushed":
         assert flushes > 0
-    # The figure the brief asks for (not a speed target): PostgreSQL transactions in the
-    # race, counted by pg_stat_database (flushed lazily, so approximate), minus the winners.
+    # A figure, not a target: PostgreSQL transactions in the race (pg_stat_database; backends
+    # report lazily, so exact only with PROMO_RACE_SETTLE=1, which waits for that).
     spent = after["transactions"] - before["transactions"]
     print(
         f"\npromo race {mode}: {dict(statuses)} in {took:.1f} s; about {spent} PostgreSQL"

@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cinema.background import cancel_until_done
-from cinema.booking.ports import HeldSeats, HoldClaim
+from cinema.booking.ports import HeldSeats, HoldClaim, PlacesCheck
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,11 @@ def seat_key(prefix: str, screening_id: int, seat_id: int) -> str:
 def promo_exhausted_key(prefix: str, promo_id: int) -> str:
     # A code spans screenings: its own hash tag, checked by its own command.
     return f"{prefix}{{promo:{promo_id}}}:exhausted"
+
+
+def sold_out_key(prefix: str, screening_id: int) -> str:
+    """How many general-admission places PostgreSQL last said were free (a short TTL)."""
+    return f"{prefix}{{screening:{screening_id}}}:soldout"
 
 
 POOL_SIZE = 64
@@ -94,6 +99,36 @@ class RedisSeatHolds:
     def _keys(self, screening_id: int, seat_ids: Sequence[int]) -> list[str]:
         return [seat_key(self._prefix, screening_id, s) for s in seat_ids]
 
+    def _release_keys(self, screening_id: int, seat_ids: Sequence[int]) -> list[str]:
+        """release_seats.lua's keys: the sold-out marker first (a release frees places)."""
+        return [sold_out_key(self._prefix, screening_id), *self._keys(screening_id, seat_ids)]
+
+    async def places_left(self, screening_id: int) -> PlacesCheck:
+        if self._is_down():
+            return PlacesCheck(reachable=False)
+        try:
+            value = await self._client.get(sold_out_key(self._prefix, screening_id))
+        except _UNREACHABLE as exc:
+            self._mark_down()
+            log.warning("redis unreachable for the sold-out check: %s", exc)
+            return PlacesCheck(reachable=False)
+        except RedisError as exc:
+            log.warning("redis error on the sold-out check: %s", exc)
+            return PlacesCheck(reachable=False)
+        if value is None:
+            return PlacesCheck()
+        try:
+            return PlacesCheck(left=int(value))
+        except ValueError:
+            return PlacesCheck()  # not ours to trust: PostgreSQL decides
+
+    async def note_sold_out(self, screening_id: int, available: int, ttl_seconds: float) -> None:
+        if self._is_down():
+            return
+        await self._client.set(
+            sold_out_key(self._prefix, screening_id), str(available), px=_ms(ttl_seconds)
+        )
+
     async def claim(
         self, screening_id: int, seat_ids: Sequence[int], token: str, ttl_seconds: float
     ) -> HoldClaim:
@@ -140,7 +175,7 @@ class RedisSeatHolds:
             self._retry_later(screening_id, seat_ids, token, until)
             return
         try:
-            await self._release(keys=self._keys(screening_id, seat_ids), args=[token])
+            await self._release(keys=self._release_keys(screening_id, seat_ids), args=[token])
         except _UNREACHABLE:
             self._mark_down()
             if until is None or until <= datetime.now(UTC):
@@ -152,7 +187,7 @@ class RedisSeatHolds:
         for start in range(0, len(holds), SWEEP_PIPELINE):
             async with self._client.pipeline(transaction=False) as pipe:
                 for held in holds[start : start + SWEEP_PIPELINE]:
-                    keys = self._keys(held.screening_id, held.seat_ids)
+                    keys = self._release_keys(held.screening_id, held.seat_ids)
                     await self._release(keys=keys, args=[held.token], client=pipe)
                 freed += sum(int(n) for n in await pipe.execute())
         return freed
@@ -239,7 +274,8 @@ class RedisSeatHolds:
                     del self._unreleased[(screening_id, token)]
                     continue
                 try:
-                    await self._release(keys=self._keys(screening_id, seat_ids), args=[token])
+                    keys = self._release_keys(screening_id, seat_ids)
+                    await self._release(keys=keys, args=[token])
                 except (RedisError, OSError) as exc:
                     log.info("seat release still failing (%s); retrying", exc)
                     break

@@ -133,6 +133,50 @@ class ApiClient:
             screening.body["id"], hall.body["id"], [s["id"] for s in seats.body["seats"]]
         )
 
+    async def new_ga_screening(
+        self,
+        capacity: int,
+        price: str = "20.00",
+        max_tickets_per_customer: int | None = None,
+        starts_in: timedelta = timedelta(days=1),
+    ) -> int:
+        """A general-admission screening (no hall, a capacity); returns its id."""
+        movie = await self.post(
+            "/api/admin/movies/",
+            {"title": "Open Air", "description": "", "duration_minutes": 100},
+            token=self.staff_token,
+        )
+        assert movie.status == 201, movie
+        body: dict[str, Any] = {
+            "movie_id": movie.body["id"],
+            "capacity": capacity,
+            "starts_at": (datetime.now(UTC) + starts_in).isoformat(),
+            "prices": {"general": price},
+            "currency": "usd",
+        }
+        if max_tickets_per_customer is not None:
+            body["max_tickets_per_customer"] = max_tickets_per_customer
+        screening = await self.post("/api/admin/screenings/", body, token=self.staff_token)
+        assert screening.status == 201, screening
+        return int(screening.body["id"])
+
+    async def book_places(
+        self, token: str, screening_id: int, quantity: int, key: str | None = None
+    ) -> Reply:
+        headers = {"Idempotency-Key": key} if key else None
+        return await self.post(
+            "/api/bookings/",
+            {"screening_id": screening_id, "quantity": quantity},
+            token=token,
+            headers=headers,
+        )
+
+    async def place_counts(self, screening_id: int) -> dict[str, int]:
+        reply = await self.get(f"/api/screenings/{screening_id}/seats/")
+        assert reply.status == 200, reply
+        assert reply.body["seats"] == []
+        return dict(reply.body["counts"])
+
     async def book(
         self, token: str, screening_id: int, seat_ids: list[int], key: str | None = None
     ) -> Reply:

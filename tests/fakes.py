@@ -44,7 +44,7 @@ from cinema.booking.model import (
     Settlement,
     SettlementOutcome,
 )
-from cinema.booking.ports import ConflictSource, HeldSeats, HoldClaim, IntentHandle
+from cinema.booking.ports import ConflictSource, HeldSeats, HoldClaim, IntentHandle, PlacesCheck
 from cinema.booking.rules import SettleAction, settle_action
 from cinema.booking.service import BookingService
 from cinema.booking.settlement import PaymentCanceller, PaymentSettlement
@@ -184,6 +184,12 @@ class FakeSeatHolds:
                 freed += 1
         return freed
 
+    async def places_left(self, screening_id: int) -> PlacesCheck:
+        return PlacesCheck()  # general admission is tested against real Redis only
+
+    async def note_sold_out(self, screening_id: int, available: int, ttl_seconds: float) -> None:
+        return None
+
     async def mark_sold(self, screening_id: int, seat_ids: Sequence[int]) -> None:
         await self._reach()
         for seat_id in seat_ids:
@@ -239,7 +245,7 @@ class _ReservationRow:
     expires_at: datetime
 
 
-_BOOKING_FIELDS = [f for f in fields(Booking) if f.name != "seat_ids"]
+_BOOKING_FIELDS = [f for f in fields(Booking) if f.name not in ("seat_ids", "general_admission")]
 
 
 @dataclass
@@ -439,6 +445,9 @@ class FakeBookingStore:
             for r in t.reservations
             if r.screening_id == screening_id and r.status is not CANCELLED
         ]
+
+    async def place_counts(self, screening_id: int) -> tuple[int, int]:
+        return 0, 0  # general admission is tested against real PostgreSQL only
 
     async def expire_booking(self, booking_id: int) -> Booking | None:
         moved = (await self._begin()).end([booking_id], CANCELLED, _EXPIRED, due=True)

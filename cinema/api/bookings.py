@@ -39,10 +39,11 @@ def booking_json(booking: Booking) -> dict[str, Any]:
         "reference": booking.reference,
         "status": booking.status.value,
         "screening_id": booking.screening_id,
-        "seat_ids": list(booking.seat_ids),
+        "seat_ids": [] if booking.general_admission else list(booking.seat_ids),
+        "quantity": len(booking.seat_ids),
         "tickets": [
             {
-                "seat_id": t.seat_id,
+                "seat_id": None if booking.general_admission else t.seat_id,
                 "category": t.category,
                 "ticket_type": t.ticket_type,
                 "price": format_minor(t.price, currency),

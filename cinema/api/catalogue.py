@@ -53,7 +53,8 @@ def screening_json(screening: Screening) -> dict[str, Any]:
     return {
         "id": screening.id,
         "movie_id": screening.movie_id,
-        "hall_id": screening.hall_id,
+        "hall_id": None if screening.general_admission else screening.hall_id,
+        "capacity": screening.capacity,
         "starts_at": screening.starts_at.isoformat(),
         "prices": {c: format_minor(p, currency) for c, p in screening.prices.items()},
         "currency": currency,
@@ -61,6 +62,7 @@ def screening_json(screening: Screening) -> dict[str, Any]:
         "fees": None
         if fees.empty
         else {"per_ticket": format_minor(fees.per_ticket, currency), "percent": str(fees.percent)},
+        "max_tickets_per_customer": screening.max_tickets_per_customer,
     }
 
 
@@ -97,7 +99,15 @@ async def create_screening(request: web.Request, given: Inputs[ScreeningIn, None
         ]
     fees = None if body.fees is None else FeesSpec(body.fees.per_ticket, body.fees.percent)
     screening = await request.app[CATALOGUE].add_screening(
-        body.movie_id, body.hall_id, body.starts_at, dict(body.prices), body.currency, types, fees
+        body.movie_id,
+        body.hall_id,
+        body.starts_at,
+        dict(body.prices),
+        body.currency,
+        types,
+        fees,
+        capacity=body.capacity,
+        max_tickets_per_customer=body.max_tickets_per_customer,
     )
     return json_response(screening_json(screening), status=201)
 

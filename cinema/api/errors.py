@@ -15,15 +15,18 @@ from cinema.auth.errors import AccountNotFound, BadCredentials, EmailTaken, Inva
 from cinema.booking.errors import (
     BookingNotCancellable,
     BookingNotFound,
+    CustomerLimitReached,
     IdempotencyKeyReused,
     InvalidSelection,
     InvalidWebhook,
+    NotGeneralAdmission,
     PaymentProviderUnavailable,
     PaymentsNotConfigured,
     ScreeningNotFound,
     ScreeningStarted,
     SeatsNotInHall,
     SeatsUnavailable,
+    SoldOut,
 )
 from cinema.boxoffice.errors import AlreadyCheckedIn, TicketNotFound, TicketNotValid
 from cinema.catalogue.errors import InvalidLayout, InvalidScreening, NotFound
@@ -47,6 +50,9 @@ _STATUS_BY_ERROR: dict[type[Exception], int] = {
     ScreeningNotFound: 404,
     BookingNotFound: 404,
     SeatsUnavailable: 409,
+    SoldOut: 409,
+    CustomerLimitReached: 409,
+    NotGeneralAdmission: 400,
     BookingNotCancellable: 409,
     IdempotencyKeyReused: 422,
     InvalidWebhook: 400,
@@ -139,6 +145,10 @@ def _domain_response(exc: DomainError) -> web.Response:
     reason = getattr(exc, "reason", None)
     if reason is not None:
         extra["reason"] = reason
+    for name in ("available", "limit"):  # sold_out, customer_limit_reached
+        value = getattr(exc, name, None)
+        if isinstance(value, int):
+            extra[name] = value
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return error_response(status, exc.code, exc.message, headers, **extra)
 

@@ -134,14 +134,31 @@ class FeesIn(Model):
     percent: Percent | None = None  # of the subtotal
 
 
+MAX_CAPACITY = 100_000  # places of one general-admission screening
+MAX_TICKETS_PER_CUSTOMER = 1_000
+
+
 class ScreeningIn(Model):
+    """A seated screening names its `hall_id`; a general-admission one gives a `capacity`
+    instead (and prices the one category `general`): exactly one of the two."""
+
     movie_id: Id
-    hall_id: Id
+    hall_id: Id | None = None
+    capacity: Annotated[int, Field(ge=1, le=MAX_CAPACITY)] | None = None
     starts_at: AwareDatetime
     prices: Annotated[dict[Category, Price], Field(min_length=1, max_length=20)]
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$")]
     ticket_types: Annotated[list[TicketTypeIn], Field(min_length=1, max_length=20)] | None = None
     fees: FeesIn | None = None
+    max_tickets_per_customer: Annotated[int, Field(ge=1, le=MAX_TICKETS_PER_CUSTOMER)] | None = None
+
+    @model_validator(mode="after")
+    def _hall_or_capacity(self) -> ScreeningIn:
+        if (self.hall_id is None) == (self.capacity is None):
+            raise ValueError(
+                "must give exactly one of hall_id (seated) and capacity (general admission)"
+            )
+        return self
 
 
 class TicketTypeOut(Model):
@@ -161,12 +178,14 @@ class FeesOut(Model):
 class ScreeningOut(Model):
     id: int
     movie_id: int
-    hall_id: int
+    hall_id: int | None  # null for general admission
+    capacity: int | None  # null for a seated screening
     starts_at: datetime
     prices: dict[str, str]
     currency: str
     ticket_types: list[TicketTypeOut]  # the first is the default (for `seat_ids` bookings)
     fees: FeesOut | None
+    max_tickets_per_customer: int | None
 
 
 class HallList(RootModel[list[HallOut]]):
@@ -219,28 +238,55 @@ PromoCodeText = Annotated[
     str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")
 ]
 
+
+MAX_TICKETS_PER_BOOKING = 10
+TicketCount = Annotated[int, Field(ge=1, le=MAX_TICKETS_PER_BOOKING)]
+
+
+class TicketsIn(Model):
+    """General admission: this many places of one ticket type."""
+
+    ticket_type: TicketTypeCode
+    quantity: TicketCount
+
+
 # What a booking asks for: exactly one of these fields (docs: README "Bookings").
-_BOOKING_FORMS = ("seat_ids", "seats")
+_BOOKING_FORMS = ("seat_ids", "seats", "quantity", "tickets")
 
 
 class BookingIn(Model):
-    """Exactly one of `seat_ids` (the default ticket type) or `seats` (a type per seat)."""
+    """Exactly one of `seat_ids` (the default ticket type) or `seats` (a type per seat) for a
+    seated screening, `quantity` (the default type) or `tickets` (a quantity per type) for a
+    general-admission one."""
 
     screening_id: Id
     seat_ids: Annotated[list[Id], Field(min_length=1, max_length=10)] | None = None
     seats: Annotated[list[SeatTicketIn], Field(min_length=1, max_length=10)] | None = None
     promo_code: PromoCodeText | None = None
+    quantity: TicketCount | None = None
+    tickets: Annotated[list[TicketsIn], Field(min_length=1, max_length=10)] | None = None
 
     @model_validator(mode="after")
     def _one_form(self) -> BookingIn:
         given = [name for name in _BOOKING_FORMS if getattr(self, name) is not None]
         if len(given) != 1:
-            raise ValueError(f"give exactly one of {', '.join(_BOOKING_FORMS)}")
+            raise ValueError(f"must give exactly one of {', '.join(_BOOKING_FORMS)}")
+        if self.tickets is not None and sum(t.quantity for t in self.tickets) > (
+            MAX_TICKETS_PER_BOOKING
+        ):
+            raise ValueError(f"must ask for at most {MAX_TICKETS_PER_BOOKING} tickets")
         return self
 
     def ticket_requests(self) -> list[TicketRequest]:
+        """One request per ticket; a general-admission place has no seat_id."""
         if self.seats is not None:
             return [TicketRequest(t.seat_id, t.ticket_type) for t in self.seats]
+        if self.quantity is not None:
+            return [TicketRequest(None)] * self.quantity
+        if self.tickets is not None:
+            return [
+                TicketRequest(None, t.ticket_type) for t in self.tickets for _ in range(t.quantity)
+            ]
         return [TicketRequest(seat_id) for seat_id in self.seat_ids or ()]
 
 
@@ -285,7 +331,8 @@ class BookingOut(Model):
     reference: str
     status: Literal["PENDING", "CONFIRMED", "CANCELLED"]
     screening_id: int
-    seat_ids: list[int]
+    seat_ids: list[int]  # empty for general admission
+    quantity: int  # tickets (seats or general-admission places)
     tickets: list[TicketOut]
     subtotal: str
     subtotal_minor: int

@@ -91,3 +91,35 @@ class ReferenceTaken(Exception):
 
 class IdempotencyKeyTaken(Exception):
     """Another request with the same Idempotency-Key committed first."""
+
+
+class SoldOut(BookingError):
+    """Fewer general-admission places are free than the booking asks for."""
+
+    code = "sold_out"
+
+    def __init__(self, available: int) -> None:
+        wanted = "no places are left" if available == 0 else f"only {available} places are left"
+        super().__init__(f"sold out: {wanted}")
+        self.available = available
+
+
+class CustomerLimitReached(BookingError):
+    """The booking would give the customer more tickets of the screening than it allows."""
+
+    code = "customer_limit_reached"
+
+    def __init__(self, limit: int, available: int) -> None:
+        super().__init__(
+            f"at most {limit} tickets per customer for this screening;"
+            f" you may book {available} more"
+        )
+        self.limit = limit
+        self.available = available
+
+
+class NotGeneralAdmission(BookingError):
+    """The request's form does not fit the screening: places of a seated one, seats of a
+    general-admission one."""
+
+    code = "validation_error"

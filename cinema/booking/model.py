@@ -77,6 +77,8 @@ class Booking:
     def subtotal_minor(self) -> int:
         return self.amount if self.subtotal is None else self.subtotal
 
+    general_admission: bool = False  # seat_ids are then places, not seats a client knows
+
 
 @dataclass(frozen=True, slots=True)
 class NewBooking:
@@ -106,6 +108,10 @@ class NewBooking:
         each = self.amount // max(1, len(self.seat_ids))
         return tuple(TicketLine(s, "", DEFAULT_TICKET_TYPE, each) for s in self.seat_ids)
 
+    quantity: int = 0  # general admission: places to take (seat_ids is then empty)
+    general_admission: bool = False  # hall_id's seats are the screening's places
+    max_tickets_per_customer: int | None = None
+
 
 @dataclass(frozen=True, slots=True)
 class LiveReservation:
@@ -131,9 +137,12 @@ class SeatMapEntry:
 class SeatMap:
     screening_id: int
     seats: tuple[SeatMapEntry, ...]
+    totals: dict[SeatStatus, int] | None = None  # general admission: places, never listed
 
     def counts(self) -> dict[SeatStatus, int]:
-        """Seats per status, in one pass."""
+        """Seats (or places) per status, in one pass."""
+        if self.totals is not None:
+            return dict(self.totals)
         tally = dict.fromkeys(SeatStatus, 0)
         for entry in self.seats:
             tally[entry.status] += 1

@@ -37,6 +37,15 @@ class HeldSeats:
     token: str
 
 
+@dataclass(frozen=True, slots=True)
+class PlacesCheck:
+    """The filter's word on a general-admission screening: `left` is how many places
+    PostgreSQL last said were free (None: it has not said lately, so nothing is refused)."""
+
+    left: int | None = None
+    reachable: bool = True
+
+
 class SeatHolds(Protocol):
     """The fast filter in front of the BookingStore. It may be wrong or empty and only ever
     turns buyers away early; the store decides every sale. A claim lives for a short
@@ -78,6 +87,15 @@ class SeatHolds(Protocol):
         """Make the seats' keys permanent "sold" markers, whoever held them."""
         ...
 
+    async def places_left(self, screening_id: int) -> PlacesCheck:
+        """The sold-out marker of a general-admission screening. Never raises."""
+        ...
+
+    async def note_sold_out(self, screening_id: int, available: int, ttl_seconds: float) -> None:
+        """PostgreSQL said only `available` places are free: refuse larger requests for
+        `ttl_seconds` at most (any release deletes the marker earlier). May raise."""
+        ...
+
 
 class BookingStore(Protocol):
     async def create_booking(self, new: NewBooking) -> Booking:
@@ -98,6 +116,10 @@ class BookingStore(Protocol):
         ...
 
     async def live_reservations(self, screening_id: int) -> list[LiveReservation]: ...
+
+    async def place_counts(self, screening_id: int) -> tuple[int, int]:
+        """(locked, sold) places of a general-admission screening."""
+        ...
 
     async def expire_booking(self, booking_id: int) -> Booking | None:
         """Cancel it as expired in one transaction if it is still PENDING and past its

@@ -8,6 +8,7 @@ from enum import StrEnum
 
 from cinema.booking.errors import (
     InvalidSelection,
+    NotGeneralAdmission,
     ScreeningStarted,
     SeatsNotInHall,
 )
@@ -18,7 +19,7 @@ from cinema.booking.model import (
     PaymentStatus,
     SeatStatus,
 )
-from cinema.catalogue.model import ScreeningSnapshot
+from cinema.catalogue.model import GA_CATEGORY, ScreeningSnapshot
 from cinema.pricing import rules as pricing
 from cinema.pricing.model import TicketLine, TicketRequest
 
@@ -49,12 +50,40 @@ def normalize_selection(seat_ids: Iterable[int]) -> tuple[int, ...]:
     return tuple(sorted(unique))
 
 
+def normalize_quantity(quantity: int) -> int:
+    """1 to MAX_SEATS_PER_BOOKING general-admission places."""
+    if quantity < 1:
+        raise InvalidSelection("book at least one place")
+    if quantity > MAX_SEATS_PER_BOOKING:
+        raise InvalidSelection(f"at most {MAX_SEATS_PER_BOOKING} tickets per booking")
+    return quantity
+
+
+def ensure_form(snapshot: ScreeningSnapshot, general_admission: bool) -> None:
+    """Seats for a seated screening, a quantity for a general-admission one."""
+    if snapshot.screening.general_admission and not general_admission:
+        raise NotGeneralAdmission(
+            "this screening is general admission: book a quantity or tickets, not seats"
+        )
+    if general_admission and not snapshot.screening.general_admission:
+        raise NotGeneralAdmission("this screening has a seat map: book seat_ids or seats")
+
+
 def ensure_bookable(snapshot: ScreeningSnapshot, seat_ids: tuple[int, ...], now: datetime) -> None:
     if snapshot.screening.starts_at <= now:
         raise ScreeningStarted(snapshot.screening.id)
     foreign = [s for s in seat_ids if s not in snapshot.seats_by_id]
     if foreign:
         raise SeatsNotInHall(foreign)
+
+
+def place_counts(capacity: int, locked: int, sold: int) -> dict[SeatStatus, int]:
+    """A general-admission screening's places by status (lapsed holds count as available)."""
+    return {
+        SeatStatus.AVAILABLE: max(capacity - locked - sold, 0),
+        SeatStatus.LOCKED: locked,
+        SeatStatus.SOLD: sold,
+    }
 
 
 def price(snapshot: ScreeningSnapshot, seat_ids: tuple[int, ...]) -> int:
@@ -83,6 +112,16 @@ def priced_lines(
         screening.prices,
         ordered,
         lambda r: seats[r.seat_id or 0].category,
+    )
+
+
+def priced_places(
+    snapshot: ScreeningSnapshot, requests: Iterable[TicketRequest]
+) -> tuple[TicketLine, ...]:
+    """General admission: one priced line per place, in the category `general`."""
+    screening = snapshot.screening
+    return pricing.ticket_lines(
+        screening.ticket_types, screening.prices, requests, lambda r: GA_CATEGORY
     )
 
 

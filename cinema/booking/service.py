@@ -15,11 +15,13 @@ from cinema.booking import rules
 from cinema.booking.errors import (
     BookingNotCancellable,
     BookingNotFound,
+    CustomerLimitReached,
     IdempotencyKeyReused,
     IdempotencyKeyTaken,
     ReferenceTaken,
     ScreeningNotFound,
     SeatsUnavailable,
+    SoldOut,
 )
 from cinema.booking.identifiers import hold_token, new_reference
 from cinema.booking.model import (
@@ -72,12 +74,27 @@ class _Attempt:
     lines: tuple[TicketLine, ...]  # parallel to seats
     totals: Totals
     promo: PromoCode | None = None
+    quantity: int = 0  # general admission: places wanted (seats is then empty)
 
 
 @dataclass(frozen=True, slots=True)
 class BookingResult:
     booking: Booking
     replayed: bool  # True when an Idempotency-Key returned an earlier booking
+
+
+def _same_request(earlier: Booking, attempt: _Attempt) -> bool:
+    """Whether a replayed request asks for what the booking it replays holds."""
+    if not attempt.quantity:
+        return earlier.seat_ids == attempt.seats and rules.same_ticket_types(
+            earlier.tickets, attempt.lines
+        )
+    if len(earlier.seat_ids) != attempt.quantity:
+        return False
+    # places are handed out in id order, not request order: compare the types as a multiset
+    return not earlier.tickets or sorted(t.ticket_type for t in earlier.tickets) == sorted(
+        line.ticket_type for line in attempt.lines
+    )
 
 
 def _utcnow() -> datetime:
@@ -132,11 +149,17 @@ class BookingService:
         promo_code: str | None = None,
     ) -> BookingResult:
         """Book `tickets`: seat ids (the default ticket type) or TicketRequests, with an
-        optional promo code (any case)."""
+        optional promo code (any case). Requests without a seat are places of a
+        general-admission screening."""
         requests = [t if isinstance(t, TicketRequest) else TicketRequest(t) for t in tickets]
+        if requests and all(r.seat_id is None for r in requests):
+            return await self._book_places(
+                user_id, screening_id, requests, idempotency_key, promo_code
+            )
         seats = rules.normalize_selection(rules.seat_ids_of(requests))
         snapshot = await self._snapshot(screening_id)
         now = self._clock()
+        rules.ensure_form(snapshot, general_admission=False)
         rules.ensure_bookable(snapshot, seats, now)
         lines = rules.priced_lines(snapshot, requests)
         promo = await self._promo_for(promo_code, screening_id, lines, now)
@@ -160,12 +183,17 @@ class BookingService:
             return await self._promo_refused(attempt, exc.reason, claim.claimed)
         except IdempotencyKeyTaken:
             return await self._seats_taken(attempt, "postgres", seats, claim.claimed)
+        except CustomerLimitReached as exc:
+            return await self._seats_taken(attempt, "postgres", (), claim.claimed, error=exc)
         except BaseException:
             if claim.claimed:
                 await self._release_quietly(screening_id, seats, token)
             raise
 
         await self._hold_until_deadline(booking)
+        return await self._booked(booking)
+
+    async def _booked(self, booking: Booking) -> BookingResult:
         self.events.created(booking)
         booking = await self._start_payment(booking, owner=True)
         await self._schedule_expiry(booking)
@@ -208,6 +236,67 @@ class BookingService:
             await self._promo_filter.mark_promo_exhausted(promo.id, self._claim_window)
         raise PromoCodeExhausted(f"promo code {promo.code} has no uses left")
 
+    async def _book_places(
+        self,
+        user_id: int,
+        screening_id: int,
+        requests: Sequence[TicketRequest],
+        idempotency_key: str | None,
+        promo_code: str | None,
+    ) -> BookingResult:
+        """General admission: as many places as `requests`, whichever PostgreSQL hands out.
+        The filter holds no per-place keys, only the sold-out marker: once PostgreSQL has said
+        how few places are left, larger requests are refused without a transaction for a
+        short window (the claim window; any release deletes it sooner)."""
+        quantity = rules.normalize_quantity(len(requests))
+        snapshot = await self._snapshot(screening_id)
+        rules.ensure_form(snapshot, general_admission=True)
+        now = self._clock()
+        rules.ensure_bookable(snapshot, (), now)
+        lines = rules.priced_places(snapshot, requests)
+        promo = await self._promo_for(promo_code, screening_id, lines, now)
+        screening = snapshot.screening
+        totals = pricing.totals(lines, screening.fees, screening.currency, promo)
+        token = hold_token(user_id, idempotency_key)
+        attempt = _Attempt(
+            user_id, screening_id, (), token, idempotency_key, lines, totals, promo, quantity
+        )
+        if promo is not None and await self._promo_filtered(promo):
+            return await self._promo_refused(attempt, "promo_code_exhausted", claimed=False)
+        left = await self._places_left(screening_id)
+        if left is not None and quantity > left:
+            return await self._seats_taken(attempt, "redis", (), False, error=SoldOut(left))
+        try:
+            booking = await self._commit(attempt, snapshot)
+        except SoldOut as exc:
+            await self._note_sold_out(screening_id, exc.available)
+            return await self._seats_taken(attempt, "postgres", (), False, error=exc)
+        except PromoUseRefused as exc:
+            return await self._promo_refused(attempt, exc.reason, claimed=False)
+        except (IdempotencyKeyTaken, CustomerLimitReached) as exc:
+            error = exc if isinstance(exc, CustomerLimitReached) else SoldOut(0)
+            return await self._seats_taken(attempt, "postgres", (), False, error=error)
+        return await self._booked(booking)
+
+    async def _places_left(self, screening_id: int) -> int | None:
+        if not self._filter_enabled:
+            return None
+        check = await self._holds.places_left(screening_id)
+        if not check.reachable:
+            self.events.redis_fallback()
+            log.warning("sold-out filter unreachable; booking through PostgreSQL alone")
+        return check.left
+
+    async def _note_sold_out(self, screening_id: int, available: int) -> None:
+        if not self._filter_enabled:
+            return
+        try:
+            await asyncio.shield(
+                self._holds.note_sold_out(screening_id, available, self._claim_window)
+            )
+        except Exception as exc:
+            log.warning("could not mark screening %s sold out: %r", screening_id, exc)
+
     async def _claim(self, attempt: _Attempt) -> HoldClaim:
         """Claim the seats in the filter for the provisional window only: a claim whose
         booking never commits frees itself within seconds. A filter that is off or does
@@ -228,6 +317,7 @@ class BookingService:
         caught_by: ConflictSource,
         taken: Sequence[int],
         claimed: bool,
+        error: Exception | None = None,
     ) -> BookingResult:
         """The conflict branch. The seats may be taken by this very request's earlier try
         (same Idempotency-Key): then answer with that booking. Otherwise free our claim and
@@ -240,7 +330,7 @@ class BookingService:
         if replay is not None:
             return replay
         self.events.conflicted(caught_by, taken)
-        raise SeatsUnavailable(list(taken))
+        raise error or SeatsUnavailable(list(taken))
 
     async def _hold_until_deadline(self, booking: Booking) -> None:
         """Committed: extend the filter's keys from the provisional window to the deadline."""
@@ -364,6 +454,8 @@ class BookingService:
                         discount=attempt.totals.discount,
                         fees=attempt.totals.fees,
                         promo_code_id=None if attempt.promo is None else attempt.promo.id,
+                        general_admission=screening.general_admission,
+                        max_tickets_per_customer=screening.max_tickets_per_customer,
                     )
                 )
             except ReferenceTaken:
@@ -380,8 +472,7 @@ class BookingService:
             return None
         if (
             earlier.screening_id != attempt.screening_id
-            or earlier.seat_ids != attempt.seats
-            or not rules.same_ticket_types(earlier.tickets, attempt.lines)
+            or not _same_request(earlier, attempt)
             or earlier.promo_code_id != (None if attempt.promo is None else attempt.promo.id)
         ):
             await self._release_claim_beside(attempt, earlier)
@@ -514,4 +605,8 @@ class BookingService:
 
     async def seat_map(self, screening_id: int) -> SeatMap:
         snapshot = await self._snapshot(screening_id)
+        capacity = snapshot.screening.capacity
+        if capacity is not None:  # general admission: counts, no seats
+            locked, sold = await self._store.place_counts(screening_id)
+            return SeatMap(screening_id, (), rules.place_counts(capacity, locked, sold))
         return self._seat_maps.build(snapshot, await self._store.live_reservations(screening_id))

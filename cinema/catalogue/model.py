@@ -8,6 +8,9 @@ from typing import Any
 
 from cinema.pricing.model import DEFAULT_TICKET_TYPES, NO_FEES, Fees, TicketType
 
+GA_CATEGORY = "general"  # the one price category of a general-admission screening
+GA_ROW = "GA"  # the row label of its places (seat rows of a hall of its own, db/006)
+
 
 @dataclass(frozen=True, slots=True)
 class Movie:
@@ -56,6 +59,14 @@ class Screening:
     currency: str
     ticket_types: tuple[TicketType, ...] = DEFAULT_TICKET_TYPES  # the first is the default
     fees: Fees = NO_FEES
+    # General admission: the number of places, and hall_id is a hall of its own whose seats
+    # are the places (never shown as a hall). None: a seated screening.
+    capacity: int | None = None
+    max_tickets_per_customer: int | None = None
+
+    @property
+    def general_admission(self) -> bool:
+        return self.capacity is not None
 
 
 @dataclass(frozen=True, slots=True)

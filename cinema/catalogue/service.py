@@ -10,7 +10,15 @@ from typing import Any, Protocol
 
 from cinema.catalogue.errors import InvalidLayout, InvalidScreening, NotFound
 from cinema.catalogue.layout import LayoutError, parse_layout
-from cinema.catalogue.model import Hall, Movie, Screening, ScreeningSnapshot, Seat, SeatSpec
+from cinema.catalogue.model import (
+    GA_CATEGORY,
+    Hall,
+    Movie,
+    Screening,
+    ScreeningSnapshot,
+    Seat,
+    SeatSpec,
+)
 from cinema.money import MoneyError, is_known, to_charge_minor
 from cinema.pricing import setup as offer
 from cinema.pricing.model import (
@@ -40,6 +48,18 @@ class CatalogueStore(Protocol):
         currency: str,
         ticket_types: tuple[TicketType, ...] = DEFAULT_TICKET_TYPES,
         fees: Fees = NO_FEES,
+        max_tickets_per_customer: int | None = None,
+    ) -> Screening: ...
+    async def add_ga_screening(
+        self,
+        movie_id: int,
+        starts_at: datetime,
+        prices: dict[str, int],
+        currency: str,
+        capacity: int,
+        ticket_types: tuple[TicketType, ...] = DEFAULT_TICKET_TYPES,
+        fees: Fees = NO_FEES,
+        max_tickets_per_customer: int | None = None,
     ) -> Screening: ...
     async def screening(self, screening_id: int) -> Screening | None: ...
     async def screenings(
@@ -89,37 +109,57 @@ class CatalogueService:
     async def add_screening(
         self,
         movie_id: int,
-        hall_id: int,
+        hall_id: int | None,
         starts_at: datetime,
         prices: dict[str, Decimal | int | str],
         currency: str,
         ticket_types: list[TicketTypeSpec] | None = None,
         fees: FeesSpec | None = None,
+        *,
+        capacity: int | None = None,
+        max_tickets_per_customer: int | None = None,
     ) -> Screening:
+        """A seated screening in `hall_id`, or (no hall, a `capacity`) a general-admission one
+        priced as the single category `general`."""
+        if (hall_id is None) == (capacity is None):
+            raise InvalidScreening("give exactly one of hall_id and capacity")
         if starts_at <= datetime.now(UTC):
             raise InvalidScreening("starts_at must be in the future")
         currency = currency.lower()
         if not is_known(currency):
             raise InvalidScreening(f"currency {currency.upper()} is not an ISO 4217 currency code")
         await self.movie(movie_id)
-        hall = await self.hall(hall_id)
-        missing = sorted(set(hall.categories) - set(prices))
-        if missing:
-            raise InvalidScreening(f"prices are missing for seat categories {missing}")
-        unused = sorted(set(prices) - set(hall.categories))
-        if unused:
-            raise InvalidScreening(f"hall {hall_id} has no seats of categories {unused}")
+        if capacity is not None:
+            categories: tuple[str, ...] = (GA_CATEGORY,)
+            where = "a general-admission screening"
+        else:
+            assert hall_id is not None
+            categories = (await self.hall(hall_id)).categories
+            where = f"hall {hall_id}"
+        _check_categories(set(categories), prices, where)
         try:
             minor = {category: to_charge_minor(p, currency) for category, p in prices.items()}
         except MoneyError as exc:
             raise InvalidScreening(f"invalid price: {exc}") from None
         try:
-            types = offer.ticket_types(ticket_types, hall.categories, currency)
+            types = offer.ticket_types(ticket_types, categories, currency)
             charges = offer.fees(fees, currency)
         except offer.OfferError as exc:
             raise InvalidScreening(str(exc)) from None
+        if capacity is not None:
+            return await self._store.add_ga_screening(
+                movie_id,
+                starts_at,
+                minor,
+                currency,
+                capacity,
+                types,
+                charges,
+                max_tickets_per_customer,
+            )
+        assert hall_id is not None
         return await self._store.add_screening(
-            movie_id, hall_id, starts_at, minor, currency, types, charges
+            movie_id, hall_id, starts_at, minor, currency, types, charges, max_tickets_per_customer
         )
 
     async def screening(self, screening_id: int) -> Screening:
@@ -169,5 +209,18 @@ class CatalogueService:
         screening = await self._store.screening(screening_id)
         if screening is None:
             return None
+        if screening.general_admission:  # its places are counted, never listed
+            return ScreeningSnapshot.of(screening, ())
         seats = await self._store.seats_of_hall(screening.hall_id)
         return ScreeningSnapshot.of(screening, tuple(seats))
+
+
+def _check_categories(
+    categories: set[str], prices: dict[str, Decimal | int | str], what: str
+) -> None:
+    missing = sorted(categories - set(prices))
+    if missing:
+        raise InvalidScreening(f"prices are missing for seat categories {missing}")
+    unused = sorted(set(prices) - categories)
+    if unused:
+        raise InvalidScreening(f"{what} has no seats of categories {unused}")

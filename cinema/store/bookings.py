@@ -7,12 +7,19 @@ import functools
 import logging
 import re
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
 
 from cinema.auth.errors import UnknownUser
-from cinema.booking.errors import IdempotencyKeyTaken, ReferenceTaken, SeatsUnavailable
+from cinema.booking.errors import (
+    CustomerLimitReached,
+    IdempotencyKeyTaken,
+    ReferenceTaken,
+    SeatsUnavailable,
+    SoldOut,
+)
 from cinema.booking.model import (
     Booking,
     BookingStatus,
@@ -48,6 +55,8 @@ _BOOKING_COLUMNS = (
     (SELECT p.code FROM promo_codes p WHERE p.id = b.promo_code_id) AS promo_code,
     ARRAY(SELECT r.seat_id FROM reservations r WHERE r.booking_id = b.id ORDER BY r.seat_id)
         AS seat_ids,
+    EXISTS (SELECT 1 FROM screenings sc WHERE sc.id = b.screening_id AND sc.capacity IS NOT NULL)
+        AS general_admission,
 """
     + TICKETS_OF_B
 )
@@ -64,12 +73,14 @@ PENDING_SQL = _literal(BookingStatus.PENDING)
 CONFIRMED_SQL = _literal(BookingStatus.CONFIRMED)
 CANCELLED_SQL = _literal(BookingStatus.CANCELLED)
 
-# The one way to take seats: db/004_take_seats.sql (rules in docs/concurrency.md). A new
-# booking is one statement, so one round trip and its own transaction.
+# The one way to take seats and places: db/004_take_seats.sql, db/008_general_admission.sql
+# (rules in docs/concurrency.md). A new booking is one statement, so one round trip and its
+# own transaction.
 _CREATE_BOOKING = """
-    SELECT (c.booking).*, c.taken, c.refused
+    SELECT (c.booking).*, c.taken, c.seat_ids, c.refused, c.available,
+           $16::bigint IS NOT NULL AS general_admission
     FROM cinema_create_booking($1, $2, $3, $4, $5, $6, $7, $8, $9::bigint[], $10::text[],
-                               $11::bigint[], $12, $13, $14, $15) AS c
+                               $11::bigint[], $12, $13, $14, $15, $16, $17, $18) AS c
 """
 
 _TAKE_SEATS = "SELECT cinema_take_seats($1, $2::bigint[])"
@@ -103,6 +114,12 @@ _EXPIRE_ONE = f"""
     SELECT ended.*, ARRAY(SELECT seat_id FROM freed ORDER BY seat_id) AS seat_ids,
         {TICKETS_OF_B.replace("b.id", "ended.id")}
     FROM ended
+"""
+
+_PLACE_COUNTS = f"""
+    SELECT count(*) FILTER (WHERE status = {PENDING_SQL} AND expires_at > now()) AS locked,
+           count(*) FILTER (WHERE status = {CONFIRMED_SQL}) AS sold
+    FROM reservations WHERE screening_id = $1 AND status <> {CANCELLED_SQL}
 """
 
 _EXPIRED = CancelReason.EXPIRED.value
@@ -169,6 +186,7 @@ def _booking(
         fees=row["fees_minor"],
         promo_code_id=row.get("promo_code_id"),
         promo_code=row.get("promo_code"),
+        general_admission=bool(row.get("general_admission")),
     )
 
 
@@ -268,15 +286,21 @@ class PgBookingStore:
                 new.discount,
                 new.fees,
                 new.promo_code_id,
+                new.hall_id if new.general_admission else None,
+                len(lines) if new.general_admission else 0,
+                new.max_tickets_per_customer,
             )
         except asyncpg.UniqueViolationError as exc:
-            raise _unique_violation(exc, seat_ids) from exc
-        if row["taken"]:
-            raise SeatsUnavailable(list(row["taken"]))
-        if row["refused"]:
-            raise PromoUseRefused(row["refused"])
+            error = _unique_violation(exc, seat_ids)
+            if new.general_admission and isinstance(error, SeatsUnavailable):
+                error = SoldOut(0)  # the index caught what the place rules missed: no seats
+            raise error from exc
+        refused = row["refused"]
+        if refused is not None or row["taken"]:
+            raise _refusal(refused, row, new)
         # The lines as computed (what was stored): no second read on the hot path.
-        return _booking(row, seat_ids=new.seat_ids, tickets=lines)
+        taken = tuple(row["seat_ids"])  # the seats asked for, or the places handed out
+        return _booking(row, seat_ids=taken, tickets=_placed(lines, taken))
 
     async def booking(self, booking_id: int) -> Booking | None:
         row = await self._pool.fetchrow(
@@ -399,6 +423,31 @@ class PgBookingStore:
         )
         statuses = _STATUS_BY_NAME
         return [LiveReservation(r[0], statuses[r[1]], r[2]) for r in rows]
+
+    async def place_counts(self, screening_id: int) -> tuple[int, int]:
+        """(locked, sold) places of a general-admission screening: held and not lapsed, paid."""
+        row = await self._pool.fetchrow(_PLACE_COUNTS, screening_id)
+        return int(row["locked"]), int(row["sold"])
+
+
+def _placed(lines: tuple[TicketLine, ...], seat_ids: tuple[int, ...]) -> tuple[TicketLine, ...]:
+    """The lines with the seat (or place) each one got, ascending seat id, as a read has them.
+    A general-admission line names no seat until PostgreSQL hands its place out."""
+    return tuple(
+        line if line.seat_id == seat else replace(line, seat_id=seat)
+        for line, seat in zip(lines, seat_ids, strict=True)
+    )
+
+
+def _refusal(refused: str | None, row: Any, new: NewBooking) -> Exception:
+    """What cinema_create_booking's `refused` (or `taken`) means: it wrote nothing."""
+    if row["taken"] or refused == "seats_unavailable":
+        return SeatsUnavailable(list(row["taken"]))
+    if refused == "sold_out":
+        return SoldOut(row["available"])
+    if refused == "customer_limit_reached" and new.max_tickets_per_customer is not None:
+        return CustomerLimitReached(new.max_tickets_per_customer, row["available"])
+    return PromoUseRefused(refused or "promo_code_invalid")
 
 
 def _unique_violation(exc: asyncpg.UniqueViolationError, seat_ids: list[int]) -> Exception:

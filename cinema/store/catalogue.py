@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from cinema.catalogue.model import Hall, Movie, Screening, Seat, SeatSpec
+from cinema.catalogue.model import GA_CATEGORY, GA_ROW, Hall, Movie, Screening, Seat, SeatSpec
 from cinema.pricing.model import DEFAULT_TICKET_TYPES, NO_FEES, Fees, TicketType
 from cinema.store.pool import Pool
 
@@ -68,6 +68,8 @@ def _screening(row: Any) -> Screening:
         currency=row["currency"],
         ticket_types=_ticket_types(row["ticket_types"]),
         fees=_fees(row["fees"]),
+        capacity=row["capacity"],
+        max_tickets_per_customer=row["max_tickets_per_customer"],
     )
 
 
@@ -76,6 +78,17 @@ _HALL_COLUMNS = """
     (SELECT count(*) FROM seats s WHERE s.hall_id = h.id) AS seat_count,
     ARRAY(SELECT DISTINCT s.category FROM seats s WHERE s.hall_id = h.id ORDER BY 1) AS categories
 """
+
+
+_INSERT_SCREENING = """
+    INSERT INTO screenings (movie_id, hall_id, starts_at, prices, currency, ticket_types, fees,
+                            capacity, max_tickets_per_customer)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *
+"""
+
+
+def _fees_json(fees: Fees) -> dict[str, Any] | None:
+    return None if fees.empty else {"per_ticket": fees.per_ticket, "percent": str(fees.percent)}
 
 
 class PgCatalogueStore:
@@ -122,12 +135,15 @@ class PgCatalogueStore:
 
     async def hall(self, hall_id: int) -> Hall | None:
         row = await self._pool.fetchrow(
-            f"SELECT {_HALL_COLUMNS} FROM halls h WHERE h.id = $1", hall_id
+            f"SELECT {_HALL_COLUMNS} FROM halls h WHERE h.id = $1 AND NOT h.general_admission",
+            hall_id,
         )
         return None if row is None else _hall(row)
 
     async def halls(self) -> list[Hall]:
-        rows = await self._pool.fetch(f"SELECT {_HALL_COLUMNS} FROM halls h ORDER BY h.id")
+        rows = await self._pool.fetch(
+            f"SELECT {_HALL_COLUMNS} FROM halls h WHERE NOT h.general_admission ORDER BY h.id"
+        )
         return [_hall(r) for r in rows]
 
     async def seats_of_hall(self, hall_id: int) -> list[Seat]:
@@ -149,18 +165,60 @@ class PgCatalogueStore:
         currency: str,
         ticket_types: tuple[TicketType, ...] = DEFAULT_TICKET_TYPES,
         fees: Fees = NO_FEES,
+        max_tickets_per_customer: int | None = None,
     ) -> Screening:
         row = await self._pool.fetchrow(
-            "INSERT INTO screenings (movie_id, hall_id, starts_at, prices, currency,"
-            " ticket_types, fees) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+            _INSERT_SCREENING,
             movie_id,
             hall_id,
             starts_at,
             prices,
             currency,
             [_ticket_type_json(t) for t in ticket_types],
-            None if fees.empty else {"per_ticket": fees.per_ticket, "percent": str(fees.percent)},
+            _fees_json(fees),
+            None,
+            max_tickets_per_customer,
         )
+        return _screening(row)
+
+    async def add_ga_screening(
+        self,
+        movie_id: int,
+        starts_at: datetime,
+        prices: dict[str, int],
+        currency: str,
+        capacity: int,
+        ticket_types: tuple[TicketType, ...] = DEFAULT_TICKET_TYPES,
+        fees: Fees = NO_FEES,
+        max_tickets_per_customer: int | None = None,
+    ) -> Screening:
+        """A general-admission screening and its places (one seat row each, in a hall of its
+        own), in one transaction: one row per place is what lets buyers take places without
+        queueing on a counter (cinema_take_places)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            hall_id = await conn.fetchval(
+                "INSERT INTO halls (name, layout, general_admission)"
+                " VALUES ('general admission', '{}'::jsonb, true) RETURNING id"
+            )
+            await conn.copy_records_to_table(
+                "seats",
+                records=[
+                    (hall_id, GA_ROW, 0, n, n - 1, GA_CATEGORY) for n in range(1, capacity + 1)
+                ],
+                columns=["hall_id", "row_label", "row_index", "number", "position", "category"],
+            )
+            row = await conn.fetchrow(
+                _INSERT_SCREENING,
+                movie_id,
+                hall_id,
+                starts_at,
+                prices,
+                currency,
+                [_ticket_type_json(t) for t in ticket_types],
+                _fees_json(fees),
+                capacity,
+                max_tickets_per_customer,
+            )
         return _screening(row)
 
     async def screening(self, screening_id: int) -> Screening | None:

@@ -11,6 +11,7 @@ from email.utils import make_msgid
 
 import segno
 
+from cinema.catalogue.model import GA_ROW
 from cinema.money import format_minor
 from cinema.tickets.model import Ticket
 
@@ -27,6 +28,8 @@ def _when(ticket: Ticket) -> str:
 
 
 def _seats(ticket: Ticket) -> list[str]:
+    if ticket.seats and all(s.row == GA_ROW for s in ticket.seats):
+        return [f"General admission x {len(ticket.seats)}"]
     return [f"Row {s.row}, seat {s.number} ({s.category})" for s in ticket.seats]
 
 

@@ -13,6 +13,8 @@ Scenarios (each followed by a PostgreSQL check that no seat is held or sold twic
            sells out: bookings/s, requests/s, conflicts, latency, CPU seconds per request.
   onsale4  the same with 1-4 seats a request, while `browse` readers read the seat map of a
            full 500-seat screening; `browse` is also measured alone afterwards.
+  ga       (only when named) general admission, 5,000 places, U users 1-4 places a request
+           until sold out, then a losers' burst: tickets/s, latency, PG transactions per loser.
 The load runs from --load-procs processes (default 2) so the client is not the bottleneck of
 one core. Results: bench/results/onsale-<time>.json and .png. See docs/performance.md.
 """
@@ -53,6 +55,7 @@ from bench.common import (
 )
 from bench.onsale_report import chart, machine, ratios, tables
 from bench.scenarios.base import PG_IDLE_FLUSH_SECONDS, Arm, Fixture, Postgres
+from bench.scenarios.ga import GeneralAdmission
 from bench.scenarios.hot import HotSeat
 from bench.scenarios.logins import Logins
 from bench.scenarios.openloop import OpenLoop
@@ -131,7 +134,7 @@ async def create_fixture(
 # --- scenarios -------------------------------------------------------------------------------
 
 
-class Run(HotSeat, Logins, OpenLoop):
+class Run(HotSeat, Logins, OpenLoop, GeneralAdmission):
     """Every scenario against one arm after the other."""
 
     def arm(self, arm: Arm) -> dict[str, Any]:
@@ -156,6 +159,8 @@ class Run(HotSeat, Logins, OpenLoop):
             scenarios["openloop"] = self._report(arm, self.openloop(arm))
         if "logins" in wanted:
             scenarios["logins"] = self._report(arm, self.logins(arm))
+        if "ga" in wanted:  # bench/scenarios/ga.py; not in the default set
+            scenarios["ga"] = self._report(arm, self.ga(arm))
         memory = {str(p): memory_kb(p) for p in arm.api_pids()}
         workers = {str(p): memory_kb(p) for p in arm.worker_pids()}
         rss = {
@@ -222,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seats", type=int, default=2000, help="onsale: seats in the hall")
     parser.add_argument("--browse-seats", type=int, default=500, help="browse: seats in the map")
     parser.add_argument("--readers", type=int, default=16, help="browse: concurrent readers")
+    parser.add_argument("--ga-capacity", type=int, default=5000, help="ga: places to sell")
     parser.add_argument("--browse-seconds", type=float, default=5.0, help="browse alone: length")
     parser.add_argument("--load-procs", type=int, default=2, help="load generator processes")
     parser.add_argument(

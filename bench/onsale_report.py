@@ -51,6 +51,22 @@ TABLE_ROWS: dict[str, list[tuple[str, str]]] = {
         ("p99 ms", "latency_ms.p99"),
         ("max ms", "latency_ms.max"),
     ],
+    "ga": [
+        ("tickets/s", "tickets_per_s"),
+        ("tickets", "tickets"),
+        ("bookings (201)", "bookings"),
+        ("409 during the sale", "statuses.409"),
+        ("duration s", "duration_s"),
+        ("p50 ms", "latency_ms.p50"),
+        ("p99 ms", "latency_ms.p99"),
+        ("PG transactions, sale", "pg_transactions_sale"),
+        ("PG xacts per loser, sale", "pg_transactions_per_loser_sale"),
+        ("losers' burst requests", "burst_requests"),
+        ("PG transactions, burst", "pg_transactions_burst"),
+        ("PG xacts per loser, burst", "pg_transactions_per_loser_burst"),
+        ("burst p99 ms", "burst_latency_ms.p99"),
+        ("double-booked places", "check.double_booked_seats"),
+    ],
 }
 
 
@@ -167,6 +183,7 @@ def ratios(by_label: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         "browse": ["requests_per_s", "latency_ms.p99"],
         "uncontended": ["bookings_per_s", "latency_ms.p99", "api_cpu_ms_per_request"],
         "openloop": ["max_rate_p99_within_100ms"],
+        "ga": ["tickets_per_s", "latency_ms.p99", "pg_transactions_per_loser_burst"],
     }
     out: dict[str, Any] = {}
     for scenario, paths in headline.items():

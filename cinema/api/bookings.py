@@ -103,14 +103,17 @@ async def get_booking(request: web.Request, given: Inputs[None, None]) -> web.Re
     data = booking_json(booking)
     if booking.status is BookingStatus.CONFIRMED:
         owned = await request.app[BOXOFFICE].owner_tickets(booking)
-        data["tickets"] = _with_codes(data["tickets"], owned)
+        data["tickets"] = _with_codes(data["tickets"], owned, booking.general_admission)
     return json_response(data)
 
 
-def _with_codes(lines: list[dict[str, Any]], owned: list[OwnerTicket]) -> list[dict[str, Any]]:
-    """Each ticket line with its code: by seat, and general-admission places in order."""
-    by_seat = {t.seat_id: t for t in owned if t.seat_id is not None}
-    places = iter([t for t in owned if t.seat_id is None])
+def _with_codes(
+    lines: list[dict[str, Any]], owned: list[OwnerTicket], general_admission: bool = False
+) -> list[dict[str, Any]]:
+    """Each ticket line with its code: by seat, and general-admission places in order (a
+    place is a seat row the answer does not name: both lists are in place order)."""
+    by_seat = {} if general_admission else {t.seat_id: t for t in owned if t.seat_id is not None}
+    places = iter(owned if general_admission else [t for t in owned if t.seat_id is None])
     merged = []
     for line in lines:
         seat_id = line.get("seat_id")

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from cinema.api.errors import make_error_middleware
 from cinema.api.health import HEALTH_ROUTES, PROBES
-from cinema.api.keys import ACCOUNTS, BOOKINGS, BOXOFFICE, CATALOGUE, PROMOS, SETTLEMENT
+from cinema.api.keys import ACCOUNTS, BOOKINGS, BOXOFFICE, CATALOGUE, LIVE, PROMOS, SETTLEMENT
 from cinema.api.limits import LIMITS, Limits, parse_networks
 from cinema.api.observe import metrics_endpoint, observe_middleware
 from cinema.api.openapi import add_openapi_routes
@@ -46,6 +46,7 @@ def init_app(
             app[PROMOS] = api.promos
             app[SETTLEMENT] = api.settlement
             app[BOXOFFICE] = api.boxoffice
+            app[LIVE] = api.live
             app[LIMITS] = Limits(
                 api.rate_limiter,
                 bookings_per_minute=settings.rate_limit_bookings_per_minute,
@@ -56,6 +57,13 @@ def init_app(
             yield
 
     app.cleanup_ctx.append(services)
+
+    async def end_streams(app: web.Application) -> None:
+        # Runs before shutdown waits for in-flight requests: a live stream never ends itself.
+        if LIVE in app:
+            app[LIVE].drop_all()
+
+    app.on_shutdown.append(end_streams)
     routes = ROUTES + HEALTH_ROUTES
     add_routes(app, routes)
     add_openapi_routes(app, routes)

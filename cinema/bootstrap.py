@@ -26,13 +26,16 @@ from cinema.auth.passwords import PasswordHashing
 from cinema.auth.service import AccountService
 from cinema.auth.tokens import TokenIssuer
 from cinema.background import Background, BackgroundFollowUps, cancel_until_done
-from cinema.booking.ports import ExpiryScheduler, FollowUps, NoExpiryScheduler
+from cinema.booking.live import AllEvents, LiveSeatEvents
+from cinema.booking.ports import BookingEvents, ExpiryScheduler, FollowUps, NoExpiryScheduler
 from cinema.booking.service import BookingService
 from cinema.booking.settlement import PaymentCanceller, PaymentSettlement
 from cinema.boxoffice.codes import TicketCodes
 from cinema.boxoffice.service import BoxOffice
 from cinema.catalogue.service import CatalogueService
 from cinema.holds import RedisSeatHolds, create_redis
+from cinema.live.service import LiveLimits, LiveSeats
+from cinema.live_redis import RedisChangeFeed, RedisSeatChanges
 from cinema.metrics import BookingTelemetry, observe_pool
 from cinema.payments.stripe_gateway import StripeGateway, gateway_from_settings
 from cinema.pricing.service import PromoService
@@ -76,6 +79,7 @@ class ApiServices:
     boxoffice: BoxOffice
     rate_limiter: RedisRateLimiter
     probes: dict[str, Probe]
+    live: LiveSeats
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,8 @@ class _Core:
     canceller: PaymentCanceller
     mailer: TicketMailer
     follow_ups: FollowUps
-    telemetry: BookingTelemetry
+    events: BookingEvents  # metrics and logs, and the live seat status
+    changes: RedisSeatChanges
     bookings: BookingService
     promos: PromoService
 
@@ -170,7 +175,9 @@ async def _open_core(
         settings, tasks, BackgroundFollowUps(background, canceller.cancel, mailer.send)
     )
     catalogue = CatalogueService(PgCatalogueStore(pool))
-    telemetry = BookingTelemetry()  # metrics and a log line per booking state change
+    changes = _open_changes(stack, redis, settings)
+    # Metrics and a log line per booking state change; seat changes to the live viewers.
+    events = AllEvents(BookingTelemetry(), LiveSeatEvents(changes))
     promos = PromoService(PgPromoStore(pool))
     bookings = BookingService(
         holds=_timed(settings, holds, "holds"),
@@ -182,7 +189,7 @@ async def _open_core(
         filter_enabled=settings.filter_enabled,
         payments=_timed(settings, gateway, "payments"),
         follow_ups=jobs,
-        events=_timed(settings, telemetry, "events"),
+        events=_timed(settings, events, "events"),
         promos=promos,
         promo_filter=holds,
     )
@@ -195,7 +202,8 @@ async def _open_core(
         canceller,
         mailer,
         jobs,
-        telemetry,
+        events,
+        changes,
         bookings,
         promos,
     )
@@ -206,6 +214,43 @@ def _timed(settings: Settings, target: T, prefix: str) -> T:
     if not settings.stage_timings or target is None:
         return target
     return stages.instrument(target, prefix)
+
+
+def _open_changes(
+    stack: contextlib.AsyncExitStack, redis: Any, settings: Settings
+) -> RedisSeatChanges:
+    """Seat changes published off the request path by one task (both roles publish: the
+    worker's expiries release seats)."""
+    changes = RedisSeatChanges(redis, settings.redis_key_prefix)
+    _run_in_background(stack, changes.run(), "live-publisher")
+    stack.push_async_callback(_quietly, changes.flush)  # runs before the task is cancelled
+    return changes
+
+
+async def _open_live(
+    stack: contextlib.AsyncExitStack, settings: Settings, core: _Core
+) -> LiveSeats:
+    """The live seat status of this API process: its own Redis client, whose one pub/sub
+    connection carries a subscription per watched screening."""
+    client = create_redis(settings.redis_url, settings.redis_timeout_seconds * 4, 8)
+    stack.push_async_callback(_quietly, functools.partial(client.aclose, True))
+    feed = RedisChangeFeed(client, settings.redis_key_prefix)
+    stack.push_async_callback(_quietly, feed.close)
+    live = LiveSeats(
+        feed,
+        core.bookings.seat_map,
+        core.changes,
+        LiveLimits(
+            max_per_client=settings.sse_max_per_client,
+            viewer_queue=settings.sse_viewer_queue,
+            reconcile_seconds=settings.sse_reconcile_seconds,
+            heartbeat_seconds=settings.sse_heartbeat_seconds,
+        ),
+    )
+    stack.push_async_callback(live.close)
+    _run_in_background(stack, live.run(), "live-feed")
+    _run_in_background(stack, live.reconcile_forever(), "live-reconcile")
+    return live
 
 
 @contextlib.asynccontextmanager
@@ -234,6 +279,7 @@ async def api_services(
             core.bookings.release_ended_holds_forever(settings.claim_provisional_seconds),
             "ended-holds-sweeper",
         )
+        live = await _open_live(stack, settings, core)
         passwords = PasswordHashing(settings.password_hash_threads)
         stack.callback(passwords.close)
         yield ApiServices(
@@ -251,11 +297,12 @@ async def api_services(
                 store=PgSettlementStore(core.pool),
                 holds=core.holds,
                 follow_ups=core.follow_ups,
-                events=core.telemetry,
+                events=core.events,
             ),
             boxoffice=BoxOffice(PgDeskStore(core.pool), TicketCodes(settings.ticket_code_key)),
             rate_limiter=RedisRateLimiter(core.redis, prefix=settings.redis_key_prefix),
             probes={"postgres": pg.pinger(core.pool), "redis": core.redis.ping},
+            live=live,
         )
 
 

@@ -176,3 +176,19 @@ def _mismatch_of(booking: Booking, event: PaymentEvent) -> str:
     if event.amount is None or event.currency is None:
         return "missing"
     return "currency" if event.currency.upper() != booking.currency.upper() else "amount"
+
+
+# Live seat status (cinema/live/, GET /api/screenings/{id}/events).
+LIVE_VIEWERS = Gauge(
+    "cinema_live_viewers",
+    "Open live seat-status streams, summed over live processes",
+    multiprocess_mode="livesum",
+)
+LIVE_VIEWERS_DROPPED = Counter(
+    "cinema_live_viewers_dropped_total",
+    "Live streams closed because the viewer did not keep up (its outbox was full)",
+)
+LIVE_CHANGES_DROPPED = Counter(
+    "cinema_live_changes_dropped_total",
+    "Seat changes never published (queue full or Redis unreachable); viewers resync",
+)

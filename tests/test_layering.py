@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ADAPTERS = (
     "cinema.store",
     "cinema.holds",
+    "cinema.live_redis",
     "cinema.ratelimit",
     "cinema.payments",
     "tasks",
@@ -33,10 +34,11 @@ LAYERED = sorted(
         *ROOT.glob("cinema/auth/*.py"),
         *ROOT.glob("cinema/boxoffice/*.py"),
         *ROOT.glob("cinema/tickets/*.py"),
+        *ROOT.glob("cinema/live/*.py"),
         ROOT / "cinema/app.py",
     ]
 )
-HANDLER_MODULES = ("auth", "bookings", "catalogue", "webhooks", "health", "desk", "users")
+HANDLER_MODULES = ("auth", "bookings", "catalogue", "webhooks", "health", "desk", "users", "events")
 # What the route table does for a handler (cinema/api/routes.py `serve`).
 TABLE_DUTIES = {
     "authenticate",
@@ -72,7 +74,13 @@ def test_imports_no_adapter(path):
 # Beside the root, the operator's commands that work on the database directly: migrations
 # (cli.py, which also names the drivers' start-up errors), `cinema demo`, `cinema createuser`.
 ADMIN_TOOLS = {"cinema/bootstrap.py", "cinema/cli.py", "cinema/demo.py", "cinema/tools.py"}
-ADAPTER_FILES = ("cinema/store/", "cinema/payments/", "cinema/holds.py", "cinema/ratelimit.py")
+ADAPTER_FILES = (
+    "cinema/store/",
+    "cinema/payments/",
+    "cinema/holds.py",
+    "cinema/ratelimit.py",
+    "cinema/live_redis.py",
+)
 
 
 def test_only_the_root_and_the_admin_tools_import_adapters():

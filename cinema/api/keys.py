@@ -9,6 +9,7 @@ from cinema.booking.service import BookingService
 from cinema.booking.settlement import PaymentSettlement
 from cinema.boxoffice.service import BoxOffice
 from cinema.catalogue.service import CatalogueService
+from cinema.live.service import LiveSeats
 from cinema.pricing.service import PromoService
 
 ACCOUNTS = web.AppKey("accounts", AccountService)
@@ -17,3 +18,4 @@ BOOKINGS = web.AppKey("bookings", BookingService)
 SETTLEMENT = web.AppKey("settlement", PaymentSettlement)
 BOXOFFICE = web.AppKey("boxoffice", BoxOffice)
 PROMOS = web.AppKey("promos", PromoService)
+LIVE = web.AppKey("live", LiveSeats)

@@ -111,6 +111,9 @@ def _responses(route: Route, routes: tuple[Route, ...], refs: Refs) -> dict[str,
     ok: dict[str, Any] = {"description": HTTPStatus(route.status).phrase}
     if route.response is not None:
         ok["content"] = {"application/json": {"schema": refs[(route.response, "serialization")]}}
+    if route.stream:
+        ok["description"] = route.stream
+        ok["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
     links = _links(route, routes)
     if links:
         ok["links"] = links

@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from cinema import stages
-from cinema.api import auth, bookings, catalogue, desk, promos, users, webhooks
+from cinema.api import auth, bookings, catalogue, desk, events, promos, users, webhooks
 from cinema.api import schemas as s
 from cinema.api.io import Inputs, authenticate, authenticate_role, read_body, read_query
 from cinema.api.limits import LimitName, apply_limit
@@ -46,6 +46,7 @@ class Route:
     headers: tuple[tuple[str, Any], ...] = ()  # (request header, type it is validated as)
     limit: LimitName | None = None  # cinema/api/limits.py: who is counted, against which limit
     name: str = ""  # the OpenAPI operationId, when two routes share a handler
+    stream: str = ""  # a text/event-stream response: the description of its events
 
     @property
     def operation_id(self) -> str:
@@ -242,6 +243,14 @@ ROUTES: tuple[Route, ...] = (
         "Seat map with live status",
         response=s.SeatMapOut,
         errors=(404,),
+    ),
+    Route(
+        "GET",
+        r"/api/screenings/{id:\d+}/events/",
+        events.screening_events,
+        "Live seat status as Server-Sent Events (text/event-stream)",
+        errors=(404, 429),
+        stream=events.STREAM_DESCRIPTION,
     ),
     Route(
         "POST",

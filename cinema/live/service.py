@@ -1,0 +1,260 @@
+"""Live seat status for one process: one feed subscription per watched screening, fanned out
+in-process to its viewers. The feed (cinema/live_redis.py) carries every process's seat
+changes with ids that increase per screening; the seat map from the authority (PostgreSQL)
+is read when a screening is first watched, after a gap in the ids, and every
+`reconcile_seconds` to correct what the stream got wrong (a lost or reordered event)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from cinema.booking.live import SeatChange, SeatChangeSink
+from cinema.booking.model import SeatMap, SeatStatus
+from cinema.errors import DomainError
+from cinema.live import frames
+from cinema.live.hub import KIND_OF, ScreeningHub
+from cinema.live.viewer import Viewer
+
+log = logging.getLogger(__name__)
+
+REPLAY_EVENTS = 1024  # per screening: how far back a reconnect can be replayed
+LINGER_SECONDS = 30.0  # an unwatched screening stays subscribed this long (reconnects replay)
+RECONNECT_MS = 2000
+
+
+class LiveUnavailable(DomainError):
+    """The feed (Redis) cannot be reached: no live status; clients poll the seat map."""
+
+    code = "live_unavailable"
+
+
+class TooManyStreams(DomainError):
+    """This client address already has its allowed number of streams open."""
+
+    code = "too_many_streams"
+
+
+class FeedLost(Exception):
+    """The feed connection broke; events may have been missed."""
+
+
+class ChangeFeed(Protocol):
+    async def subscribe(self, screening_id: int) -> None:
+        """Start receiving the screening's changes; raises LiveUnavailable."""
+        ...
+
+    async def unsubscribe(self, screening_id: int) -> None: ...
+
+    async def last_id(self, screening_id: int) -> int:
+        """The id of the screening's latest change (0: none yet); raises LiveUnavailable."""
+        ...
+
+    def messages(self) -> AsyncIterator[tuple[int, int, SeatChange]]:
+        """(screening id, event id, change) as they arrive; raises FeedLost."""
+        ...
+
+    async def reset(self) -> None:
+        """After FeedLost: forget every subscription."""
+        ...
+
+
+SeatMaps = Callable[[int], Awaitable[SeatMap]]
+
+
+@dataclass(frozen=True)
+class LiveLimits:
+    max_per_client: int = 8  # 0: no cap
+    viewer_queue: int = 64  # frames; a viewer this far behind is dropped
+    reconcile_seconds: float = 5.0
+    heartbeat_seconds: float = 15.0
+
+
+class LiveSeats:
+    def __init__(
+        self, feed: ChangeFeed, seat_maps: SeatMaps, sink: SeatChangeSink, limits: LiveLimits
+    ) -> None:
+        self._feed = feed
+        self._seat_maps = seat_maps
+        self._sink = sink
+        self._limits = limits
+        self._hubs: dict[int, ScreeningHub] = {}
+        self._opening: dict[int, asyncio.Future[ScreeningHub]] = {}
+        self._per_client: defaultdict[str, int] = defaultdict(int)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        return self._limits.heartbeat_seconds
+
+    @property
+    def viewers(self) -> int:
+        return sum(len(hub.viewers) for hub in self._hubs.values())
+
+    @contextlib.asynccontextmanager
+    async def watch(
+        self, screening_id: int, client: str, last_event_id: int | None
+    ) -> AsyncIterator[Viewer]:
+        """A viewer of the screening, its outbox already holding what it missed since
+        `last_event_id` (or a resync); counted against `client`'s cap while open."""
+        cap = self._limits.max_per_client
+        if cap and self._per_client[client] >= cap:
+            raise TooManyStreams(f"at most {cap} live streams per client")
+        self._per_client[client] += 1
+        try:
+            hub = await self._hub(screening_id)
+            viewer = Viewer(client, self._limits.viewer_queue)
+            viewer.send(frames.retry(RECONNECT_MS))
+            missed = hub.since(last_event_id)
+            for frame in missed if missed is not None else [hub.resync_frame()]:
+                viewer.send(frame)
+            hub.viewers.add(viewer)
+            try:
+                yield viewer
+            finally:
+                hub.viewers.discard(viewer)
+                if not hub.viewers:
+                    self._later(self._close_if_idle(hub), "live-linger")
+        finally:
+            self._per_client[client] -= 1
+            if not self._per_client[client]:
+                del self._per_client[client]
+
+    async def _hub(self, screening_id: int) -> ScreeningHub:
+        hub = self._hubs.get(screening_id)
+        if hub is not None and hub.loaded:
+            return hub
+        opening = self._opening.get(screening_id)
+        if opening is None:  # the first viewer opens it; the others wait for the same answer
+            opening = asyncio.ensure_future(self._open(screening_id))
+            self._opening[screening_id] = opening
+            opening.add_done_callback(lambda _: self._opening.pop(screening_id, None))
+        return await asyncio.shield(opening)
+
+    async def _open(self, screening_id: int) -> ScreeningHub:
+        hub = ScreeningHub(screening_id, REPLAY_EVENTS)
+        hub.loading = True
+        self._hubs[screening_id] = hub  # events arriving from now on wait in hub.pending
+        try:
+            await self._feed.subscribe(screening_id)
+            await self._load(hub)
+        except BaseException:
+            if self._hubs.get(screening_id) is hub:
+                del self._hubs[screening_id]
+            with contextlib.suppress(Exception):
+                await self._feed.unsubscribe(screening_id)
+            raise
+        return hub
+
+    async def _load(self, hub: ScreeningHub) -> None:
+        """(Re)read the seat map, then apply what arrived meanwhile. The id is read before the
+        map, so the map includes at least every change up to it; later changes are applied
+        on top (each names a status, not a difference, so applying one twice is harmless)."""
+        hub.loading = True
+        try:
+            last_id = await self._feed.last_id(hub.screening_id)
+            hub.load(await self._seat_maps(hub.screening_id), last_id)
+            for event_id, change in sorted(hub.pending, key=lambda p: p[0]):
+                if event_id > hub.last_id:
+                    hub.apply(event_id, change)
+        finally:
+            hub.pending = []
+            hub.loading = False
+
+    def deliver(self, screening_id: int, event_id: int, change: SeatChange) -> None:
+        hub = self._hubs.get(screening_id)
+        if hub is None:
+            return
+        if hub.loading:
+            hub.pending.append((event_id, change))
+        elif event_id == hub.last_id + 1:
+            hub.broadcast(hub.apply(event_id, change))
+        elif event_id > hub.last_id or event_id < hub.last_id - REPLAY_EVENTS:
+            # A gap (a message lost while the feed reconnected) or the ids restarted (Redis
+            # lost the counter): read the seat map again and resync everyone.
+            hub.pending.append((event_id, change))
+            hub.loading = True
+            self._later(self._resync(hub), "live-resync")
+        # else: an older id, already in the map this hub loaded
+
+    async def _resync(self, hub: ScreeningHub) -> None:
+        try:
+            await self._load(hub)
+        except Exception as exc:
+            log.warning("live resync of screening %s failed (%r)", hub.screening_id, exc)
+            self._forget(hub)
+            return
+        hub.broadcast(hub.resync_frame())
+
+    async def run(self) -> None:
+        """Read the feed until cancelled. A broken feed drops every viewer: each reconnects,
+        and gets a fresh resync, or a 503 while the feed stays down."""
+        while True:
+            try:
+                async for screening_id, event_id, change in self._feed.messages():
+                    self.deliver(screening_id, event_id, change)
+            except FeedLost as exc:
+                log.warning("live feed lost (%r); dropping %d viewer(s)", exc, self.viewers)
+                for hub in list(self._hubs.values()):
+                    self._forget(hub)
+                await self._feed.reset()
+                await asyncio.sleep(1.0)
+
+    async def reconcile_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._limits.reconcile_seconds)
+            for hub in list(self._hubs.values()):
+                if hub.viewers and not hub.loading:
+                    try:
+                        self._correct(hub, await self._seat_maps(hub.screening_id))
+                    except Exception as exc:
+                        log.warning("live reconcile of %s failed (%r)", hub.screening_id, exc)
+
+    def _correct(self, hub: ScreeningHub, seat_map: SeatMap) -> None:
+        """Publish the authority's status of drifted seats as ordinary changes, so every
+        process's viewers (and replay buffers) get them in id order."""
+        by_status: defaultdict[SeatStatus, list[int]] = defaultdict(list)
+        now = time.time()
+        for seat_id, status in hub.drift(seat_map).items():
+            by_status[status].append(seat_id)
+        for status, seat_ids in by_status.items():
+            log.info("live status of screening %s corrected: %s", hub.screening_id, seat_ids)
+            change = SeatChange(KIND_OF[status], hub.screening_id, tuple(sorted(seat_ids)), now)
+            self._sink.publish(change)
+
+    async def _close_if_idle(self, hub: ScreeningHub) -> None:
+        await asyncio.sleep(LINGER_SECONDS)
+        if not hub.viewers and self._hubs.get(hub.screening_id) is hub:
+            del self._hubs[hub.screening_id]
+            with contextlib.suppress(Exception):
+                await self._feed.unsubscribe(hub.screening_id)
+
+    def _forget(self, hub: ScreeningHub) -> None:
+        if self._hubs.get(hub.screening_id) is hub:
+            del self._hubs[hub.screening_id]
+        for viewer in list(hub.viewers):
+            viewer.drop()
+
+    def drop_all(self) -> None:
+        """Close every stream (shutdown: a stream never ends by itself)."""
+        for hub in list(self._hubs.values()):
+            for viewer in list(hub.viewers):
+                viewer.drop()
+
+    def _later(self, work: Awaitable[None], name: str) -> None:
+        task = asyncio.ensure_future(work)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        self.drop_all()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

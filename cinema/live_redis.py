@@ -1,0 +1,183 @@
+"""Live seat status through Redis: the only module that speaks Redis for it.
+
+Changes go out on one shard channel per screening, `{prefix}{screening:ID}:live`, with
+SPUBLISH/SSUBSCRIBE (Redis 7 sharded pub/sub): the channel lives in the slot of its hash tag,
+the same slot as the screening's seat keys and its change counter, so on Redis Cluster a
+change is published and received on the shard that owns the screening instead of being
+broadcast to every node. `publish_change.lua` numbers and publishes a change in one step."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from cinema.booking.live import ChangeKind, SeatChange
+from cinema.holds import LUA_DIR
+from cinema.live.service import FeedLost, LiveUnavailable
+from cinema.metrics import LIVE_CHANGES_DROPPED
+
+log = logging.getLogger(__name__)
+
+COUNTER_TTL_SECONDS = 14 * 24 * 3600  # refreshed by every change
+PUBLISH_QUEUE = 10_000  # changes waiting to be published; more are dropped (viewers resync)
+PUBLISH_BATCH = 500  # changes per round trip
+PING_SECONDS = 2.0  # the subscription's liveness check
+PING_MISSES = 3  # this many pings unanswered: the feed is lost
+
+
+def counter_key(prefix: str, screening_id: int) -> str:
+    return f"{prefix}{{screening:{screening_id}}}:live:seq"
+
+
+def channel(prefix: str, screening_id: int) -> str:
+    return f"{prefix}{{screening:{screening_id}}}:live"
+
+
+def encode(change: SeatChange) -> bytes:
+    return orjson.dumps({"k": change.kind.value, "s": change.seat_ids, "t": change.at})
+
+
+def decode(screening_id: int, data: bytes) -> tuple[int, SeatChange]:
+    head, _, body = data.partition(b" ")
+    fields = orjson.loads(body)
+    change = SeatChange(ChangeKind(fields["k"]), screening_id, tuple(fields["s"]), fields["t"])
+    return int(head), change
+
+
+class RedisSeatChanges:
+    """The SeatChangeSink: a bounded queue drained by one task that publishes in pipelined
+    batches, so a booking never waits for Redis and a Redis outage never fails one."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._script = client.register_script((LUA_DIR / "publish_change.lua").read_text())
+        self._queue: deque[SeatChange] = deque()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def publish(self, change: SeatChange) -> None:
+        if len(self._queue) >= PUBLISH_QUEUE:
+            LIVE_CHANGES_DROPPED.inc()
+            return
+        self._queue.append(change)
+        self._idle.clear()
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Publish until cancelled."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                n = min(len(self._queue), PUBLISH_BATCH)
+                await self._send([self._queue.popleft() for _ in range(n)])
+            self._idle.set()
+
+    async def flush(self, within: float = 5.0) -> None:
+        """Wait until everything queued so far has been sent (or dropped)."""
+        await asyncio.wait_for(self._idle.wait(), within)
+
+    async def _send(self, batch: list[SeatChange]) -> None:
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for change in batch:
+                    await self._script(
+                        keys=[counter_key(self._prefix, change.screening_id)],
+                        args=[
+                            channel(self._prefix, change.screening_id),
+                            encode(change),
+                            COUNTER_TTL_SECONDS,
+                        ],
+                        client=pipe,
+                    )
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            LIVE_CHANGES_DROPPED.inc(len(batch))
+            log.warning("could not publish %d seat change(s) (%r)", len(batch), exc)
+
+
+class RedisChangeFeed:
+    """The ChangeFeed: one pub/sub connection per process carrying a shard-channel
+    subscription per watched screening."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self._client = client  # a client of its own: its connection stays in subscribed mode
+        self._prefix = prefix
+        self._pubsub: aioredis.client.PubSub | None = None
+        self._subscribed = asyncio.Event()
+        pattern = re.escape(prefix) + r"\{screening:(\d+)\}:live"
+        self._channel = re.compile(pattern.encode())
+
+    async def subscribe(self, screening_id: int) -> None:
+        if self._pubsub is None:
+            self._pubsub = self._client.pubsub()
+        try:
+            await self._pubsub.ssubscribe(channel(self._prefix, screening_id))
+        except (RedisError, OSError) as exc:
+            raise LiveUnavailable(f"live seat status unavailable: {exc}") from exc
+        self._subscribed.set()
+
+    async def unsubscribe(self, screening_id: int) -> None:
+        if self._pubsub is not None:
+            await self._pubsub.sunsubscribe(channel(self._prefix, screening_id))
+
+    async def last_id(self, screening_id: int) -> int:
+        try:
+            value = await self._client.get(counter_key(self._prefix, screening_id))
+        except (RedisError, OSError) as exc:
+            raise LiveUnavailable(f"live seat status unavailable: {exc}") from exc
+        return int(value or 0)
+
+    async def messages(self) -> AsyncIterator[tuple[int, int, SeatChange]]:
+        heard = pinged = time.monotonic()
+        while True:
+            await self._subscribed.wait()
+            pubsub = self._pubsub
+            if pubsub is None:
+                raise FeedLost("not subscribed")
+            try:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                now = time.monotonic()
+                if now - pinged >= PING_SECONDS:
+                    pinged = now
+                    await pubsub.ping()
+            except (RedisError, OSError) as exc:
+                raise FeedLost(repr(exc)) from exc
+            if message is None:
+                if now - heard > PING_SECONDS * PING_MISSES:
+                    raise FeedLost("redis stopped answering")
+                continue
+            heard = now
+            if message["type"] != "smessage":
+                continue
+            found = self._channel.fullmatch(message["channel"])
+            if found is None:
+                continue
+            try:
+                event_id, change = decode(int(found.group(1)), message["data"])
+            except (ValueError, KeyError, TypeError):
+                log.warning("ignoring a malformed seat change on %r", message["channel"])
+                continue
+            yield int(found.group(1)), event_id, change
+
+    async def reset(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        self._subscribed.clear()
+        if pubsub is not None:
+            try:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            except (RedisError, OSError) as exc:
+                log.info("closing the lost pub/sub connection: %r", exc)
+
+    async def close(self) -> None:
+        await self.reset()

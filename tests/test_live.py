@@ -1,0 +1,177 @@
+"""Live seat status over Server-Sent Events (GET /api/screenings/{id}/events), end to end:
+real servers on loopback sharing the real Redis and PostgreSQL; every test ends with the
+viewer's reconstructed seats equal to the seat map read from PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from tests.client import ApiClient, wait_for
+from tests.conftest import AppFactory, Users
+from tests.sse import Stream, open_stream
+
+# The reconciler corrects drift from PostgreSQL; the tests below check the events themselves.
+QUIET = {"sse_reconcile_seconds": 3600}
+
+
+async def _stream(api: ApiClient, screening_id: int, last: int | None = None) -> Stream:
+    stream = await open_stream(api.session, api.base_url, screening_id, last)
+    await stream.until(lambda s: bool(s.seats), what="the first resync")
+    assert stream.events[0].name == "resync"
+    return stream
+
+
+async def _matches_postgres(api: ApiClient, stream: Stream, screening_id: int) -> None:
+    """The viewer's state ends equal to the seat map (read from PostgreSQL on every call)."""
+    truth = await api.seat_statuses(screening_id)
+
+    def same(s: Stream) -> bool:
+        return s.seats == truth
+
+    await stream.until(same, within=5, what="the viewer's seats to equal the seat map")
+    counts = {"available": 0, "locked": 0, "sold": 0}
+    for status in truth.values():
+        counts[status.lower()] += 1
+    assert stream.counts == counts
+
+
+async def test_a_viewer_sees_another_buyers_hold_within_a_second(
+    make_api: AppFactory, users: Users
+) -> None:
+    api = await make_api(**QUIET)
+    screening = await api.new_screening()
+    stream = await _stream(api, screening.id)
+    assert set(stream.seats.values()) == {"AVAILABLE"}
+    assert stream.counts == {"available": 10, "locked": 0, "sold": 0}
+    [buyer] = await users.create(1)
+    seats = screening.seat_ids[2:4]
+
+    booked = await api.book(buyer, screening.id, seats)
+    answered = time.time()
+    assert booked.status == 201, booked
+    await stream.until(
+        lambda s: all(s.seats[x] == "LOCKED" for x in seats), within=1.0, what="the hold"
+    )
+    held = stream.events[-1]
+    assert held.name == "held" and held.data["seat_ids"] == seats
+    assert held.data["counts"] == {"available": 8, "locked": 2, "sold": 0}
+    assert held.received - answered < 1.0
+
+    cancelled = await api.delete(f"/api/bookings/{booked.body['id']}/", token=buyer)
+    assert cancelled.status == 200, cancelled
+    await stream.until(lambda s: s.events[-1].name == "released", within=1.0, what="release")
+    ids = [e.id for e in stream.events]
+    assert ids == sorted(ids) and len(set(ids[1:])) == len(ids) - 1  # increasing per screening
+    await _matches_postgres(api, stream, screening.id)
+    stream.close()
+
+
+async def test_a_booking_on_one_server_reaches_a_viewer_of_another(
+    make_api: AppFactory, users: Users
+) -> None:
+    one, two = await make_api(**QUIET), await make_api(**QUIET)
+    screening = await one.new_screening()
+    viewers = [await _stream(one, screening.id), await _stream(two, screening.id)]
+    buyers = await users.create(3)
+    results = await asyncio.gather(
+        *(
+            api.book(token, screening.id, [seat])
+            for api, token, seat in zip((one, two, one), buyers, screening.seat_ids, strict=False)
+        )
+    )
+    assert [r.status for r in results] == [201, 201, 201], results
+    for stream in viewers:
+        await stream.until(lambda s: s.counts.get("locked") == 3, within=1.0, what="3 holds")
+        await _matches_postgres(two, stream, screening.id)
+        stream.close()
+
+
+async def test_unknown_screening_is_404_json(api: ApiClient) -> None:
+    reply = await api.get("/api/screenings/987654321/events")
+    assert reply.status == 404, reply
+    assert reply.body["error"]["code"] == "screening_not_found"
+    assert reply.headers["Content-Type"].startswith("application/json")
+
+
+async def test_streams_per_client_address_are_capped(make_api: AppFactory) -> None:
+    api = await make_api(sse_max_per_client=2, **QUIET)
+    screening = await api.new_screening()
+    open_ones = [await _stream(api, screening.id), await _stream(api, screening.id)]
+    refused = await api.get(f"/api/screenings/{screening.id}/events")
+    assert refused.status == 429, refused
+    assert refused.body["error"]["code"] == "too_many_streams"
+    assert int(refused.headers["Retry-After"]) >= 1
+    open_ones.pop().close()  # a closed stream frees its place
+
+    async def admitted() -> bool:
+        reply = await api.session.get(f"{api.base_url}/api/screenings/{screening.id}/events")
+        ok = reply.status == 200
+        reply.close()
+        return ok
+
+    await wait_for(admitted, within=5, what="a place to free up")
+    for stream in open_ones:
+        stream.close()
+
+
+async def test_a_reconnect_gets_what_it_missed_or_a_resync(
+    make_api: AppFactory, users: Users
+) -> None:
+    api = await make_api(**QUIET)
+    screening = await api.new_screening()
+    watcher = await _stream(api, screening.id)  # keeps the screening watched meanwhile
+    first = await _stream(api, screening.id)
+    seen = first.last_id
+    first.close()
+    buyers = await users.create(2)
+    for token, seat in zip(buyers, screening.seat_ids[:2], strict=True):
+        assert (await api.book(token, screening.id, [seat])).status == 201
+    await watcher.until(lambda s: s.counts.get("locked") == 2, what="both holds")
+
+    again = await open_stream(api.session, api.base_url, screening.id, last_event_id=seen)
+    await again.until(lambda s: len(s.events) >= 2, what="the missed events")
+    assert [e.name for e in again.events] == ["held", "held"]
+    assert [e.id for e in again.events] == [seen + 1, seen + 2]  # type: ignore[operator]
+    # Starting from what it had, the client is exact again.
+    again.seats = dict(first.seats)
+    for event in again.events:
+        for seat_id in event.data["seat_ids"]:
+            again.seats[seat_id] = "LOCKED"
+    await _matches_postgres(api, again, screening.id)
+    again.close()
+
+    # An id the server cannot prove continuity from (never issued) gets a resync.
+    unknown = await open_stream(api.session, api.base_url, screening.id, last_event_id=10**9)
+    await unknown.next()
+    assert unknown.events[0].name == "resync"
+    await _matches_postgres(api, unknown, screening.id)
+    unknown.close()
+    watcher.close()
+
+
+async def test_heartbeats_and_headers(make_api: AppFactory) -> None:
+    api = await make_api(sse_heartbeat_seconds=0.2, **QUIET)
+    screening = await api.new_screening()
+    stream = await _stream(api, screening.id)
+    headers = stream.response.headers
+    assert headers["Content-Type"].startswith("text/event-stream")
+    assert headers["X-Accel-Buffering"] == "no"
+    assert headers["Cache-Control"].startswith("no-cache")
+    assert headers["X-Request-ID"]
+    deadline = time.monotonic() + 5
+    while stream.pings < 2:
+        assert time.monotonic() < deadline, "no heartbeat"
+        with pytest.raises(TimeoutError):
+            await stream.next(within=0.5)
+    stream.close()
+
+
+async def test_head_answers_the_stream_headers_and_no_body(make_api: AppFactory) -> None:
+    api = await make_api(**QUIET)
+    screening = await api.new_screening()
+    head = await api.request("HEAD", f"/api/screenings/{screening.id}/events")
+    assert head.status == 200 and head.body is None, head
+    assert head.headers["Content-Type"].startswith("text/event-stream")

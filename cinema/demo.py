@@ -1,4 +1,5 @@
-"""A demo cinema for a newcomer's first run: movies, two halls, screenings over the next days."""
+"""A demo cinema for a newcomer's first run: movies, two halls, screenings over the next days,
+an open-air general-admission screening and a one-ticket-per-customer premiere."""
 
 from __future__ import annotations
 
@@ -113,6 +114,26 @@ async def load_demo(settings: Settings) -> str:
                     "usd",
                 )
                 count += 2
+        # An open-air general-admission screening (a capacity, no seats), and a premiere that
+        # allows one ticket per customer.
+        await catalogue.add_screening(
+            movies[0].id,
+            None,
+            today + timedelta(days=1, hours=10),
+            {"general": "15.00"},
+            "usd",
+            capacity=500,
+            max_tickets_per_customer=4,
+        )
+        await catalogue.add_screening(
+            movies[1].id,
+            main.id,
+            today + timedelta(days=2, hours=11),
+            {"standard": "20.00", "vip": "30.00"},
+            "usd",
+            max_tickets_per_customer=1,
+        )
+        count += 2
         await PromoService(PgPromoStore(pool)).create(WELCOME10)
         loaded = f"demo data loaded: {len(movies)} movies, 2 halls, {count} screenings"
         return loaded + ", promo code WELCOME10\n" + _credentials()

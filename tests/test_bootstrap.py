@@ -37,7 +37,9 @@ async def test_each_role_closes_every_connection_it_opened(database_url, redis_p
     for _ in range(3):
         async with api_services(settings) as api:
             assert await api.catalogue.movies(1, 0) is not None
-            assert open_sockets() > before + 10  # the pools really are open (Redis is warmed)
+            # The pools really are open: PostgreSQL's minimum and Redis's. The Redis warm-up
+            # opens up to its pool size, but on a busy machine some of its pings time out.
+            assert open_sockets() >= before + settings.db_pool_min + 1
         await wait_for(all_closed, within=5, what="the API's sockets to close")
         async with worker_loop(settings) as loop:
             assert await loop.reconcile() >= 0

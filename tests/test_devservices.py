@@ -4,6 +4,7 @@ PostgreSQL/Redis that scripts/demo.sh and scripts/test.sh start when the configu
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -99,3 +100,42 @@ async def test_embedded_servers_start_are_reused_and_stop(monkeypatch, state_dir
         devservices.down(state_dir, ["postgres", "redis"])
     assert not devservices.postgres_answers(database_url)
     assert not devservices.redis_answers(redis_url)
+
+
+def _private_checkout() -> tuple[Path, Path]:
+    """A 0700 folder holding (hard links of) the wheel's PostgreSQL, laid out as installed."""
+    private = Path(tempfile.mkdtemp(prefix="cinema-private-"))
+    private.chmod(0o700)
+    bin_dir = devservices.postgres_bin_dir()
+    for place, source in devservices._wheel_parts(bin_dir).items():
+        shutil.copytree(source, private / "site" / place, copy_function=os.link, symlinks=True)
+    return private, private / "site" / bin_dir.relative_to(bin_dir.parent.parent.parent)
+
+
+@pytest.mark.skipif(not embedded_installed, reason="the `embedded` extra is not installed")
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs PostgreSQL as another account")
+async def test_embedded_postgres_starts_from_a_checkout_other_accounts_cannot_enter(
+    monkeypatch, tmp_path
+):
+    """Root's home and `mktemp -d` folders are 0700: the account PostgreSQL runs as can enter
+    neither the virtual environment's binaries nor the default state folder inside them."""
+    private, private_bin = _private_checkout()
+    monkeypatch.setattr(devservices, "postgres_bin_dir", lambda: private_bin)
+    monkeypatch.setenv("DATABASE_URL", CLOSED_PG)
+    monkeypatch.setenv("REDIS_URL", devservices.DEFAULT_REDIS_URL)  # ours answers: not started
+    state_dir = private / ".local" / "services"
+    try:
+        exports = devservices.up(state_dir, tmp_path / ".env")
+        try:
+            assert exports[devservices.OWNED_VARIABLE] == "postgres"
+            conn = await asyncpg.connect(exports["DATABASE_URL"].rpartition("/")[0] + "/postgres")
+            await conn.close()
+        finally:
+            devservices.down(state_dir, ["postgres"])
+        assert not devservices.postgres_answers(exports["DATABASE_URL"])
+    finally:
+        home = devservices.EmbeddedPostgres(state_dir).home
+        assert not home.is_relative_to(private)  # it moved somewhere the account can reach
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(devservices.mirror_dir(private_bin), ignore_errors=True)
+        shutil.rmtree(private, ignore_errors=True)

@@ -5,6 +5,7 @@ server on loopback (aiosmtpd)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -288,7 +289,10 @@ async def test_the_sweep_sends_a_ticket_whose_sender_died_mid_send(
     await smtp.wait_for(booking["reference"])
     assert len(smtp.for_reference(booking["reference"])) == 1
     assert _runs(worker, "send_ticket", "done") == 0  # no task did it: the sweep did
-    assert "ticket sweep sent 1 email(s)" in worker.output()
+    # Other tests' bookings in this database may be stale too, so the sweep may send more.
+    output = worker.output()
+    assert f"ticket email for booking {booking['id']} sent" in output
+    assert re.search(r"ticket sweep sent [1-9]\d* email\(s\)", output)
 
 
 async def test_queue_unreachable_falls_back_to_in_process(

@@ -79,17 +79,24 @@ class _Collect:
         self.lock = threading.Lock()
         self.messages: list[EmailMessage] = []
         self.refusals_left = refuse_first
+        self.refuse_only: str | None = None
         self.refused = 0
 
+    def _refuses(self, message: EmailMessage) -> bool:
+        if self.refusals_left <= 0:
+            return False
+        if self.refuse_only is not None and message["X-Booking-Reference"] != self.refuse_only:
+            return False
+        self.refusals_left -= 1
+        self.refused += 1
+        return True
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        with self.lock:
-            if self.refusals_left > 0:
-                self.refusals_left -= 1
-                self.refused += 1
-                return "451 4.3.0 try again later"
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         with self.lock:
+            if self._refuses(message):
+                return "451 4.3.0 try again later"
             self.messages.append(message)
         return "250 OK"
 
@@ -105,6 +112,12 @@ class SmtpSink:
 
     def start(self) -> None:
         self._controller.start()
+
+    def refuse_only(self, reference: str) -> None:
+        """Spend the refusals on this booking's mail alone (a worker's start-up sweep may
+        send other tests' leftover tickets through the same server)."""
+        with self._handler.lock:
+            self._handler.refuse_only = reference
 
     def stop(self) -> None:
         self._controller.stop()

@@ -184,9 +184,10 @@ async def test_a_refusing_smtp_server_gets_the_ticket_once_after_retries(
     sink.start()
     try:
         api = (await make_pay_api(redis_key_prefix=prefix, follow_ups="taskiq")).client
-        worker = start_worker(sink)
         token = await users.one()
         booking = await _book(api, token)
+        sink.refuse_only(booking["reference"])
+        worker = start_worker(sink)
         await _confirm_by_webhook(api, booking)
         await sink.wait_for(booking["reference"], within=30)
         assert sink.refused == 2

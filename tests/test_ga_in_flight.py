@@ -154,3 +154,22 @@ async def test_60_buyers_with_rolling_back_spoilers_sell_exactly_capacity(
     assert written == 0  # the spoilers' transactions wrote nothing
     marker = await rds.get(sold_out_key(redis_prefix, screening_id))
     assert marker in (None, b"0")
+
+
+async def test_places_freed_below_the_highest_held_one_are_found(
+    api: ApiClient, users: Users, database_url: str
+) -> None:
+    """The scan starts after the highest place held live (db/012_2); a cancel below it
+    leaves a hole that only the second pass, from the first place, can hand out."""
+    screening_id = await api.new_ga_screening(5)
+    first_token = await users.one()
+    first = await api.book_places(first_token, screening_id, 2)
+    assert first.status == 201
+    assert (await api.book_places(await users.one(), screening_id, 3)).status == 201
+    cancelled = await api.delete(f"/api/bookings/{first.body['id']}/", token=first_token)
+    assert cancelled.status == 200
+    again = await api.book_places(await users.one(), screening_id, 2)
+    assert again.status == 201, again
+    assert await place_invariant(database_url, screening_id) == 5
+    full = await api.book_places(await users.one(), screening_id, 1)
+    assert full.status == 409 and full.body["error"]["available"] == 0

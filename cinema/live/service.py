@@ -218,7 +218,13 @@ class LiveSeats:
 
     def _correct(self, hub: ScreeningHub, seat_map: SeatMap) -> None:
         """Publish the authority's status of drifted seats as ordinary changes, so every
-        process's viewers (and replay buffers) get them in id order."""
+        process's viewers (and replay buffers) get them in id order. General admission
+        has no seats to name: its counts are corrected here, for this process's viewers."""
+        if hub.general_admission:
+            if hub.drift_counts(seat_map):
+                log.info("live counts of screening %s corrected", hub.screening_id)
+                hub.broadcast(hub.resync_frame())
+            return
         by_status: defaultdict[SeatStatus, list[int]] = defaultdict(list)
         now = time.time()
         for seat_id, status in hub.drift(seat_map).items():

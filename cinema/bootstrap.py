@@ -177,7 +177,8 @@ async def _open_core(
     catalogue = CatalogueService(PgCatalogueStore(pool))
     changes = _open_changes(stack, redis, settings)
     # Metrics and a log line per booking state change; seat changes to the live viewers.
-    events = AllEvents(BookingTelemetry(), LiveSeatEvents(changes))
+    live_events = (LiveSeatEvents(changes),) if settings.sse_publish else ()
+    events = AllEvents(BookingTelemetry(), *live_events)
     promos = PromoService(PgPromoStore(pool))
     bookings = BookingService(
         holds=_timed(settings, holds, "holds"),

@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     sse_heartbeat_seconds: float = Field(default=15, ge=0.1, le=300)
     sse_viewer_queue: int = Field(default=64, ge=2, le=10_000)
     sse_reconcile_seconds: float = Field(default=5, ge=0.5, le=3600)
+    # Off: this process publishes no seat changes (for measuring what publishing costs).
+    sse_publish: bool = True
 
     @field_validator("database_url")
     @classmethod

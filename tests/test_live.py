@@ -175,3 +175,62 @@ async def test_head_answers_the_stream_headers_and_no_body(make_api: AppFactory)
     head = await api.request("HEAD", f"/api/screenings/{screening.id}/events")
     assert head.status == 200 and head.body is None, head
     assert head.headers["Content-Type"].startswith("text/event-stream")
+
+
+async def test_a_reconnect_to_another_process_replays_from_its_own_buffer(
+    make_api: AppFactory, users: Users
+) -> None:
+    one, two = await make_api(**QUIET), await make_api(**QUIET)
+    screening = await one.new_screening()
+    watchers = [await _stream(one, screening.id), await _stream(two, screening.id)]
+    leaving = await _stream(one, screening.id)
+    seen = leaving.last_id
+    leaving.close()
+    buyers = await users.create(3)
+    for token, seat in zip(buyers, screening.seat_ids[3:6], strict=True):
+        assert (await one.book(token, screening.id, [seat])).status == 201
+    for watcher in watchers:
+        await watcher.until(lambda s: s.counts.get("locked") == 3, what="the holds")
+
+    # Event ids are the screening's (one counter in Redis), so process two can tell.
+    back = await open_stream(two.session, two.base_url, screening.id, last_event_id=seen)
+    await back.until(lambda s: len(s.events) >= 3, what="the missed events")
+    assert [e.name for e in back.events] == ["held"] * 3
+    back.seats = dict(leaving.seats)
+    for event in back.events:
+        back.seats.update(dict.fromkeys(event.data["seat_ids"], "LOCKED"))
+    await _matches_postgres(two, back, screening.id)
+    for stream in (back, *watchers):
+        stream.close()
+
+
+async def test_lost_changes_are_corrected_from_postgres(
+    make_api: AppFactory, users: Users
+) -> None:
+    """A process that publishes nothing stands for every lost message: the viewers of another
+    process still end exact, from the reconciler's corrections."""
+    silent = await make_api(sse_publish=False, **QUIET)
+    watched = await make_api(sse_reconcile_seconds=0.5)
+    screening = await silent.new_screening()
+    stream = await _stream(watched, screening.id)
+    [buyer] = await users.create(1)
+    seats = screening.seat_ids[:3]
+    booked = await silent.book(buyer, screening.id, seats)
+    assert booked.status == 201, booked
+    await stream.until(
+        lambda s: all(s.seats[x] == "LOCKED" for x in seats), within=15, what="the correction"
+    )
+    fix = stream.events[-1]
+    assert fix.name == "held" and fix.data["seat_ids"] == seats
+    await _matches_postgres(watched, stream, screening.id)
+
+    ga = await silent.new_ga_screening(10)
+    counts = await open_stream(watched.session, watched.base_url, ga)
+    await counts.until(lambda s: bool(s.counts), what="the first resync")
+    assert (await silent.book_places(buyer, ga, 4)).status == 201
+    truth = await watched.place_counts(ga)  # PostgreSQL
+    assert truth["locked"] == 4
+    await counts.until(lambda s: s.counts == truth, within=15, what="the counts' correction")
+    assert counts.events[-1].name == "resync"
+    stream.close()
+    counts.close()

@@ -204,9 +204,7 @@ async def test_a_reconnect_to_another_process_replays_from_its_own_buffer(
         stream.close()
 
 
-async def test_lost_changes_are_corrected_from_postgres(
-    make_api: AppFactory, users: Users
-) -> None:
+async def test_lost_changes_are_corrected_from_postgres(make_api: AppFactory, users: Users) -> None:
     """A process that publishes nothing stands for every lost message: the viewers of another
     process still end exact, from the reconciler's corrections."""
     silent = await make_api(sse_publish=False, **QUIET)

@@ -71,7 +71,9 @@ SeatMaps = Callable[[int], Awaitable[SeatMap]]
 @dataclass(frozen=True)
 class LiveLimits:
     max_per_client: int = 8  # 0: no cap
-    viewer_queue: int = 64  # frames; a viewer this far behind is dropped
+    # Frames; a viewer this far behind is dropped. An outbox holds references to frames
+    # shared by every viewer of the screening: 8 bytes a frame per viewer.
+    viewer_queue: int = 1024
     reconcile_seconds: float = 5.0
     heartbeat_seconds: float = 15.0
 
@@ -96,6 +98,11 @@ class LiveSeats:
     @property
     def viewers(self) -> int:
         return sum(len(hub.viewers) for hub in self._hubs.values())
+
+    def backlogs(self, screening_id: int) -> list[int]:
+        """Frames waiting in each viewer's outbox (what this process holds for them)."""
+        hub = self._hubs.get(screening_id)
+        return [] if hub is None else [viewer.queued for viewer in hub.viewers]
 
     @contextlib.asynccontextmanager
     async def watch(
@@ -199,6 +206,10 @@ class LiveSeats:
             try:
                 async for screening_id, event_id, change in self._feed.messages():
                     self.deliver(screening_id, event_id, change)
+                    # A burst is read from one buffer without a pause: let the viewers'
+                    # writers run between messages, or a burst longer than an outbox would
+                    # drop viewers that keep up.
+                    await asyncio.sleep(0)
             except FeedLost as exc:
                 log.warning("live feed lost (%r); dropping %d viewer(s)", exc, self.viewers)
                 for hub in list(self._hubs.values()):

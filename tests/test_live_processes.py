@@ -87,7 +87,10 @@ async def test_general_admission_counts_reach_viewers_of_both_processes(
     truth = await api.place_counts(screening_id)  # PostgreSQL
     assert truth == {"available": 17, "locked": 3, "sold": 0}
     for stream in viewers:
-        await stream.until(lambda s: s.counts == truth, within=5, what="the counts")
+        await stream.until(
+            lambda s: s.events[-1].data.get("change") == "released", within=5, what="release"
+        )
+        assert stream.counts == truth
         names = {e.name for e in stream.events[1:]}
         assert names == {"counts"}, names
         assert {e.data["change"] for e in stream.events[1:]} == {"held", "released"}

@@ -35,6 +35,7 @@ from cinema.boxoffice.service import BoxOffice
 from cinema.catalogue.service import CatalogueService
 from cinema.holds import RedisSeatHolds, create_redis
 from cinema.live.service import LiveLimits, LiveSeats
+from cinema.live_leases import RedisStreamLeases
 from cinema.live_redis import RedisChangeFeed, RedisSeatChanges
 from cinema.metrics import BookingTelemetry, observe_pool
 from cinema.payments.stripe_gateway import StripeGateway, gateway_from_settings
@@ -177,7 +178,8 @@ async def _open_core(
     catalogue = CatalogueService(PgCatalogueStore(pool))
     changes = _open_changes(stack, redis, settings)
     # Metrics and a log line per booking state change; seat changes to the live viewers.
-    events = AllEvents(BookingTelemetry(), LiveSeatEvents(changes))
+    live_events = (LiveSeatEvents(changes),) if settings.sse_publish else ()
+    events = AllEvents(BookingTelemetry(), *live_events)
     promos = PromoService(PgPromoStore(pool))
     bookings = BookingService(
         holds=_timed(settings, holds, "holds"),
@@ -236,6 +238,7 @@ async def _open_live(
     stack.push_async_callback(_quietly, functools.partial(client.aclose, True))
     feed = RedisChangeFeed(client, settings.redis_key_prefix)
     stack.push_async_callback(_quietly, feed.close)
+    leases = RedisStreamLeases(client, settings.redis_key_prefix)
     live = LiveSeats(
         feed,
         core.bookings.seat_map,
@@ -246,10 +249,12 @@ async def _open_live(
             reconcile_seconds=settings.sse_reconcile_seconds,
             heartbeat_seconds=settings.sse_heartbeat_seconds,
         ),
+        leases,
     )
     stack.push_async_callback(live.close)
     _run_in_background(stack, live.run(), "live-feed")
     _run_in_background(stack, live.reconcile_forever(), "live-reconcile")
+    _run_in_background(stack, live.renew_leases_forever(), "live-leases")
     return live
 
 

@@ -62,8 +62,8 @@ class Browsing:
         await context.route("**/*", self._only_loopback)
         if token is not None:
             await context.add_init_script(
-                "sessionStorage.setItem('cinemacore.token', %r);"
-                "sessionStorage.setItem('cinemacore.email', 'buyer@example.com');" % token
+                f"sessionStorage.setItem('cinemacore.token', {token!r});"
+                "sessionStorage.setItem('cinemacore.email', 'buyer@example.com');"
             )
         return context
 
@@ -83,8 +83,8 @@ class Browsing:
             await route.abort()
 
 
-@pytest.fixture
-async def browsing() -> AsyncIterator[Browsing]:
+@pytest.fixture(name="browsing")
+async def browsing_fixture() -> AsyncIterator[Browsing]:
     assert async_playwright is not None
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
@@ -97,4 +97,4 @@ async def browsing() -> AsyncIterator[Browsing]:
             await browser.close()
 
 
-__all__ = ["Browsing", "browsing", "needs_browser"]
+__all__ = ["Browsing", "browsing_fixture", "needs_browser"]

@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from typing import Any
 
-import pytest
-
-from tests.browser import Browsing, browsing, needs_browser  # noqa: F401 (fixture)
+from tests.browser import Browsing, browsing_fixture, needs_browser  # noqa: F401 (fixture)
 from tests.payment_fixtures import PayApi
 
 pytestmark = needs_browser()
@@ -40,8 +37,9 @@ async def live_reservations(pool: Any, screening_id: int) -> list[tuple[int, str
     return [(r["seat_id"], r["status"]) for r in rows]
 
 
-async def open_map(browsing: Browsing, api: PayApi, screening_id: int, token: str | None = None,
-                   width: int = 1200) -> Any:
+async def open_map(
+    browsing: Browsing, api: PayApi, screening_id: int, token: str | None = None, width: int = 1200
+) -> Any:
     browsing.base_url = str(api.server.make_url("/")).rstrip("/")
     page = await browsing.page(token, width)
     await page.goto(f"/#/screening/{screening_id}")
@@ -76,3 +74,108 @@ async def test_a_buyer_registers_pays_with_the_test_card_and_sees_the_tickets(
     code = (await page.locator(".ticket code").inner_text()).strip()
     assert code
     assert await live_reservations(pool, screening.id) == [(chosen, "CONFIRMED")]
+
+
+async def outcome(page: Any) -> str:
+    """ "booked" (the checkout's countdown) or "refused" (an error beside the map)."""
+    await page.locator(".countdown, .side .error").first.wait_for(timeout=WAIT_MS)
+    return "booked" if await page.locator(".countdown").count() else "refused"
+
+
+async def test_two_buyers_race_for_one_seat_one_wins_the_other_is_told(
+    pay_api, browsing, users, pool
+):
+    api = pay_api.client
+    screening = await api.new_screening(layout=LAYOUT, prices=PRICES)
+    tokens = await users.create(2)
+    pages = [await open_map(browsing, pay_api, screening.id, t) for t in tokens]
+    contested = screening.seat_ids[1]
+    for page in pages:
+        await seat(page, contested).click()
+        assert await seat(page, contested).get_attribute("aria-pressed") == "true"
+    buttons = [page.get_by_role("button", name="Book") for page in pages]
+    await asyncio.gather(*(b.click() for b in buttons))
+    results = [await outcome(page) for page in pages]
+    assert sorted(results) == ["booked", "refused"], results
+    loser = pages[results.index("refused")]
+    await loser.get_by_text("someone else just took").wait_for(timeout=WAIT_MS)
+    # Its map shows the seat taken and no longer selected.
+    await loser.locator(
+        f'.seat[data-seat-id="{contested}"][data-status="LOCKED"][aria-pressed="false"]'
+    ).wait_for(timeout=WAIT_MS)
+    assert await live_reservations(pool, screening.id) == [(contested, "PENDING")]
+
+
+async def test_a_hold_appears_in_another_buyers_map_within_a_second(pay_api, browsing, users, pool):
+    api = pay_api.client
+    screening = await api.new_screening(layout=LAYOUT, prices=PRICES)
+    watcher = await open_map(browsing, pay_api, screening.id)
+    target = screening.seat_ids[3]
+    assert await seat(watcher, target).get_attribute("data-status") == "AVAILABLE"
+    reply = await api.book(await users.one(), screening.id, [target])
+    assert reply.status == 201, reply
+    # The stream is open (the page says "live"): this is the event, not the 2-s polling.
+    await watcher.locator(f'.seat[data-seat-id="{target}"][data-status="LOCKED"]').wait_for(
+        timeout=1000
+    )
+    assert await live_reservations(pool, screening.id) == [(target, "PENDING")]
+
+
+async def test_an_expired_hold_says_so_and_the_seat_returns_on_screen(
+    make_pay_api, stripe_fake, browsing, users, pool
+):
+    short = await make_pay_api(
+        hold_ttl_seconds=4, hold_grace_seconds=0, expiry_scheduler="off", sse_reconcile_seconds=0.5
+    )
+    await stripe_fake.send_webhooks_to(short.webhook_url)
+    screening = await short.client.new_screening(layout=LAYOUT, prices=PRICES)
+    target = screening.seat_ids[0]
+    buyer = await open_map(browsing, short, screening.id, await users.one())
+    other = await open_map(browsing, short, screening.id)
+    await seat(buyer, target).click()
+    await buyer.get_by_role("button", name="Book").click()
+    await buyer.locator(".countdown").wait_for(timeout=WAIT_MS)
+    await other.locator(f'.seat[data-seat-id="{target}"][data-status="LOCKED"]').wait_for(
+        timeout=WAIT_MS
+    )
+    await buyer.get_by_text("your hold expired and the seats went back on sale").wait_for(
+        timeout=WAIT_MS
+    )
+    assert await buyer.locator("#pay").count() == 0  # nothing left to pay
+    await other.locator(f'.seat[data-seat-id="{target}"][data-status="AVAILABLE"]').wait_for(
+        timeout=WAIT_MS
+    )
+    holding = await pool.fetchval(
+        "SELECT count(*) FROM reservations WHERE screening_id = $1 AND status <> 'CANCELLED'"
+        " AND (status = 'CONFIRMED' OR expires_at > now())",
+        screening.id,
+    )
+    assert holding == 0
+
+
+async def press_until(page: Any, key: str, predicate: str, tries: int = 40) -> None:
+    for _ in range(tries):
+        if await page.evaluate(predicate):
+            return
+        await page.keyboard.press(key)
+    raise AssertionError(f"{predicate} never held after pressing {key} {tries} times")
+
+
+async def test_keyboard_only_seat_selection_and_booking(pay_api, browsing, users, pool):
+    api = pay_api.client
+    screening = await api.new_screening(layout=LAYOUT, prices=PRICES)
+    page = await open_map(browsing, pay_api, screening.id, await users.one())
+    on_seat = "document.activeElement.classList.contains('seat')"
+    await press_until(page, "Tab", on_seat)
+    # The map is one tab stop, entered at the first free seat (A1); arrows cross the aisle.
+    for key in ("ArrowRight", "ArrowRight", "ArrowDown"):
+        await page.keyboard.press(key)
+    focused = await page.evaluate("document.activeElement.getAttribute('aria-label')")
+    assert focused.startswith("Row B seat 3, premium"), focused
+    await page.keyboard.press("Space")
+    b3 = screening.seat_ids[6]
+    assert await seat(page, b3).get_attribute("aria-pressed") == "true"
+    await press_until(page, "Tab", "document.activeElement.textContent === 'Book'")
+    await page.keyboard.press("Enter")
+    await page.locator(".countdown").wait_for(timeout=WAIT_MS)
+    assert await live_reservations(pool, screening.id) == [(b3, "PENDING")]

@@ -75,7 +75,8 @@ def test_test_cards_only_against_a_local_server_with_a_test_key(overrides, on):
 async def test_test_payment_is_404_in_live_mode(make_api, users):
     api = await make_api()
     token = await users.one()
-    reply = await api.post("/api/bookings/1/test-payment/", {"number": CARD_OK, **CARD}, token=token)
+    body = {"number": CARD_OK, **CARD}
+    reply = await api.post("/api/bookings/1/test-payment/", body, token=token)
     assert reply.status == 404, reply
     assert reply.body["error"]["code"] == "test_payments_off"
 

@@ -113,7 +113,14 @@ function legend(screening, categories, classes) {
       h("li", {}, h("span", { class: "swatch seat cat-0 selected", "data-status": "AVAILABLE", "aria-hidden": "true" }), "Your selection"),
       h("li", {}, h("span", { class: "swatch seat cat-0", "data-status": "LOCKED", "aria-hidden": "true" }), "Held by another buyer"),
       h("li", {}, h("span", { class: "swatch seat cat-0", "data-status": "SOLD", "aria-hidden": "true" }), "Sold")),
-    screening.fees ? h("p", { class: "muted" }, `Fees: ${screening.fees.per_ticket} ${cur.toUpperCase()} per ticket + ${screening.fees.percent}% of the tickets.`) : null);
+    screening.fees ? h("p", { class: "muted" }, feesText(screening.fees, cur)) : null);
+}
+
+function feesText(fees, currency) {
+  const parts = [];
+  if (Number(fees.per_ticket)) parts.push(`${fees.per_ticket} ${currency.toUpperCase()} per ticket`);
+  if (Number(fees.percent)) parts.push(`${fees.percent}% of the ticket prices`);
+  return `Booking fees: ${parts.join(" + ")}.`;
 }
 
 async function book(screening, body, slot, button) {

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from datetime import timedelta
 from typing import Any
 
+from cinema.auth.model import Role
 from tests.browser import Browsing, browsing_fixture, needs_browser  # noqa: F401 (fixture)
-from tests.payment_fixtures import PayApi
+from tests.payment_fixtures import CARD_OK, PayApi, wait_status
 
 pytestmark = needs_browser()
 
@@ -179,3 +181,57 @@ async def test_keyboard_only_seat_selection_and_booking(pay_api, browsing, users
     await page.keyboard.press("Enter")
     await page.locator(".countdown").wait_for(timeout=WAIT_MS)
     assert await live_reservations(pool, screening.id) == [(b3, "PENDING")]
+
+
+async def confirmed_booking(
+    api: PayApi, stripe_fake: Any, token: str, seat_ids: list[int], screening_id: int
+) -> dict[str, Any]:
+    booking = (await api.client.book(token, screening_id, seat_ids)).body
+    assert await stripe_fake.pay(booking["payment"]["payment_intent_id"], CARD_OK) == "succeeded"
+    return await wait_status(api.client, token, booking["id"], "CONFIRMED")
+
+
+async def test_door_check_in_twice_green_then_red(pay_api, stripe_fake, browsing, users, pool):
+    api = pay_api.client
+    screening = await api.new_screening(layout=LAYOUT, prices=PRICES)
+    buyer = await users.one()
+    booking = await confirmed_booking(
+        pay_api, stripe_fake, buyer, screening.seat_ids[2:3], screening.id
+    )
+    code = booking["tickets"][0]["code"]
+    browsing.base_url = str(pay_api.server.make_url("/")).rstrip("/")
+    door = await browsing.page(await users.one(role=Role.BOX_OFFICE))
+    await door.goto(f"/staff/#/checkin/{screening.id}")
+    field = door.get_by_label("Ticket code (type it, or scan into this field)")
+    await field.fill(code)
+    await field.press("Enter")
+    green = door.locator(".verdict.good")
+    await green.wait_for(timeout=WAIT_MS)
+    assert "Welcome in" in await green.inner_text()
+    await field.fill(code)
+    await field.press("Enter")
+    red = door.locator(".verdict.bad")
+    await red.wait_for(timeout=WAIT_MS)
+    assert "already checked in" in (await red.inner_text()).lower()
+    checked = await pool.fetch(
+        "SELECT checked_in_at FROM reservations WHERE booking_id = $1", booking["id"]
+    )
+    assert len(checked) == 1 and checked[0]["checked_in_at"] is not None
+
+
+async def test_staff_see_today_and_who_holds_each_seat_live(pay_api, browsing, users, pool):
+    api = pay_api.client
+    screening = await api.new_screening(layout=LAYOUT, prices=PRICES, starts_in=timedelta(hours=1))
+    browsing.base_url = str(pay_api.server.make_url("/")).rstrip("/")
+    staff = await browsing.page(await users.one(role=Role.BOX_OFFICE))
+    await staff.goto(f"/staff/#/screening/{screening.id}")
+    await staff.locator(".seatmap").wait_for(timeout=WAIT_MS)
+    target = screening.seat_ids[4]
+    booking = (await api.book(await users.one(), screening.id, [target])).body
+    held = staff.locator(f'.seat[data-seat-id="{target}"][data-reference="{booking["reference"]}"]')
+    await held.wait_for(timeout=WAIT_MS)
+    assert booking["reference"] in (await held.get_attribute("title") or "")
+    customer = await browsing.page(await users.one())
+    await customer.goto("/staff/")
+    await customer.get_by_text("for cinema staff only").wait_for(timeout=WAIT_MS)
+    assert await live_reservations(pool, screening.id) == [(target, "PENDING")]

@@ -28,6 +28,7 @@ from cinema.auth.tokens import TokenIssuer
 from cinema.background import Background, BackgroundFollowUps, cancel_until_done
 from cinema.booking.live import AllEvents, LiveSeatEvents
 from cinema.booking.ports import BookingEvents, ExpiryScheduler, FollowUps, NoExpiryScheduler
+from cinema.booking.sandbox import SandboxPayments
 from cinema.booking.service import BookingService
 from cinema.booking.settlement import PaymentCanceller, PaymentSettlement
 from cinema.boxoffice.codes import TicketCodes
@@ -81,6 +82,7 @@ class ApiServices:
     rate_limiter: RedisRateLimiter
     probes: dict[str, Probe]
     live: LiveSeats
+    sandbox: SandboxPayments | None = None  # test-card payments: test mode only
 
 
 @dataclass(frozen=True)
@@ -308,7 +310,15 @@ async def api_services(
             rate_limiter=RedisRateLimiter(core.redis, prefix=settings.redis_key_prefix),
             probes={"postgres": pg.pinger(core.pool), "redis": core.redis.ping},
             live=live,
+            sandbox=_sandbox(settings, core),
         )
+
+
+def _sandbox(settings: Settings, core: _Core) -> SandboxPayments | None:
+    """Test-card payments through the server's Stripe client, never in live mode."""
+    if core.gateway is None or not settings.test_card_payments:
+        return None
+    return SandboxPayments(core.bookings, core.gateway)
 
 
 @contextlib.asynccontextmanager

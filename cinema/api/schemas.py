@@ -490,6 +490,31 @@ class PromoCodeList(RootModel[list[PromoCodeOut]]):
     """A JSON array of promo code objects."""
 
 
+# --- web app (cinema/api/webapp.py) -------------------------------------------------------
+class ClientConfigOut(Model):
+    venue_time_zone: str  # IANA name: the pages show start times in it
+    payments: bool  # bookings carry a PaymentIntent
+    stripe_publishable_key: str | None  # set: pay with Stripe Elements
+    test_card_payments: bool  # true: POST /api/bookings/{id}/test-payment/ is on
+    hold_ttl_seconds: int
+    max_tickets_per_booking: int
+
+
+class TestPaymentIn(Model):
+    """A test card (4242424242424242 pays; 4000000000000341 is declined)."""
+
+    __test__ = False  # not a pytest class
+    number: Annotated[str, StringConstraints(pattern=r"^[0-9]{12,19}$")]
+    exp_month: Annotated[int, Field(ge=1, le=12)]
+    exp_year: Annotated[int, Field(ge=2000, le=2100)]
+    cvc: Annotated[str, StringConstraints(pattern=r"^[0-9]{3,4}$")]
+
+
+class TestPaymentOut(Model):
+    __test__ = False
+    status: Literal["charged"]
+
+
 # --- service ----------------------------------------------------------------------------
 class HealthOut(Model):
     status: Literal["ok"]

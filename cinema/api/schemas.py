@@ -329,7 +329,7 @@ class TicketOut(Model):
 class BookingOut(Model):
     id: int
     reference: str
-    status: Literal["PENDING", "CONFIRMED", "CANCELLED"]
+    status: Literal["PENDING", "CONFIRMED", "CANCELLED", "COMPLETED", "NO_SHOW"]
     screening_id: int
     seat_ids: list[int]  # empty for general admission
     quantity: int  # tickets (seats or general-admission places)
@@ -372,7 +372,7 @@ class OwnerBookingOut(BookingOut):
 
 
 # --- box office -------------------------------------------------------------------------
-BookingStatusName = Literal["PENDING", "CONFIRMED", "CANCELLED"]
+BookingStatusName = Literal["PENDING", "CONFIRMED", "CANCELLED", "COMPLETED", "NO_SHOW"]
 
 
 class AdminBookingsQuery(Model):

@@ -72,6 +72,8 @@ def _literal(status: BookingStatus) -> str:
 PENDING_SQL = _literal(BookingStatus.PENDING)
 CONFIRMED_SQL = _literal(BookingStatus.CONFIRMED)
 CANCELLED_SQL = _literal(BookingStatus.CANCELLED)
+COMPLETED_SQL = _literal(BookingStatus.COMPLETED)
+NO_SHOW_SQL = _literal(BookingStatus.NO_SHOW)
 
 # The one way to take seats and places: db/004_take_seats.sql, db/008_general_admission.sql
 # (rules in docs/concurrency.md). A new booking is one statement, so one round trip and its
@@ -118,7 +120,8 @@ _EXPIRE_ONE = f"""
 
 _PLACE_COUNTS = f"""
     SELECT count(*) FILTER (WHERE status = {PENDING_SQL} AND expires_at > now()) AS locked,
-           count(*) FILTER (WHERE status = {CONFIRMED_SQL}) AS sold
+           count(*) FILTER (WHERE status IN ({CONFIRMED_SQL}, {COMPLETED_SQL}, {NO_SHOW_SQL}))
+               AS sold
     FROM reservations WHERE screening_id = $1 AND status <> {CANCELLED_SQL}
 """
 
@@ -357,6 +360,31 @@ class PgBookingStore:
                 _END_BOOKINGS, due, BookingStatus.CANCELLED.value, _EXPIRED, False
             )
             ids = sorted({r["booking_id"] for r in ended})
+            rows = await conn.fetch(
+                f"SELECT {_BOOKING_COLUMNS} FROM bookings b WHERE b.id = ANY($1::bigint[])"
+                " ORDER BY b.id",
+                ids,
+            )
+        return [_booking(r) for r in rows]
+
+    async def end_started(self, limit: int) -> list[Booking]:
+        """db/014_a_lifecycle.sql: PENDING holds of started screenings end (one statement)."""
+        return await self._bookings_of(
+            "SELECT ended FROM cinema_end_started($1) AS ended", limit, "ended"
+        )
+
+    async def finish_ended(self, limit: int) -> list[Booking]:
+        """db/014_a_lifecycle.sql: CONFIRMED bookings of ended screenings become COMPLETED
+        or NO_SHOW (one statement)."""
+        return await self._bookings_of(
+            "SELECT booking_id FROM cinema_finish_ended($1)", limit, "booking_id"
+        )
+
+    async def _bookings_of(self, query: str, limit: int, column: str) -> list[Booking]:
+        async with self._pool.acquire() as conn:
+            ids = [r[column] for r in await conn.fetch(query, limit)]
+            if not ids:
+                return []
             rows = await conn.fetch(
                 f"SELECT {_BOOKING_COLUMNS} FROM bookings b WHERE b.id = ANY($1::bigint[])"
                 " ORDER BY b.id",

@@ -39,7 +39,9 @@ _RECORD_EVENT = """
 _LOCK_BOOKING = """
     SELECT id, screening_id, status, payment_status, amount, currency, user_id, promo_code_id,
            ARRAY(SELECT r.seat_id FROM reservations r WHERE r.booking_id = b.id
-                 ORDER BY r.seat_id) AS seat_ids
+                 ORDER BY r.seat_id) AS seat_ids,
+           (SELECT sc.starts_at <= now() FROM screenings sc WHERE sc.id = b.screening_id)
+               AS started
     FROM bookings b WHERE payment_intent_id = $1
     FOR UPDATE
 """
@@ -119,11 +121,23 @@ class PgSettlementStore:
             paid_in_full=rules.pays_booking(
                 locked["amount"], locked["currency"], event.amount, event.currency
             ),
+            started=bool(locked["started"]),  # PostgreSQL's clock, as for every deadline
         )
         booking_id = locked["id"]
         if action is SettleAction.REFUND_MISMATCH:
             await conn.execute(_MARK_REFUND_PENDING, booking_id)
             return SettlementOutcome.AMOUNT_MISMATCH
+        if action is SettleAction.REFUND_STARTED:
+            # Paid after its screening started: a PENDING hold ends here (its seats are of
+            # no use any more), an ended one stays ended; either way the money goes back.
+            await conn.execute(
+                _CANCEL,
+                booking_id,
+                PaymentStatus.REFUND_PENDING.value,
+                CancelReason.SCREENING_STARTED.value,
+            )
+            await conn.execute(_MARK_REFUND_PENDING, booking_id)
+            return SettlementOutcome.REFUND_NEEDED
         if action is SettleAction.CONFIRM:
             # Its reservations are live (a PENDING booking's always are: whoever takes its
             # seats after the deadline must end it first, and waits for our row lock).

@@ -9,7 +9,16 @@ from aiohttp import web
 
 from cinema.api.errors import make_error_middleware
 from cinema.api.health import HEALTH_ROUTES, PROBES
-from cinema.api.keys import ACCOUNTS, BOOKINGS, BOXOFFICE, CATALOGUE, LIVE, PROMOS, SETTLEMENT
+from cinema.api.keys import (
+    ACCOUNTS,
+    AUDIT,
+    BOOKINGS,
+    BOXOFFICE,
+    CATALOGUE,
+    LIVE,
+    PROMOS,
+    SETTLEMENT,
+)
 from cinema.api.limits import LIMITS, Limits, parse_networks
 from cinema.api.observe import metrics_endpoint, observe_middleware
 from cinema.api.openapi import add_openapi_routes
@@ -47,6 +56,7 @@ def init_app(
             app[SETTLEMENT] = api.settlement
             app[BOXOFFICE] = api.boxoffice
             app[LIVE] = api.live
+            app[AUDIT] = api.audit
             app[LIMITS] = Limits(
                 api.rate_limiter,
                 bookings_per_minute=settings.rate_limit_bookings_per_minute,

@@ -7,6 +7,7 @@ from aiohttp import web
 from cinema.auth.service import AccountService
 from cinema.booking.service import BookingService
 from cinema.booking.settlement import PaymentSettlement
+from cinema.boxoffice.audit import AuditTrail
 from cinema.boxoffice.service import BoxOffice
 from cinema.catalogue.service import CatalogueService
 from cinema.live.service import LiveSeats
@@ -19,3 +20,4 @@ SETTLEMENT = web.AppKey("settlement", PaymentSettlement)
 BOXOFFICE = web.AppKey("boxoffice", BoxOffice)
 PROMOS = web.AppKey("promos", PromoService)
 LIVE = web.AppKey("live", LiveSeats)
+AUDIT = web.AppKey("audit", AuditTrail)

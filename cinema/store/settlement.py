@@ -17,6 +17,7 @@ from cinema.booking.model import (
     SettlementOutcome,
 )
 from cinema.booking.rules import SettleAction
+from cinema.store import audit
 from cinema.store.bookings import (
     BOOKING_COLUMNS,
     CANCELLED_SQL,
@@ -85,6 +86,7 @@ class PgSettlementStore:
 
     async def settle(self, event: PaymentEvent) -> Settlement:
         async with self._pool.acquire() as conn, conn.transaction():
+            await audit.bind(conn)
             fresh = await conn.fetchval(_RECORD_EVENT, event.id, event.type, event.intent_id)
             if not fresh:
                 row = await conn.fetchrow(
@@ -184,9 +186,10 @@ class PgSettlementStore:
         return True
 
     async def record_refund(self, booking_id: int, refund_id: str) -> None:
-        await self._pool.execute(
-            "UPDATE bookings SET payment_status = 'refunded', refund_id = $2, updated_at = now()"
-            " WHERE id = $1 AND payment_status = 'refund_pending'",
-            booking_id,
-            refund_id,
-        )
+        async with audit.audited(self._pool) as conn:
+            await conn.execute(
+                "UPDATE bookings SET payment_status = 'refunded', refund_id = $2,"
+                " updated_at = now() WHERE id = $1 AND payment_status = 'refund_pending'",
+                booking_id,
+                refund_id,
+            )

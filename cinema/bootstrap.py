@@ -31,6 +31,7 @@ from cinema.booking.ports import BookingEvents, ExpiryScheduler, FollowUps, NoEx
 from cinema.booking.sandbox import SandboxPayments
 from cinema.booking.service import BookingService
 from cinema.booking.settlement import PaymentCanceller, PaymentSettlement
+from cinema.boxoffice.audit import AuditTrail
 from cinema.boxoffice.codes import TicketCodes
 from cinema.boxoffice.service import BoxOffice
 from cinema.catalogue.service import CatalogueService
@@ -44,6 +45,7 @@ from cinema.pricing.service import PromoService
 from cinema.ratelimit import RedisRateLimiter
 from cinema.settings import Settings
 from cinema.store import pool as pg
+from cinema.store.audit import PgAuditStore
 from cinema.store.bookings import PgBookingStore
 from cinema.store.catalogue import PgCatalogueStore
 from cinema.store.desk import PgDeskStore
@@ -82,6 +84,7 @@ class ApiServices:
     rate_limiter: RedisRateLimiter
     probes: dict[str, Probe]
     live: LiveSeats
+    audit: AuditTrail
     sandbox: SandboxPayments | None = None  # test-card payments: test mode only
 
 
@@ -310,6 +313,7 @@ async def api_services(
             rate_limiter=RedisRateLimiter(core.redis, prefix=settings.redis_key_prefix),
             probes={"postgres": pg.pinger(core.pool), "redis": core.redis.ping},
             live=live,
+            audit=AuditTrail(PgAuditStore(core.pool)),
             sandbox=_sandbox(settings, core),
         )
 

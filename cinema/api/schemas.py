@@ -3,6 +3,7 @@ plain dicts (cheaper on hot paths) whose shape these models document and tests c
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -11,6 +12,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     RootModel,
@@ -31,7 +33,15 @@ def _no_nul(value: str) -> str:
     return value
 
 
+def _iso_8601(value: Any) -> Any:
+    # pydantic also reads numbers as Unix times; a query string's "0.5" is a mistake, not 1970.
+    if isinstance(value, str) and not re.match(r"^\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("must be an ISO 8601 date and time, e.g. 2026-12-03T18:00:00Z")
+    return value
+
+
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+IsoDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_8601)]
 Text = Annotated[str, AfterValidator(_no_nul)]
 # Registration and login normalise the same way (cinema/auth/emails.py); the length bound
 # here only keeps absurd input from being scanned.
@@ -542,14 +552,16 @@ class ErrorOut(Model):
 
 
 # --- audit log (admins) -------------------------------------------------------------------
-AuditAction = Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,40}\.[a-z_]{1,40}$")]
+AuditAction = Annotated[
+    str, StringConstraints(max_length=81, pattern=r"^[a-z_]{1,40}\.[a-z_]{1,40}$")
+]
 
 
 class AuditQuery(Model):
     booking_id: Id | None = None
     actor_id: Id | None = None
     screening_id: Id | None = None
-    since: AwareDatetime | None = None  # ISO 8601 with a UTC offset; entries at or after it
+    since: IsoDatetime | None = None  # ISO 8601 with a UTC offset; entries at or after it
     action: AuditAction | None = None  # e.g. booking.confirmed, ticket.checked_in
     limit: Annotated[int, Field(ge=1, le=500)] = 100
     offset: Annotated[int, Field(ge=0, le=100_000)] = 0

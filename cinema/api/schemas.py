@@ -460,13 +460,13 @@ class PromoCodeIn(Model):
     @model_validator(mode="after")
     def _consistent(self) -> PromoCodeIn:
         if self.kind == "percent" and self.value > 100:
-            raise ValueError("a percent value is at most 100")
+            raise ValueError("must have a value of at most 100 when kind is percent")
         if (
             self.valid_from is not None
             and self.valid_until is not None
             and self.valid_until <= self.valid_from
         ):
-            raise ValueError("valid_until must be after valid_from")
+            raise ValueError("must have valid_until after valid_from")
         return self
 
 

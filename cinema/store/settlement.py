@@ -17,6 +17,7 @@ from cinema.booking.model import (
     SettlementOutcome,
 )
 from cinema.booking.rules import SettleAction
+from cinema.store import audit
 from cinema.store.bookings import (
     BOOKING_COLUMNS,
     CANCELLED_SQL,
@@ -41,7 +42,9 @@ _LOCK_BOOKING = """
            ARRAY(SELECT r.seat_id FROM reservations r WHERE r.booking_id = b.id
                  ORDER BY r.seat_id) AS seat_ids,
            (SELECT sc.max_tickets_per_customer FROM screenings sc
-             WHERE sc.id = b.screening_id) AS customer_limit
+             WHERE sc.id = b.screening_id) AS customer_limit,
+           (SELECT sc.starts_at <= now() FROM screenings sc WHERE sc.id = b.screening_id)
+               AS started
     FROM bookings b WHERE payment_intent_id = $1
     FOR UPDATE
 """
@@ -88,6 +91,7 @@ class PgSettlementStore:
 
     async def settle(self, event: PaymentEvent) -> Settlement:
         async with self._pool.acquire() as conn, conn.transaction():
+            await audit.bind(conn)
             fresh = await conn.fetchval(_RECORD_EVENT, event.id, event.type, event.intent_id)
             if not fresh:
                 row = await conn.fetchrow(
@@ -124,11 +128,23 @@ class PgSettlementStore:
             paid_in_full=rules.pays_booking(
                 locked["amount"], locked["currency"], event.amount, event.currency
             ),
+            started=bool(locked["started"]),  # PostgreSQL's clock, as for every deadline
         )
         booking_id = locked["id"]
         if action is SettleAction.REFUND_MISMATCH:
             await conn.execute(_MARK_REFUND_PENDING, booking_id)
             return SettlementOutcome.AMOUNT_MISMATCH
+        if action is SettleAction.REFUND_STARTED:
+            # Paid after its screening started: a PENDING hold ends here (its seats are of
+            # no use any more), an ended one stays ended; either way the money goes back.
+            await conn.execute(
+                _CANCEL,
+                booking_id,
+                PaymentStatus.REFUND_PENDING.value,
+                CancelReason.SCREENING_STARTED.value,
+            )
+            await conn.execute(_MARK_REFUND_PENDING, booking_id)
+            return SettlementOutcome.REFUND_NEEDED
         if action is SettleAction.CONFIRM:
             # Its reservations are live (a PENDING booking's always are: whoever takes its
             # seats after the deadline must end it first, and waits for our row lock).
@@ -187,9 +203,10 @@ class PgSettlementStore:
         return True
 
     async def record_refund(self, booking_id: int, refund_id: str) -> None:
-        await self._pool.execute(
-            "UPDATE bookings SET payment_status = 'refunded', refund_id = $2, updated_at = now()"
-            " WHERE id = $1 AND payment_status = 'refund_pending'",
-            booking_id,
-            refund_id,
-        )
+        async with audit.audited(self._pool) as conn:
+            await conn.execute(
+                "UPDATE bookings SET payment_status = 'refunded', refund_id = $2,"
+                " updated_at = now() WHERE id = $1 AND payment_status = 'refund_pending'",
+                booking_id,
+                refund_id,
+            )

@@ -114,19 +114,6 @@ class MovieList(RootModel[list[MovieOut]]):
     """A JSON array of movie objects."""
 
 
-class HallIn(Model):
-    name: Annotated[Text, StringConstraints(min_length=1, max_length=100)]
-    layout: LayoutIn
-
-
-class HallOut(Model):
-    id: int
-    name: str
-    layout: dict[str, object]
-    seat_count: int
-    categories: list[str]
-
-
 class TicketTypeIn(Model):
     """A ticket type: its own `prices` per seat category, or a fixed `discount` off the
     category prices, or neither (the category prices)."""
@@ -142,6 +129,27 @@ class TicketTypeIn(Model):
 class FeesIn(Model):
     per_ticket: Price | None = None  # in the screening's currency, per ticket
     percent: Percent | None = None  # of the subtotal
+
+
+class HallFeesOut(Model):
+    per_ticket: str | None
+    percent: str | None
+
+
+class HallIn(Model):
+    name: Annotated[Text, StringConstraints(min_length=1, max_length=100)]
+    layout: LayoutIn
+    # the fees of a screening created in this hall without its own `fees`, in its currency
+    fees: FeesIn | None = None
+
+
+class HallOut(Model):
+    id: int
+    name: str
+    layout: dict[str, object]
+    seat_count: int
+    categories: list[str]
+    fees: HallFeesOut | None  # the default fees of its screenings (decimal strings)
 
 
 MAX_CAPACITY = 100_000  # places of one general-admission screening
@@ -470,13 +478,13 @@ class PromoCodeIn(Model):
     @model_validator(mode="after")
     def _consistent(self) -> PromoCodeIn:
         if self.kind == "percent" and self.value > 100:
-            raise ValueError("a percent value is at most 100")
+            raise ValueError("must have a value of at most 100 when kind is percent")
         if (
             self.valid_from is not None
             and self.valid_until is not None
             and self.valid_until <= self.valid_from
         ):
-            raise ValueError("valid_until must be after valid_from")
+            raise ValueError("must have valid_until after valid_from")
         return self
 
 

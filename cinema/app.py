@@ -9,7 +9,17 @@ from aiohttp import web
 
 from cinema.api.errors import make_error_middleware
 from cinema.api.health import HEALTH_ROUTES, PROBES
-from cinema.api.keys import ACCOUNTS, BOOKINGS, BOXOFFICE, CATALOGUE, LIVE, PROMOS, SETTLEMENT
+from cinema.api.keys import (
+    ACCOUNTS,
+    BOOKINGS,
+    BOXOFFICE,
+    CANCELLATIONS,
+    CATALOGUE,
+    LIVE,
+    PROMOS,
+    REFUNDS,
+    SETTLEMENT,
+)
 from cinema.api.limits import LIMITS, Limits, parse_networks
 from cinema.api.observe import metrics_endpoint, observe_middleware
 from cinema.api.openapi import add_openapi_routes
@@ -46,6 +56,8 @@ def init_app(
             app[PROMOS] = api.promos
             app[SETTLEMENT] = api.settlement
             app[BOXOFFICE] = api.boxoffice
+            app[REFUNDS] = api.refunds
+            app[CANCELLATIONS] = api.cancellations
             app[LIVE] = api.live
             app[LIMITS] = Limits(
                 api.rate_limiter,

@@ -11,6 +11,8 @@ from cinema.boxoffice.service import BoxOffice
 from cinema.catalogue.service import CatalogueService
 from cinema.live.service import LiveSeats
 from cinema.pricing.service import PromoService
+from cinema.refunds.screenings import ScreeningCancellation
+from cinema.refunds.service import RefundService
 
 ACCOUNTS = web.AppKey("accounts", AccountService)
 CATALOGUE = web.AppKey("catalogue", CatalogueService)
@@ -19,3 +21,5 @@ SETTLEMENT = web.AppKey("settlement", PaymentSettlement)
 BOXOFFICE = web.AppKey("boxoffice", BoxOffice)
 PROMOS = web.AppKey("promos", PromoService)
 LIVE = web.AppKey("live", LiveSeats)
+REFUNDS = web.AppKey("refunds", RefundService)
+CANCELLATIONS = web.AppKey("cancellations", ScreeningCancellation)

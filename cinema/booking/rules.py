@@ -177,13 +177,18 @@ def settle_action(
     (the money is real), and is refunded if they are gone. A success for another amount or
     currency (`paid_in_full` false) never confirms: it is refunded and the booking left as is."""
     if kind is PaymentEventKind.SUCCEEDED:
-        if not paid_in_full and payment not in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED):
+        if not paid_in_full and payment not in (
+            PaymentStatus.SUCCEEDED,
+            PaymentStatus.REFUNDED,
+            PaymentStatus.REFUND_FAILED,
+        ):
             return SettleAction.REFUND_MISMATCH
         if status is BookingStatus.PENDING:
             return SettleAction.CONFIRM
         if status is BookingStatus.CANCELLED and payment not in (
             PaymentStatus.REFUND_PENDING,
             PaymentStatus.REFUNDED,
+            PaymentStatus.REFUND_FAILED,  # refunded by staff: its seats were given back
         ):
             return SettleAction.RECLAIM
         return SettleAction.IGNORE

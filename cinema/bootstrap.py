@@ -243,9 +243,8 @@ def _refunds(
     """Refunds, their email, and screening cancellations (the worker runs those: with no
     task queue this process runs them itself, in the background)."""
     refund_store = PgRefundStore(pool)
-    mailer = RefundMailer(
-        refund_store, SmtpConfig(settings.smtp_host, settings.smtp_port, settings.smtp_from)
-    )
+    smtp = SmtpConfig(settings.smtp_host, settings.smtp_port, settings.smtp_from)
+    mailer = RefundMailer(refund_store, smtp, lease_seconds=smtp.timeout_seconds + 15)
     refunds = RefundService(
         store=refund_store,
         bookings=store,
@@ -256,6 +255,8 @@ def _refunds(
         notify=mailer.send,
         cancel_pending=bookings.cancel,
         customer_cancel_hours=settings.customer_cancel_hours,
+        # Outlasts one Stripe call and its one network retry, so a live caller keeps it.
+        lease_seconds=3 * settings.stripe_timeout_seconds + 5,
     )
     tasks = None if queue is None else ScreeningTasks(queue)
 

@@ -59,10 +59,18 @@ def render_refund(notice: RefundNotice, sender: str) -> EmailMessage:
 
 
 class RefundMailer:
-    def __init__(self, store: NoticeStore, smtp: SmtpConfig, lease_seconds: float = 120.0):
+    def __init__(
+        self,
+        store: NoticeStore,
+        smtp: SmtpConfig,
+        lease_seconds: float = 120.0,
+        sweep_after_seconds: float = 5.0,
+    ):
+        """`sweep_after_seconds`: the sweep leaves a refund this long to its own sender."""
         self._store = store
         self._smtp = smtp
         self._lease = lease_seconds
+        self._sweep_after = sweep_after_seconds
 
     async def send(self, refund_id: int) -> bool:
         """One attempt; True if this call sent it. Raises on SMTP failure (retry)."""
@@ -90,7 +98,7 @@ class RefundMailer:
         if not self._smtp.host:
             return 0
         sent = 0
-        for refund_id in await self._store.unnotified(limit, self._lease):
+        for refund_id in await self._store.unnotified(limit, self._sweep_after):
             try:
                 sent += await self.send(refund_id)
             except Exception as exc:

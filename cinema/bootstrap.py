@@ -28,13 +28,16 @@ from cinema.auth.tokens import TokenIssuer
 from cinema.background import Background, BackgroundFollowUps, cancel_until_done
 from cinema.booking.live import AllEvents, LiveSeatEvents
 from cinema.booking.ports import BookingEvents, ExpiryScheduler, FollowUps, NoExpiryScheduler
+from cinema.booking.sandbox import SandboxPayments
 from cinema.booking.service import BookingService
 from cinema.booking.settlement import PaymentCanceller, PaymentSettlement
+from cinema.boxoffice.audit import AuditTrail
 from cinema.boxoffice.codes import TicketCodes
 from cinema.boxoffice.service import BoxOffice
 from cinema.catalogue.service import CatalogueService
 from cinema.holds import RedisSeatHolds, create_redis
 from cinema.live.service import LiveLimits, LiveSeats
+from cinema.live_leases import RedisStreamLeases
 from cinema.live_redis import RedisChangeFeed, RedisSeatChanges
 from cinema.metrics import BookingTelemetry, observe_pool
 from cinema.payments.stripe_gateway import StripeGateway, gateway_from_settings
@@ -44,6 +47,7 @@ from cinema.refunds.screenings import ScreeningCancellation
 from cinema.refunds.service import RefundService
 from cinema.settings import Settings
 from cinema.store import pool as pg
+from cinema.store.audit import PgAuditStore
 from cinema.store.bookings import PgBookingStore
 from cinema.store.cancellations import PgScreeningStore
 from cinema.store.catalogue import PgCatalogueStore
@@ -88,6 +92,8 @@ class ApiServices:
     rate_limiter: RedisRateLimiter
     probes: dict[str, Probe]
     live: LiveSeats
+    audit: AuditTrail
+    sandbox: SandboxPayments | None = None  # test-card payments: test mode only
 
 
 @dataclass(frozen=True)
@@ -188,7 +194,8 @@ async def _open_core(
     catalogue = CatalogueService(PgCatalogueStore(pool))
     changes = _open_changes(stack, redis, settings)
     # Metrics and a log line per booking state change; seat changes to the live viewers.
-    events = AllEvents(BookingTelemetry(), LiveSeatEvents(changes))
+    live_events = (LiveSeatEvents(changes),) if settings.sse_publish else ()
+    events = AllEvents(BookingTelemetry(), *live_events)
     promos = PromoService(PgPromoStore(pool))
     bookings = BookingService(
         holds=_timed(settings, holds, "holds"),
@@ -303,6 +310,7 @@ async def _open_live(
     stack.push_async_callback(_quietly, functools.partial(client.aclose, True))
     feed = RedisChangeFeed(client, settings.redis_key_prefix)
     stack.push_async_callback(_quietly, feed.close)
+    leases = RedisStreamLeases(client, settings.redis_key_prefix)
     live = LiveSeats(
         feed,
         core.bookings.seat_map,
@@ -313,10 +321,12 @@ async def _open_live(
             reconcile_seconds=settings.sse_reconcile_seconds,
             heartbeat_seconds=settings.sse_heartbeat_seconds,
         ),
+        leases,
     )
     stack.push_async_callback(live.close)
     _run_in_background(stack, live.run(), "live-feed")
     _run_in_background(stack, live.reconcile_forever(), "live-reconcile")
+    _run_in_background(stack, live.renew_leases_forever(), "live-leases")
     return live
 
 
@@ -373,7 +383,16 @@ async def api_services(
             rate_limiter=RedisRateLimiter(core.redis, prefix=settings.redis_key_prefix),
             probes={"postgres": pg.pinger(core.pool), "redis": core.redis.ping},
             live=live,
+            audit=AuditTrail(PgAuditStore(core.pool)),
+            sandbox=_sandbox(settings, core),
         )
+
+
+def _sandbox(settings: Settings, core: _Core) -> SandboxPayments | None:
+    """Test-card payments through the server's Stripe client, never in live mode."""
+    if core.gateway is None or not settings.test_card_payments:
+        return None
+    return SandboxPayments(core.bookings, core.gateway)
 
 
 @contextlib.asynccontextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -335,7 +335,7 @@ class TicketOut(Model):
 class BookingOut(Model):
     id: int
     reference: str
-    status: Literal["PENDING", "CONFIRMED", "CANCELLED"]
+    status: Literal["PENDING", "CONFIRMED", "CANCELLED", "COMPLETED", "NO_SHOW"]
     screening_id: int
     seat_ids: list[int]  # empty for general admission
     quantity: int  # tickets (seats or general-admission places)
@@ -378,7 +378,7 @@ class OwnerBookingOut(BookingOut):
 
 
 # --- box office -------------------------------------------------------------------------
-BookingStatusName = Literal["PENDING", "CONFIRMED", "CANCELLED"]
+BookingStatusName = Literal["PENDING", "CONFIRMED", "CANCELLED", "COMPLETED", "NO_SHOW"]
 
 
 class AdminBookingsQuery(Model):
@@ -557,6 +557,31 @@ class PromoCodeList(RootModel[list[PromoCodeOut]]):
     """A JSON array of promo code objects."""
 
 
+# --- web app (cinema/api/webapp.py) -------------------------------------------------------
+class ClientConfigOut(Model):
+    venue_time_zone: str  # IANA name: the pages show start times in it
+    payments: bool  # bookings carry a PaymentIntent
+    stripe_publishable_key: str | None  # set: pay with Stripe Elements
+    test_card_payments: bool  # true: POST /api/bookings/{id}/test-payment/ is on
+    hold_ttl_seconds: int
+    max_tickets_per_booking: int
+
+
+class TestPaymentIn(Model):
+    """A test card (4242424242424242 pays; 4000000000000341 is declined)."""
+
+    __test__ = False  # not a pytest class
+    number: Annotated[str, StringConstraints(pattern=r"^[0-9]{12,19}$")]
+    exp_month: Annotated[int, Field(ge=1, le=12)]
+    exp_year: Annotated[int, Field(ge=2000, le=2100)]
+    cvc: Annotated[str, StringConstraints(pattern=r"^[0-9]{3,4}$")]
+
+
+class TestPaymentOut(Model):
+    __test__ = False
+    status: Literal["charged"]
+
+
 # --- service ----------------------------------------------------------------------------
 class HealthOut(Model):
     status: Literal["ok"]
@@ -581,3 +606,37 @@ class ErrorBody(Model):
 
 class ErrorOut(Model):
     error: ErrorBody
+
+
+# --- audit log (admins) -------------------------------------------------------------------
+AuditAction = Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,40}\.[a-z_]{1,40}$")]
+
+
+class AuditQuery(Model):
+    booking_id: Id | None = None
+    actor_id: Id | None = None
+    screening_id: Id | None = None
+    since: AwareDatetime | None = None  # ISO 8601 with a UTC offset; entries at or after it
+    action: AuditAction | None = None  # e.g. booking.confirmed, ticket.checked_in
+    limit: Annotated[int, Field(ge=1, le=500)] = 100
+    offset: Annotated[int, Field(ge=0, le=100_000)] = 0
+
+
+class AuditEntryOut(Model):
+    id: int
+    at: datetime
+    actor_id: int | None  # null: the system (the worker) or an anonymous caller
+    actor_role: str  # customer, box_office, admin, anonymous, payment_provider, system
+    action: str
+    booking_id: int | None
+    screening_id: int | None
+    target: str  # the table changed
+    target_id: int | None
+    request_id: str | None
+    client_address: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+class AuditList(RootModel[list[AuditEntryOut]]):
+    """A JSON array of audit entries, newest first."""

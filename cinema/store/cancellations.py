@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from cinema.refunds.ports import LiveBooking
+from cinema.store import audit
 from cinema.store.bookings import CONFIRMED_SQL, PENDING_SQL
 from cinema.store.pool import Pool
 
@@ -28,12 +29,14 @@ class PgScreeningStore:
         self._pool = pool
 
     async def cancel_screening(self, screening_id: int, reason: str) -> datetime | None:
-        cancelled_at: datetime | None = await self._pool.fetchval(
-            "UPDATE screenings SET cancelled_at = coalesce(cancelled_at, now()),"
-            " cancel_reason = coalesce(cancel_reason, $2) WHERE id = $1 RETURNING cancelled_at",
-            screening_id,
-            reason,
-        )
+        async with audit.audited(self._pool) as conn:
+            cancelled_at: datetime | None = await conn.fetchval(
+                "UPDATE screenings SET cancelled_at = coalesce(cancelled_at, now()),"
+                " cancel_reason = coalesce(cancel_reason, $2) WHERE id = $1"
+                " RETURNING cancelled_at",
+                screening_id,
+                reason,
+            )
         return cancelled_at
 
     async def cancel_reason(self, screening_id: int) -> str | None:

@@ -14,9 +14,11 @@ from cinema.api.keys import (
     AUDIT,
     BOOKINGS,
     BOXOFFICE,
+    CANCELLATIONS,
     CATALOGUE,
     LIVE,
     PROMOS,
+    REFUNDS,
     SANDBOX,
     SETTLEMENT,
 )
@@ -57,6 +59,8 @@ def init_app(
             app[PROMOS] = api.promos
             app[SETTLEMENT] = api.settlement
             app[BOXOFFICE] = api.boxoffice
+            app[REFUNDS] = api.refunds
+            app[CANCELLATIONS] = api.cancellations
             app[LIVE] = api.live
             app[AUDIT] = api.audit
             app[LIMITS] = Limits(

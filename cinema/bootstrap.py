@@ -43,20 +43,26 @@ from cinema.metrics import BookingTelemetry, observe_pool
 from cinema.payments.stripe_gateway import StripeGateway, gateway_from_settings
 from cinema.pricing.service import PromoService
 from cinema.ratelimit import RedisRateLimiter
+from cinema.refunds.screenings import ScreeningCancellation
+from cinema.refunds.service import RefundService
 from cinema.settings import Settings
 from cinema.store import pool as pg
 from cinema.store.audit import PgAuditStore
 from cinema.store.bookings import PgBookingStore
+from cinema.store.cancellations import PgScreeningStore
 from cinema.store.catalogue import PgCatalogueStore
 from cinema.store.desk import PgDeskStore
 from cinema.store.promos import PgPromoStore
+from cinema.store.refunds import PgRefundStore
 from cinema.store.settlement import PgSettlementStore
 from cinema.store.tickets import PgTicketStore
 from cinema.store.users import PgUserStore
 from cinema.tickets.mailer import SmtpConfig, TicketMailer
+from cinema.tickets.refund_mail import RefundMailer
 from tasks.follow_ups import FollowUpTasks, TaskiqFollowUps
 from tasks.loop import WorkerLoop
 from tasks.queue import TaskQueue
+from tasks.refunds import ScreeningTasks
 from tasks.scheduling import TaskiqExpiryScheduler
 
 log = logging.getLogger(__name__)
@@ -81,6 +87,8 @@ class ApiServices:
     promos: PromoService
     settlement: PaymentSettlement
     boxoffice: BoxOffice
+    refunds: RefundService
+    cancellations: ScreeningCancellation
     rate_limiter: RedisRateLimiter
     probes: dict[str, Probe]
     live: LiveSeats
@@ -104,6 +112,9 @@ class _Core:
     changes: RedisSeatChanges
     bookings: BookingService
     promos: PromoService
+    refunds: RefundService
+    cancellations: ScreeningCancellation
+    refund_mailer: RefundMailer
 
 
 async def _open_queue(
@@ -200,6 +211,10 @@ async def _open_core(
         promos=promos,
         promo_filter=holds,
     )
+    refunds, cancellations, refund_mailer = _refunds(
+        settings, pool, queue, background, gateway, holds, store, catalogue, bookings,
+        run_tasks=run_follow_ups,
+    )  # fmt: skip
     return _Core(
         pool,
         redis,
@@ -213,7 +228,59 @@ async def _open_core(
         changes,
         bookings,
         promos,
+        refunds,
+        cancellations,
+        refund_mailer,
     )
+
+
+def _refunds(
+    settings: Settings,
+    pool: pg.Pool,
+    queue: TaskQueue | None,
+    background: Background,
+    gateway: StripeGateway | None,
+    holds: RedisSeatHolds,
+    store: PgBookingStore,
+    catalogue: CatalogueService,
+    bookings: BookingService,
+    *,
+    run_tasks: bool,
+) -> tuple[RefundService, ScreeningCancellation, RefundMailer]:
+    """Refunds, their email, and screening cancellations (the worker runs those: with no
+    task queue this process runs them itself, in the background)."""
+    refund_store = PgRefundStore(pool)
+    smtp = SmtpConfig(settings.smtp_host, settings.smtp_port, settings.smtp_from)
+    mailer = RefundMailer(refund_store, smtp, lease_seconds=smtp.timeout_seconds + 15)
+    refunds = RefundService(
+        store=refund_store,
+        bookings=store,
+        catalogue=catalogue,
+        holds=holds,
+        gateway=gateway,
+        spawn=background.spawn,
+        notify=mailer.send,
+        cancel_pending=bookings.cancel,
+        customer_cancel_hours=settings.customer_cancel_hours,
+        # Outlasts one Stripe call and its one network retry, so a live caller keeps it.
+        lease_seconds=3 * settings.stripe_timeout_seconds + 5,
+    )
+    tasks = None if queue is None else ScreeningTasks(queue)
+
+    async def in_background(screening_id: int) -> None:
+        background.spawn(
+            f"cancel-screening-{screening_id}", functools.partial(cancellations.run, screening_id)
+        )
+
+    cancellations = ScreeningCancellation(
+        store=PgScreeningStore(pool),
+        refunds=refunds,
+        end_pending=bookings.end_pending,
+        kick=in_background if tasks is None else tasks.kick,
+    )
+    if tasks is not None and run_tasks:
+        tasks.serve(cancellations.run)
+    return refunds, cancellations, mailer
 
 
 def _timed(settings: Settings, target: T, prefix: str) -> T:
@@ -308,8 +375,11 @@ async def api_services(
                 holds=core.holds,
                 follow_ups=core.follow_ups,
                 events=core.events,
+                refunds=core.refunds.apply_event,
             ),
             boxoffice=BoxOffice(PgDeskStore(core.pool), TicketCodes(settings.ticket_code_key)),
+            refunds=core.refunds,
+            cancellations=core.cancellations,
             rate_limiter=RedisRateLimiter(core.redis, prefix=settings.redis_key_prefix),
             probes={"postgres": pg.pinger(core.pool), "redis": core.redis.ping},
             live=live,
@@ -344,7 +414,11 @@ async def worker_loop(settings: Settings) -> AsyncIterator[WorkerLoop]:
             # Intents of bookings that ended without a hook (a lapsed hold taken over by the
             # next buyer inside create_booking), then tickets no one is sending (a sender
             # crashed mid-send and its lease lapsed, a task lost with Redis).
-            sweeps=((core.canceller.sweep,) if core.gateway else ()) + (core.mailer.sweep,),
+            sweeps=((core.canceller.sweep,) if core.gateway else ())
+            + (core.mailer.sweep,)
+            # Cancelled screenings' bookings not ended yet, refunds the provider has not
+            # taken yet (it was down, or their process died), refund emails not sent.
+            + (core.cancellations.sweep, core.refunds.retry_due, core.refund_mailer.sweep),
         )
 
 

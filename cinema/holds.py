@@ -8,7 +8,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 
 import redis.asyncio as aioredis
@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 
 LUA_DIR = files("cinema._lua")  # lua/ at the top level, installed inside the package
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# mark_sold.lua writes "sold|": released as if "sold" were its holder's token.
+SOLD_HOLDER = "sold"
+# How long an unreachable Redis is retried for a refund's sold markers (the worker's refund
+# sweep clears them again; docs/concurrency.md R.3).
+SOLD_RELEASE_RETRY = timedelta(minutes=10)
 
 
 def seat_key(prefix: str, screening_id: int, seat_id: int) -> str:
@@ -191,6 +196,13 @@ class RedisSeatHolds:
                     await self._release(keys=keys, args=[held.token], client=pipe)
                 freed += sum(int(n) for n in await pipe.execute())
         return freed
+
+    async def release_sold(self, screening_id: int, seat_ids: Sequence[int]) -> None:
+        """Delete the seats' "sold|" markers (refunded: PostgreSQL freed them), retried in
+        the background for a while if Redis is unreachable. The release script's holder
+        check with the holder "sold" matches exactly those markers."""
+        until = datetime.now(UTC) + SOLD_RELEASE_RETRY
+        await self.release(screening_id, seat_ids, SOLD_HOLDER, until)
 
     async def mark_sold(self, screening_id: int, seat_ids: Sequence[int]) -> None:
         if seat_ids:

@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     sse_heartbeat_seconds: float = Field(default=15, ge=0.1, le=300)
     sse_viewer_queue: int = Field(default=1024, ge=2, le=100_000)
     sse_reconcile_seconds: float = Field(default=5, ge=0.5, le=3600)
+    # --- refunds (issue 13) ---
+    # A customer may cancel (and be refunded for) a paid booking up to this many hours
+    # before the screening starts; later it is 409 cancel_window_closed.
+    customer_cancel_hours: int = Field(default=24, ge=0, le=24 * 365)
     # Off: this process publishes no seat changes (for measuring what publishing costs).
     sse_publish: bool = True
     # --- web app (cinema/api/static/app/, issue 14) ---

@@ -22,6 +22,7 @@ from cinema.api import (
     desk,
     events,
     promos,
+    refunds,
     users,
     webapp,
     webhooks,
@@ -163,11 +164,35 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "GET",
         r"/api/admin/bookings/{id:\d+}/",
-        desk.booking_detail,
-        "One booking with its customer, tickets, payment and history",
+        refunds.booking_detail,
+        "One booking with its customer, tickets, payment, refunds and history",
         access="box_office",
-        response=s.AdminBookingDetailOut,
+        response=s.RefundedBookingOut,
         errors=(404,),
+    ),
+    # --- refunds (issue 13) ---
+    Route(
+        "POST",
+        r"/api/admin/bookings/{id:\d+}/refund",
+        refunds.refund_booking,
+        "Refund a paid booking, whole or some seats; frees them at once; one refund per"
+        " double click. 409 for a PENDING booking (cancel it instead) or one already refunded",
+        access="box_office",
+        body=s.RefundIn,
+        response=s.RefundedBookingOut,
+        errors=(400, 404, 409, 422, 503),
+    ),
+    Route(
+        "POST",
+        r"/api/admin/screenings/{id:\d+}/cancel",
+        refunds.cancel_screening,
+        "Cancel a screening: no new bookings (409), and the worker cancels and refunds every"
+        " booking in it and emails each customer",
+        access="admin",
+        body=s.CancelScreeningIn,
+        response=s.CancelScreeningOut,
+        status=202,
+        errors=(400, 404),
     ),
     Route(
         "POST",
@@ -313,11 +338,13 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "DELETE",
         r"/api/bookings/{id:\d+}/",
-        bookings.cancel_booking,
-        "Cancel my PENDING booking",
+        refunds.cancel_my_booking,
+        "Cancel my booking: a PENDING one at once; a CONFIRMED one is refunded in full up to"
+        " CUSTOMER_CANCEL_HOURS before the start (later 409 cancel_window_closed)",
         access="user",
         response=s.BookingOut,
         errors=(404, 409),
+        name="cancel_booking",
     ),
     Route(
         "GET",

@@ -316,7 +316,13 @@ class PaymentOut(Model):
     payment_intent_id: str
     client_secret: str  # for the customer's client (Stripe.js) to pay; shown to the owner only
     status: Literal[
-        "requires_payment", "succeeded", "failed", "canceled", "refund_pending", "refunded"
+        "requires_payment",
+        "succeeded",
+        "failed",
+        "canceled",
+        "refund_pending",
+        "refunded",
+        "refund_failed",
     ]
 
 
@@ -456,6 +462,67 @@ class CheckInOut(Model):
     seat_id: int | None
     ticket_type: str | None
     checked_in_at: datetime
+
+
+# --- refunds ---------------------------------------------------------------------------
+Reason = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
+    AfterValidator(_no_nul),
+]
+
+
+class RefundIn(Model):
+    """`seat_ids`: refund only these tickets (a partial refund); absent: every live ticket.
+    For general admission the ids are the places' (`seat_id` of the staff booking view)."""
+
+    reason: Reason
+    seat_ids: Annotated[list[Id], Field(min_length=1, max_length=10)] | None = None
+
+    @model_validator(mode="after")
+    def _distinct(self) -> RefundIn:
+        if self.seat_ids is not None and len(set(self.seat_ids)) != len(self.seat_ids):
+            raise ValueError("a seat id appears more than once")
+        return self
+
+
+class RefundItemOut(Model):
+    seat_id: int
+    amount: str
+    amount_minor: int
+
+
+class RefundOut(Model):
+    id: int
+    amount: str
+    amount_minor: int
+    currency: str
+    reason: str
+    source: Literal["staff", "customer", "screening"]
+    status: Literal["pending", "refunded", "failed"]
+    provider_refund_id: str | None
+    requested_by: int | None
+    created_at: datetime
+    items: list[RefundItemOut]
+
+
+class RefundedBookingOut(AdminBookingDetailOut):
+    """The booking after the refund: `payment.status` refund_pending (or refunded once the
+    provider confirmed, or at once with nothing to refund at a provider)."""
+
+    refunded: str
+    refunded_minor: int
+    refunds: list[RefundOut]  # newest first
+
+
+class CancelScreeningIn(Model):
+    reason: Reason = "the screening was cancelled"
+
+
+class CancelScreeningOut(Model):
+    screening_id: int
+    cancelled_at: datetime
+    reason: str
 
 
 # --- promo codes -----------------------------------------------------------------------

@@ -17,6 +17,7 @@ from cinema.api.keys import (
     CATALOGUE,
     LIVE,
     PROMOS,
+    REPORTS,
     SETTLEMENT,
 )
 from cinema.api.limits import LIMITS, Limits, parse_networks
@@ -57,6 +58,7 @@ def init_app(
             app[BOXOFFICE] = api.boxoffice
             app[LIVE] = api.live
             app[AUDIT] = api.audit
+            app[REPORTS] = api.reports
             app[LIMITS] = Limits(
                 api.rate_limiter,
                 bookings_per_minute=settings.rate_limit_bookings_per_minute,

@@ -32,6 +32,7 @@ from cinema.booking.service import BookingService
 from cinema.booking.settlement import PaymentCanceller, PaymentSettlement
 from cinema.boxoffice.audit import AuditTrail
 from cinema.boxoffice.codes import TicketCodes
+from cinema.boxoffice.report import Reports
 from cinema.boxoffice.service import BoxOffice
 from cinema.catalogue.service import CatalogueService
 from cinema.holds import RedisSeatHolds, create_redis
@@ -48,6 +49,7 @@ from cinema.store.bookings import PgBookingStore
 from cinema.store.catalogue import PgCatalogueStore
 from cinema.store.desk import PgDeskStore
 from cinema.store.promos import PgPromoStore
+from cinema.store.report import PgReportStore
 from cinema.store.settlement import PgSettlementStore
 from cinema.store.tickets import PgTicketStore
 from cinema.store.users import PgUserStore
@@ -83,6 +85,7 @@ class ApiServices:
     probes: dict[str, Probe]
     live: LiveSeats
     audit: AuditTrail
+    reports: Reports
 
 
 @dataclass(frozen=True)
@@ -307,6 +310,7 @@ async def api_services(
             probes={"postgres": pg.pinger(core.pool), "redis": core.redis.ping},
             live=live,
             audit=AuditTrail(PgAuditStore(core.pool)),
+            reports=Reports(PgReportStore(core.pool)),
         )
 
 

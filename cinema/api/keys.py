@@ -8,6 +8,7 @@ from cinema.auth.service import AccountService
 from cinema.booking.service import BookingService
 from cinema.booking.settlement import PaymentSettlement
 from cinema.boxoffice.audit import AuditTrail
+from cinema.boxoffice.report import Reports
 from cinema.boxoffice.service import BoxOffice
 from cinema.catalogue.service import CatalogueService
 from cinema.live.service import LiveSeats
@@ -21,3 +22,4 @@ BOXOFFICE = web.AppKey("boxoffice", BoxOffice)
 PROMOS = web.AppKey("promos", PromoService)
 LIVE = web.AppKey("live", LiveSeats)
 AUDIT = web.AppKey("audit", AuditTrail)
+REPORTS = web.AppKey("reports", Reports)

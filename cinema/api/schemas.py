@@ -3,6 +3,7 @@ plain dicts (cheaper on hot paths) whose shape these models document and tests c
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -11,6 +12,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     RootModel,
@@ -517,14 +519,27 @@ class ErrorOut(Model):
 
 
 # --- audit log (admins) -------------------------------------------------------------------
-AuditAction = Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,40}\.[a-z_]{1,40}$")]
+AuditAction = Annotated[
+    str, StringConstraints(max_length=81, pattern=r"^[a-z_]{1,40}\.[a-z_]{1,40}$")
+]
+
+
+def _iso_8601(value: Any) -> Any:
+    """A query's date-time is ISO 8601 text: pydantic would also take "0.5" as a Unix time."""
+    if isinstance(value, str) and not _ISO_DATE.match(value):
+        raise ValueError("give an ISO 8601 date-time with a UTC offset, e.g. 2026-12-01T00:00Z")
+    return value
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]")
+QueryDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_8601)]
 
 
 class AuditQuery(Model):
     booking_id: Id | None = None
     actor_id: Id | None = None
     screening_id: Id | None = None
-    since: AwareDatetime | None = None  # ISO 8601 with a UTC offset; entries at or after it
+    since: QueryDateTime | None = None  # ISO 8601 with a UTC offset; entries at or after it
     action: AuditAction | None = None  # e.g. booking.confirmed, ticket.checked_in
     limit: Annotated[int, Field(ge=1, le=500)] = 100
     offset: Annotated[int, Field(ge=0, le=100_000)] = 0
@@ -548,3 +563,79 @@ class AuditEntryOut(Model):
 
 class AuditList(RootModel[list[AuditEntryOut]]):
     """A JSON array of audit entries, newest first."""
+
+
+# --- sales report (admins) ----------------------------------------------------------------
+class ReportQuery(Model):
+    format: Literal["json", "csv"] = "json"
+
+
+class Places(Model):
+    total: int
+    available: int
+    held: int  # PENDING holds not lapsed
+    sold: int  # tickets of CONFIRMED, COMPLETED and NO_SHOW bookings
+    checked_in: int
+
+
+class ReportBookings(Model):
+    by_status: dict[str, int]  # every booking status, 0 included
+    cancelled_by_reason: dict[str, int]  # expired, cancelled_by_user, payment_failed, ...
+
+
+class RevenueLineOut(Model):
+    category: str
+    ticket_type: str
+    tickets: int
+    amount: str
+    amount_minor: int
+
+
+class RevenueOut(Model):
+    lines: list[RevenueLineOut]  # at unit prices, before promo discounts
+    sold_bookings: int
+    gross: str
+    gross_minor: int
+    discounts: str
+    discounts_minor: int
+    fees: str
+    fees_minor: int
+    net: str  # gross - discounts + fees: what the sold bookings were charged
+    net_minor: int
+
+
+class PromoLineOut(Model):
+    code: str
+    bookings: int
+    discount: str
+    discount_minor: int
+
+
+class RefundsOut(Model):
+    count: int
+    pending: int
+    amount: str
+    amount_minor: int
+
+
+class NoShowsOut(Model):
+    bookings: int
+    tickets: int
+
+
+class SalesReportOut(Model):
+    """The JSON form; `?format=csv` answers the same figures as text/csv, one row each:
+    section, name, detail, count, amount, amount_minor, currency."""
+
+    screening_id: int
+    movie_title: str
+    starts_at: datetime
+    ends_at: datetime
+    currency: str
+    general_admission: bool
+    places: Places
+    bookings: ReportBookings
+    revenue: RevenueOut
+    promo_codes: list[PromoLineOut]
+    refunds: RefundsOut
+    no_shows: NoShowsOut

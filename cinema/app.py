@@ -18,12 +18,14 @@ from cinema.api.keys import (
     LIVE,
     PROMOS,
     REPORTS,
+    SANDBOX,
     SETTLEMENT,
 )
 from cinema.api.limits import LIMITS, Limits, parse_networks
 from cinema.api.observe import metrics_endpoint, observe_middleware
 from cinema.api.openapi import add_openapi_routes
 from cinema.api.routes import ROUTES, add_routes
+from cinema.api.webapp import add_webapp_routes
 from cinema.booking.ports import ExpiryScheduler, FollowUps
 from cinema.bootstrap import UNAVAILABLE_ERRORS, api_services
 from cinema.settings import Settings
@@ -66,6 +68,8 @@ def init_app(
                 trusted_proxies=parse_networks(settings.trusted_proxies),
             )
             app[PROBES] = api.probes
+            if api.sandbox is not None:
+                app[SANDBOX] = api.sandbox
             yield
 
     app.cleanup_ctx.append(services)
@@ -80,4 +84,5 @@ def init_app(
     add_routes(app, routes)
     add_openapi_routes(app, routes)
     app.router.add_get("/metrics", metrics_endpoint)
+    add_webapp_routes(app, settings)
     return app

@@ -28,6 +28,7 @@ from cinema.auth.tokens import TokenIssuer
 from cinema.background import Background, BackgroundFollowUps, cancel_until_done
 from cinema.booking.live import AllEvents, LiveSeatEvents
 from cinema.booking.ports import BookingEvents, ExpiryScheduler, FollowUps, NoExpiryScheduler
+from cinema.booking.sandbox import SandboxPayments
 from cinema.booking.service import BookingService
 from cinema.booking.settlement import PaymentCanceller, PaymentSettlement
 from cinema.boxoffice.audit import AuditTrail
@@ -37,6 +38,7 @@ from cinema.boxoffice.service import BoxOffice
 from cinema.catalogue.service import CatalogueService
 from cinema.holds import RedisSeatHolds, create_redis
 from cinema.live.service import LiveLimits, LiveSeats
+from cinema.live_leases import RedisStreamLeases
 from cinema.live_redis import RedisChangeFeed, RedisSeatChanges
 from cinema.metrics import BookingTelemetry, observe_pool
 from cinema.payments.stripe_gateway import StripeGateway, gateway_from_settings
@@ -86,6 +88,7 @@ class ApiServices:
     live: LiveSeats
     audit: AuditTrail
     reports: Reports
+    sandbox: SandboxPayments | None = None  # test-card payments: test mode only
 
 
 @dataclass(frozen=True)
@@ -183,7 +186,8 @@ async def _open_core(
     catalogue = CatalogueService(PgCatalogueStore(pool))
     changes = _open_changes(stack, redis, settings)
     # Metrics and a log line per booking state change; seat changes to the live viewers.
-    events = AllEvents(BookingTelemetry(), LiveSeatEvents(changes))
+    live_events = (LiveSeatEvents(changes),) if settings.sse_publish else ()
+    events = AllEvents(BookingTelemetry(), *live_events)
     promos = PromoService(PgPromoStore(pool))
     bookings = BookingService(
         holds=_timed(settings, holds, "holds"),
@@ -242,6 +246,7 @@ async def _open_live(
     stack.push_async_callback(_quietly, functools.partial(client.aclose, True))
     feed = RedisChangeFeed(client, settings.redis_key_prefix)
     stack.push_async_callback(_quietly, feed.close)
+    leases = RedisStreamLeases(client, settings.redis_key_prefix)
     live = LiveSeats(
         feed,
         core.bookings.seat_map,
@@ -252,10 +257,12 @@ async def _open_live(
             reconcile_seconds=settings.sse_reconcile_seconds,
             heartbeat_seconds=settings.sse_heartbeat_seconds,
         ),
+        leases,
     )
     stack.push_async_callback(live.close)
     _run_in_background(stack, live.run(), "live-feed")
     _run_in_background(stack, live.reconcile_forever(), "live-reconcile")
+    _run_in_background(stack, live.renew_leases_forever(), "live-leases")
     return live
 
 
@@ -311,7 +318,15 @@ async def api_services(
             live=live,
             audit=AuditTrail(PgAuditStore(core.pool)),
             reports=Reports(PgReportStore(core.pool)),
+            sandbox=_sandbox(settings, core),
         )
+
+
+def _sandbox(settings: Settings, core: _Core) -> SandboxPayments | None:
+    """Test-card payments through the server's Stripe client, never in live mode."""
+    if core.gateway is None or not settings.test_card_payments:
+        return None
+    return SandboxPayments(core.bookings, core.gateway)
 
 
 @contextlib.asynccontextmanager

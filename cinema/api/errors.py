@@ -28,6 +28,7 @@ from cinema.booking.errors import (
     SeatsUnavailable,
     SoldOut,
 )
+from cinema.booking.sandbox import BookingNotPayable, CardDeclined
 from cinema.boxoffice.errors import AlreadyCheckedIn, TicketNotFound, TicketNotValid
 from cinema.catalogue.errors import InvalidLayout, InvalidScreening, NotFound
 from cinema.errors import DomainError
@@ -74,6 +75,8 @@ _STATUS_BY_ERROR: dict[type[Exception], int] = {
     PromoCodeExhausted: 409,
     PromoCodeNotFound: 404,
     PromoCodeTaken: 409,
+    BookingNotPayable: 409,
+    CardDeclined: 402,
 }
 
 _CODE_BY_STATUS = {
@@ -145,7 +148,7 @@ def _domain_response(exc: DomainError) -> web.Response:
     reason = getattr(exc, "reason", None)
     if reason is not None:
         extra["reason"] = reason
-    for name in ("available", "limit"):  # sold_out, customer_limit_reached
+    for name in ("available", "being_booked", "limit"):  # sold_out, customer_limit_reached
         value = getattr(exc, name, None)
         if isinstance(value, int):
             extra[name] = value

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from cinema.auth.service import AccountService
+from cinema.booking.sandbox import SandboxPayments
 from cinema.booking.service import BookingService
 from cinema.booking.settlement import PaymentSettlement
 from cinema.boxoffice.audit import AuditTrail
@@ -21,5 +22,8 @@ SETTLEMENT = web.AppKey("settlement", PaymentSettlement)
 BOXOFFICE = web.AppKey("boxoffice", BoxOffice)
 PROMOS = web.AppKey("promos", PromoService)
 LIVE = web.AppKey("live", LiveSeats)
+SANDBOX = web.AppKey("sandbox", SandboxPayments)  # present in test mode only
+# GET /api/config/: what the web app needs to know (cinema/api/webapp.py)
+CLIENT_CONFIG: web.AppKey[dict[str, object]] = web.AppKey("client_config")
 AUDIT = web.AppKey("audit", AuditTrail)
 REPORTS = web.AppKey("reports", Reports)

@@ -24,6 +24,7 @@ from cinema.api import (
     promos,
     report,
     users,
+    webapp,
     webhooks,
 )
 from cinema.api import schemas as s
@@ -342,6 +343,35 @@ ROUTES: tuple[Route, ...] = (
         response=s.BookingList,
         errors=(400,),
         name="my_bookings",
+    ),
+    # --- the web app's public additions (cinema/api/webapp.py) ---
+    Route(
+        "GET",
+        "/api/config/",
+        webapp.get_config,
+        "What a client needs: venue time zone, how to pay (Stripe key or test cards), limits",
+        response=s.ClientConfigOut,
+    ),
+    Route(
+        "GET",
+        r"/api/halls/{id:\d+}/",
+        catalogue.get_hall,
+        "A hall and its layout (rows, seat numbers, gaps for aisles, categories)",
+        response=s.HallOut,
+        errors=(404,),
+        name="public_hall",
+    ),
+    Route(
+        "POST",
+        r"/api/bookings/{id:\d+}/test-payment/",
+        webapp.test_payment,
+        "Test mode only (a local Stripe server): pay my PENDING booking with a test card",
+        access="user",
+        body=s.TestPaymentIn,
+        response=s.TestPaymentOut,
+        status=202,
+        errors=(400, 402, 404, 409, 502),
+        limit="bookings",
     ),
     Route(
         "POST",

@@ -33,7 +33,15 @@ def _no_nul(value: str) -> str:
     return value
 
 
+def _iso_8601(value: Any) -> Any:
+    # pydantic also reads numbers as Unix times; a query string's "0.5" is a mistake, not 1970.
+    if isinstance(value, str) and not re.match(r"^\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("must be an ISO 8601 date and time, e.g. 2026-12-03T18:00:00Z")
+    return value
+
+
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+IsoDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_8601)]
 Text = Annotated[str, AfterValidator(_no_nul)]
 # Registration and login normalise the same way (cinema/auth/emails.py); the length bound
 # here only keeps absurd input from being scanned.
@@ -492,6 +500,31 @@ class PromoCodeList(RootModel[list[PromoCodeOut]]):
     """A JSON array of promo code objects."""
 
 
+# --- web app (cinema/api/webapp.py) -------------------------------------------------------
+class ClientConfigOut(Model):
+    venue_time_zone: str  # IANA name: the pages show start times in it
+    payments: bool  # bookings carry a PaymentIntent
+    stripe_publishable_key: str | None  # set: pay with Stripe Elements
+    test_card_payments: bool  # true: POST /api/bookings/{id}/test-payment/ is on
+    hold_ttl_seconds: int
+    max_tickets_per_booking: int
+
+
+class TestPaymentIn(Model):
+    """A test card (4242424242424242 pays; 4000000000000341 is declined)."""
+
+    __test__ = False  # not a pytest class
+    number: Annotated[str, StringConstraints(pattern=r"^[0-9]{12,19}$")]
+    exp_month: Annotated[int, Field(ge=1, le=12)]
+    exp_year: Annotated[int, Field(ge=2000, le=2100)]
+    cvc: Annotated[str, StringConstraints(pattern=r"^[0-9]{3,4}$")]
+
+
+class TestPaymentOut(Model):
+    __test__ = False
+    status: Literal["charged"]
+
+
 # --- service ----------------------------------------------------------------------------
 class HealthOut(Model):
     status: Literal["ok"]
@@ -524,22 +557,11 @@ AuditAction = Annotated[
 ]
 
 
-def _iso_8601(value: Any) -> Any:
-    """A query's date-time is ISO 8601 text: pydantic would also take "0.5" as a Unix time."""
-    if isinstance(value, str) and not _ISO_DATE.match(value):
-        raise ValueError("give an ISO 8601 date-time with a UTC offset, e.g. 2026-12-01T00:00Z")
-    return value
-
-
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]")
-QueryDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_8601)]
-
-
 class AuditQuery(Model):
     booking_id: Id | None = None
     actor_id: Id | None = None
     screening_id: Id | None = None
-    since: QueryDateTime | None = None  # ISO 8601 with a UTC offset; entries at or after it
+    since: IsoDatetime | None = None  # ISO 8601 with a UTC offset; entries at or after it
     action: AuditAction | None = None  # e.g. booking.confirmed, ticket.checked_in
     limit: Annotated[int, Field(ge=1, le=500)] = 100
     offset: Annotated[int, Field(ge=0, le=100_000)] = 0

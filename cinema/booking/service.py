@@ -269,7 +269,8 @@ class BookingService:
         try:
             booking = await self._commit(attempt, snapshot)
         except SoldOut as exc:
-            await self._note_sold_out(screening_id, exc.available)
+            if exc.certain:  # places others are still booking may come free: not "sold out"
+                await self._note_sold_out(screening_id, exc.available)
             return await self._seats_taken(attempt, "postgres", (), False, error=exc)
         except PromoUseRefused as exc:
             return await self._promo_refused(attempt, exc.reason, claimed=False)

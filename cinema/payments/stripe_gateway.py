@@ -11,6 +11,7 @@ import stripe
 from cinema.booking.errors import InvalidWebhook, PaymentProviderUnavailable
 from cinema.booking.model import Booking, PaymentEvent, PaymentEventKind
 from cinema.booking.ports import IntentHandle
+from cinema.booking.sandbox import SandboxCard
 from cinema.money import from_provider_amount, provider_amount
 from cinema.settings import Settings
 
@@ -106,6 +107,33 @@ class StripeGateway:
         except stripe.StripeError as exc:
             raise _unavailable("refund a payment", exc) from exc
         return refund.id
+
+    async def pay_with_card(self, intent_id: str, card: SandboxCard) -> str | None:
+        """Test mode only (SandboxPayments): attach the card, then confirm (localstripe
+        cannot confirm with a payment_method argument). None when charged, else why not."""
+        try:
+            method = await self._client.v1.payment_methods.create_async(
+                {
+                    "type": "card",
+                    "card": {
+                        "number": card.number,
+                        "exp_month": card.exp_month,
+                        "exp_year": card.exp_year,
+                        "cvc": card.cvc,
+                    },
+                }
+            )
+            await self._client.v1.payment_intents.update_async(
+                intent_id, {"payment_method": method.id}
+            )
+            intent = await self._client.v1.payment_intents.confirm_async(intent_id)
+        except stripe.CardError as exc:
+            return str(exc.code or "card_declined")
+        except stripe.InvalidRequestError as exc:
+            return str(exc.user_message or exc.code or "invalid card")
+        except stripe.StripeError as exc:
+            raise _unavailable("take the payment", exc) from exc
+        return None if intent.status in ("succeeded", "processing") else str(intent.status)
 
     def parse_event(self, payload: bytes, signature: str | None) -> PaymentEvent:
         try:

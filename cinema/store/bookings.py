@@ -80,7 +80,7 @@ NO_SHOW_SQL = _literal(BookingStatus.NO_SHOW)
 # (rules in docs/concurrency.md). A new booking is one statement, so one round trip and its
 # own transaction.
 _CREATE_BOOKING = """
-    SELECT (c.booking).*, c.taken, c.seat_ids, c.refused, c.available,
+    SELECT (c.booking).*, c.taken, c.seat_ids, c.refused, c.available, c.in_flight,
            $16::bigint IS NOT NULL AS general_admission
     FROM cinema_create_booking(cinema_audited($1::text, $19::jsonb), $2, $3, $4, $5, $6, $7,
                                $8, $9::bigint[], $10::text[], $11::bigint[], $12, $13, $14,
@@ -301,7 +301,8 @@ class PgBookingStore:
         except asyncpg.UniqueViolationError as exc:
             error = _unique_violation(exc, seat_ids)
             if new.general_admission and isinstance(error, SeatsUnavailable):
-                error = SoldOut(0)  # the index caught what the place rules missed: no seats
+                # the index caught what the place rules missed: nobody counted what is left
+                error = SoldOut(0, certain=False)
             raise error from exc
         refused = row["refused"]
         if refused is not None or row["taken"]:
@@ -479,7 +480,7 @@ def _refusal(refused: str | None, row: Any, new: NewBooking) -> Exception:
     if row["taken"] or refused == "seats_unavailable":
         return SeatsUnavailable(list(row["taken"]))
     if refused == "sold_out":
-        return SoldOut(row["available"])
+        return SoldOut(row["available"], row["in_flight"] or 0)
     if refused == "customer_limit_reached" and new.max_tickets_per_customer is not None:
         return CustomerLimitReached(new.max_tickets_per_customer, row["available"])
     return PromoUseRefused(refused or "promo_code_invalid")

@@ -41,6 +41,8 @@ _LOCK_BOOKING = """
     SELECT id, screening_id, status, payment_status, amount, currency, user_id, promo_code_id,
            ARRAY(SELECT r.seat_id FROM reservations r WHERE r.booking_id = b.id
                  ORDER BY r.seat_id) AS seat_ids,
+           (SELECT sc.max_tickets_per_customer FROM screenings sc
+             WHERE sc.id = b.screening_id) AS customer_limit,
            (SELECT sc.starts_at <= now() FROM screenings sc WHERE sc.id = b.screening_id)
                AS started
     FROM bookings b WHERE payment_intent_id = $1
@@ -69,6 +71,9 @@ _CANCEL = f"""
 """
 
 _TAKE_PROMO_USE = "SELECT use_id, refused FROM cinema_take_promo_use($1, $2)"
+
+# Locks the (customer, screening) row, then counts their live tickets (db/008, rule A.3.3).
+_CUSTOMER_TICKETS = "SELECT cinema_customer_tickets($1, $2)"
 
 _MARK_REFUND_PENDING = """
     UPDATE bookings SET payment_status = 'refund_pending', updated_at = now() WHERE id = $1
@@ -150,9 +155,12 @@ class PgSettlementStore:
             await conn.execute(_CANCEL, booking_id, status.value, reason.value)
             return SettlementOutcome.CANCELLED
         if action is SettleAction.RECLAIM:
-            if await self._seats_free(
-                conn, locked["screening_id"], list(locked["seat_ids"])
-            ) and await self._promo_use_back(conn, locked):
+            # Lock order A.3: the customer's row, then the seats, then a promo use.
+            if (
+                await self._within_customer_limit(conn, locked)
+                and await self._seats_free(conn, locked["screening_id"], list(locked["seat_ids"]))
+                and await self._promo_use_back(conn, locked)
+            ):
                 await conn.execute(_CONFIRM, booking_id)
                 return SettlementOutcome.CONFIRMED_LATE
             await conn.execute(
@@ -162,6 +170,15 @@ class PgSettlementStore:
             )
             return SettlementOutcome.REFUND_NEEDED
         return SettlementOutcome.IGNORED
+
+    async def _within_customer_limit(self, conn: Any, locked: Any) -> bool:
+        """A reclaimed booking's tickets count again: the customer may have booked others
+        meanwhile (theirs stopped counting when this one ended), so the limit decides."""
+        limit = locked["customer_limit"]
+        if limit is None:
+            return True
+        held = await conn.fetchval(_CUSTOMER_TICKETS, locked["user_id"], locked["screening_id"])
+        return bool(held + len(locked["seat_ids"]) <= limit)
 
     async def _seats_free(self, conn: Any, screening_id: int, seat_ids: list[int]) -> bool:
         """Take the seats back through the one seat-taking function, as create_booking does."""

@@ -19,6 +19,7 @@ from cinema.api.keys import (
     LIVE,
     PROMOS,
     REFUNDS,
+    REPORTS,
     SANDBOX,
     SETTLEMENT,
 )
@@ -63,6 +64,7 @@ def init_app(
             app[CANCELLATIONS] = api.cancellations
             app[LIVE] = api.live
             app[AUDIT] = api.audit
+            app[REPORTS] = api.reports
             app[LIMITS] = Limits(
                 api.rate_limiter,
                 bookings_per_minute=settings.rate_limit_bookings_per_minute,

@@ -33,6 +33,7 @@ from cinema.booking.service import BookingService
 from cinema.booking.settlement import PaymentCanceller, PaymentSettlement
 from cinema.boxoffice.audit import AuditTrail
 from cinema.boxoffice.codes import TicketCodes
+from cinema.boxoffice.report import Reports
 from cinema.boxoffice.service import BoxOffice
 from cinema.catalogue.service import CatalogueService
 from cinema.holds import RedisSeatHolds, create_redis
@@ -54,6 +55,7 @@ from cinema.store.catalogue import PgCatalogueStore
 from cinema.store.desk import PgDeskStore
 from cinema.store.promos import PgPromoStore
 from cinema.store.refunds import PgRefundStore
+from cinema.store.report import PgReportStore
 from cinema.store.settlement import PgSettlementStore
 from cinema.store.tickets import PgTicketStore
 from cinema.store.users import PgUserStore
@@ -93,6 +95,7 @@ class ApiServices:
     probes: dict[str, Probe]
     live: LiveSeats
     audit: AuditTrail
+    reports: Reports
     sandbox: SandboxPayments | None = None  # test-card payments: test mode only
 
 
@@ -384,6 +387,7 @@ async def api_services(
             probes={"postgres": pg.pinger(core.pool), "redis": core.redis.ping},
             live=live,
             audit=AuditTrail(PgAuditStore(core.pool)),
+            reports=Reports(PgReportStore(core.pool)),
             sandbox=_sandbox(settings, core),
         )
 

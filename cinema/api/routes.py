@@ -23,6 +23,7 @@ from cinema.api import (
     events,
     promos,
     refunds,
+    report,
     users,
     webapp,
     webhooks,
@@ -63,6 +64,7 @@ class Route:
     name: str = ""  # the OpenAPI operationId, when two routes share a handler
     stream: str = ""  # a text/event-stream response: the description of its events
     actor: str = "anonymous"  # who a public route's changes are recorded as (audit log)
+    alternatives: tuple[str, ...] = ()  # other media types of the response (a query picks)
 
     @property
     def operation_id(self) -> str:
@@ -140,6 +142,18 @@ ROUTES: tuple[Route, ...] = (
         response=s.ScreeningOut,
         status=201,
         errors=(400, 404),
+    ),
+    Route(
+        "GET",
+        r"/api/admin/screenings/{id:\d+}/report",
+        report.screening_report,
+        "A screening's sales report: places, bookings by state, revenue by category and"
+        " ticket type, fees, promo discounts, refunds, no-shows (?format=csv: text/csv)",
+        access="admin",
+        query=s.ReportQuery,
+        response=s.SalesReportOut,
+        errors=(400, 404),
+        alternatives=("text/csv",),
     ),
     Route(
         "POST",

@@ -660,3 +660,79 @@ class AuditEntryOut(Model):
 
 class AuditList(RootModel[list[AuditEntryOut]]):
     """A JSON array of audit entries, newest first."""
+
+
+# --- sales report (admins) ----------------------------------------------------------------
+class ReportQuery(Model):
+    format: Literal["json", "csv"] = "json"
+
+
+class Places(Model):
+    total: int
+    available: int
+    held: int  # PENDING holds not lapsed
+    sold: int  # tickets of CONFIRMED, COMPLETED and NO_SHOW bookings
+    checked_in: int
+
+
+class ReportBookings(Model):
+    by_status: dict[str, int]  # every booking status, 0 included
+    cancelled_by_reason: dict[str, int]  # expired, cancelled_by_user, payment_failed, ...
+
+
+class RevenueLineOut(Model):
+    category: str
+    ticket_type: str
+    tickets: int
+    amount: str
+    amount_minor: int
+
+
+class RevenueOut(Model):
+    lines: list[RevenueLineOut]  # at unit prices, before promo discounts
+    sold_bookings: int
+    gross: str
+    gross_minor: int
+    discounts: str
+    discounts_minor: int
+    fees: str
+    fees_minor: int
+    net: str  # gross - discounts + fees: what the sold bookings were charged
+    net_minor: int
+
+
+class PromoLineOut(Model):
+    code: str
+    bookings: int
+    discount: str
+    discount_minor: int
+
+
+class RefundsOut(Model):
+    count: int
+    pending: int
+    amount: str
+    amount_minor: int
+
+
+class NoShowsOut(Model):
+    bookings: int
+    tickets: int
+
+
+class SalesReportOut(Model):
+    """The JSON form; `?format=csv` answers the same figures as text/csv, one row each:
+    section, name, detail, count, amount, amount_minor, currency."""
+
+    screening_id: int
+    movie_title: str
+    starts_at: datetime
+    ends_at: datetime
+    currency: str
+    general_admission: bool
+    places: Places
+    bookings: ReportBookings
+    revenue: RevenueOut
+    promo_codes: list[PromoLineOut]
+    refunds: RefundsOut
+    no_shows: NoShowsOut

@@ -143,12 +143,22 @@ const INVALID = {
   booking_not_confirmed: "The booking is not paid.",
 };
 
+const seatNames = new Map(); // screening id -> Promise<Map<seat id, "Row B · seat 4">>
+function seatName(screeningId, seatId) {
+  if (!seatNames.has(screeningId)) {
+    seatNames.set(screeningId, get(`/api/screenings/${screeningId}/seats/`)
+      .then((m) => new Map(m.seats.map((s) => [s.id, `Row ${s.row} · seat ${s.seat}`])))
+      .catch(() => new Map()));
+  }
+  return seatNames.get(screeningId).then((names) => names.get(seatId) || `Seat ${seatId}`);
+}
+
 async function checkIn(code, screeningId, cfg) {
   try {
     const body = { code };
     if (screeningId) body.screening_id = screeningId;
     const ok = await post("/api/admin/checkin/", body);
-    const where = ok.seat_id ? `Seat ${ok.seat_id}` : "General admission";
+    const where = ok.seat_id ? await seatName(ok.screening_id, ok.seat_id) : "General admission";
     return verdict(true, "Welcome in", `${where}${ok.ticket_type ? ` · ${ok.ticket_type}` : ""} · booking ${ok.booking_id}`);
   } catch (err) {
     if (!(err instanceof ApiError)) throw err;

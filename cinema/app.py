@@ -11,6 +11,7 @@ from cinema.api.errors import make_error_middleware
 from cinema.api.health import HEALTH_ROUTES, PROBES
 from cinema.api.keys import (
     ACCOUNTS,
+    AUDIT,
     BOOKINGS,
     BOXOFFICE,
     CATALOGUE,
@@ -57,6 +58,7 @@ def init_app(
             app[SETTLEMENT] = api.settlement
             app[BOXOFFICE] = api.boxoffice
             app[LIVE] = api.live
+            app[AUDIT] = api.audit
             app[LIMITS] = Limits(
                 api.rate_limiter,
                 bookings_per_minute=settings.rate_limit_bookings_per_minute,

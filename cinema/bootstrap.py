@@ -31,11 +31,13 @@ from cinema.booking.ports import BookingEvents, ExpiryScheduler, FollowUps, NoEx
 from cinema.booking.sandbox import SandboxPayments
 from cinema.booking.service import BookingService
 from cinema.booking.settlement import PaymentCanceller, PaymentSettlement
+from cinema.boxoffice.audit import AuditTrail
 from cinema.boxoffice.codes import TicketCodes
 from cinema.boxoffice.service import BoxOffice
 from cinema.catalogue.service import CatalogueService
 from cinema.holds import RedisSeatHolds, create_redis
 from cinema.live.service import LiveLimits, LiveSeats
+from cinema.live_leases import RedisStreamLeases
 from cinema.live_redis import RedisChangeFeed, RedisSeatChanges
 from cinema.metrics import BookingTelemetry, observe_pool
 from cinema.payments.stripe_gateway import StripeGateway, gateway_from_settings
@@ -43,6 +45,7 @@ from cinema.pricing.service import PromoService
 from cinema.ratelimit import RedisRateLimiter
 from cinema.settings import Settings
 from cinema.store import pool as pg
+from cinema.store.audit import PgAuditStore
 from cinema.store.bookings import PgBookingStore
 from cinema.store.catalogue import PgCatalogueStore
 from cinema.store.desk import PgDeskStore
@@ -81,6 +84,7 @@ class ApiServices:
     rate_limiter: RedisRateLimiter
     probes: dict[str, Probe]
     live: LiveSeats
+    audit: AuditTrail
     sandbox: SandboxPayments | None = None  # test-card payments: test mode only
 
 
@@ -179,7 +183,8 @@ async def _open_core(
     catalogue = CatalogueService(PgCatalogueStore(pool))
     changes = _open_changes(stack, redis, settings)
     # Metrics and a log line per booking state change; seat changes to the live viewers.
-    events = AllEvents(BookingTelemetry(), LiveSeatEvents(changes))
+    live_events = (LiveSeatEvents(changes),) if settings.sse_publish else ()
+    events = AllEvents(BookingTelemetry(), *live_events)
     promos = PromoService(PgPromoStore(pool))
     bookings = BookingService(
         holds=_timed(settings, holds, "holds"),
@@ -238,6 +243,7 @@ async def _open_live(
     stack.push_async_callback(_quietly, functools.partial(client.aclose, True))
     feed = RedisChangeFeed(client, settings.redis_key_prefix)
     stack.push_async_callback(_quietly, feed.close)
+    leases = RedisStreamLeases(client, settings.redis_key_prefix)
     live = LiveSeats(
         feed,
         core.bookings.seat_map,
@@ -248,10 +254,12 @@ async def _open_live(
             reconcile_seconds=settings.sse_reconcile_seconds,
             heartbeat_seconds=settings.sse_heartbeat_seconds,
         ),
+        leases,
     )
     stack.push_async_callback(live.close)
     _run_in_background(stack, live.run(), "live-feed")
     _run_in_background(stack, live.reconcile_forever(), "live-reconcile")
+    _run_in_background(stack, live.renew_leases_forever(), "live-leases")
     return live
 
 
@@ -305,6 +313,7 @@ async def api_services(
             rate_limiter=RedisRateLimiter(core.redis, prefix=settings.redis_key_prefix),
             probes={"postgres": pg.pinger(core.pool), "redis": core.redis.ping},
             live=live,
+            audit=AuditTrail(PgAuditStore(core.pool)),
             sandbox=_sandbox(settings, core),
         )
 

@@ -107,8 +107,10 @@ class Settings(BaseSettings):
     # Live seat status, GET /api/screenings/{id}/events (0 streams per client: no cap).
     sse_max_per_client: int = Field(default=8, ge=0, le=100_000)
     sse_heartbeat_seconds: float = Field(default=15, ge=0.1, le=300)
-    sse_viewer_queue: int = Field(default=64, ge=2, le=10_000)
+    sse_viewer_queue: int = Field(default=1024, ge=2, le=100_000)
     sse_reconcile_seconds: float = Field(default=5, ge=0.5, le=3600)
+    # Off: this process publishes no seat changes (for measuring what publishing costs).
+    sse_publish: bool = True
     # --- web app (cinema/api/static/app/, issue 14) ---
     # The venue's IANA time zone: the pages show start times in it.
     venue_time_zone: str = "UTC"

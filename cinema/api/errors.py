@@ -148,7 +148,7 @@ def _domain_response(exc: DomainError) -> web.Response:
     reason = getattr(exc, "reason", None)
     if reason is not None:
         extra["reason"] = reason
-    for name in ("available", "limit"):  # sold_out, customer_limit_reached
+    for name in ("available", "being_booked", "limit"):  # sold_out, customer_limit_reached
         value = getattr(exc, name, None)
         if isinstance(value, int):
             extra[name] = value

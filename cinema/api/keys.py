@@ -8,6 +8,7 @@ from cinema.auth.service import AccountService
 from cinema.booking.sandbox import SandboxPayments
 from cinema.booking.service import BookingService
 from cinema.booking.settlement import PaymentSettlement
+from cinema.boxoffice.audit import AuditTrail
 from cinema.boxoffice.service import BoxOffice
 from cinema.catalogue.service import CatalogueService
 from cinema.live.service import LiveSeats
@@ -23,3 +24,4 @@ LIVE = web.AppKey("live", LiveSeats)
 SANDBOX = web.AppKey("sandbox", SandboxPayments)  # present in test mode only
 # GET /api/config/: what the web app needs to know (cinema/api/webapp.py)
 CLIENT_CONFIG: web.AppKey[dict[str, object]] = web.AppKey("client_config")
+AUDIT = web.AppKey("audit", AuditTrail)

@@ -14,11 +14,25 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from cinema import stages
-from cinema.api import auth, bookings, catalogue, desk, events, promos, users, webapp, webhooks
+from cinema.api import (
+    audit,
+    auth,
+    bookings,
+    catalogue,
+    desk,
+    events,
+    promos,
+    users,
+    webapp,
+    webhooks,
+)
 from cinema.api import schemas as s
 from cinema.api.io import Inputs, authenticate, authenticate_role, read_body, read_query
-from cinema.api.limits import LimitName, apply_limit
+from cinema.api.limits import LimitName, apply_limit, client_address
+from cinema.audit import ACTOR, Actor
 from cinema.auth.model import Role
+from cinema.auth.tokens import Principal
+from cinema.logs import REQUEST_ID
 
 Handler = Callable[[web.Request, Inputs[Any, Any]], Awaitable[web.StreamResponse]]
 # "box_office": box office and admins; "admin": admins only; "staff" is the old name of
@@ -47,6 +61,7 @@ class Route:
     limit: LimitName | None = None  # cinema/api/limits.py: who is counted, against which limit
     name: str = ""  # the OpenAPI operationId, when two routes share a handler
     stream: str = ""  # a text/event-stream response: the description of its events
+    actor: str = "anonymous"  # who a public route's changes are recorded as (audit log)
 
     @property
     def operation_id(self) -> str:
@@ -163,6 +178,17 @@ ROUTES: tuple[Route, ...] = (
         body=s.CheckInIn,
         response=s.CheckInOut,
         errors=(404, 409),
+    ),
+    Route(
+        "GET",
+        "/api/admin/audit/",
+        audit.audit_log,
+        "The audit log: who changed what (bookings, check-ins, roles, catalogue, promo"
+        " codes), when, from where, before and after; newest first",
+        access="admin",
+        query=s.AuditQuery,
+        response=s.AuditList,
+        errors=(400,),
     ),
     Route(
         "POST",
@@ -340,6 +366,7 @@ ROUTES: tuple[Route, ...] = (
         "Stripe events (signed with Stripe-Signature); confirms or cancels bookings",
         response=s.WebhookOut,
         errors=(400, 502, 503),
+        actor="payment_provider",
     ),
 )
 
@@ -364,14 +391,26 @@ def serve(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
         body = None if route.body is None else await read_body(request, route.body)
         if lap:
             lap("api.validation")
+        acting = ACTOR.set(_actor(request, route, principal))
         try:
             return await route.handler(request, Inputs(body, query, principal))
         finally:
+            ACTOR.reset(acting)
             if lap:
                 lap("api.handler")  # a 409 leaves as an exception: it counts too
 
     handle.__name__ = route.handler.__name__
     return handle
+
+
+def _actor(request: web.Request, route: Route, principal: Principal | None) -> Actor:
+    """Who this request's changes are recorded as in the audit log (cinema/audit.py)."""
+    return Actor(
+        None if principal is None else principal.user_id,
+        route.actor if principal is None else principal.role.value,
+        REQUEST_ID.get(),
+        client_address(request),
+    )
 
 
 def add_routes(app: web.Application, routes: tuple[Route, ...] = ROUTES) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -329,7 +329,7 @@ class TicketOut(Model):
 class BookingOut(Model):
     id: int
     reference: str
-    status: Literal["PENDING", "CONFIRMED", "CANCELLED"]
+    status: Literal["PENDING", "CONFIRMED", "CANCELLED", "COMPLETED", "NO_SHOW"]
     screening_id: int
     seat_ids: list[int]  # empty for general admission
     quantity: int  # tickets (seats or general-admission places)
@@ -372,7 +372,7 @@ class OwnerBookingOut(BookingOut):
 
 
 # --- box office -------------------------------------------------------------------------
-BookingStatusName = Literal["PENDING", "CONFIRMED", "CANCELLED"]
+BookingStatusName = Literal["PENDING", "CONFIRMED", "CANCELLED", "COMPLETED", "NO_SHOW"]
 
 
 class AdminBookingsQuery(Model):
@@ -539,3 +539,37 @@ class ErrorBody(Model):
 
 class ErrorOut(Model):
     error: ErrorBody
+
+
+# --- audit log (admins) -------------------------------------------------------------------
+AuditAction = Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,40}\.[a-z_]{1,40}$")]
+
+
+class AuditQuery(Model):
+    booking_id: Id | None = None
+    actor_id: Id | None = None
+    screening_id: Id | None = None
+    since: AwareDatetime | None = None  # ISO 8601 with a UTC offset; entries at or after it
+    action: AuditAction | None = None  # e.g. booking.confirmed, ticket.checked_in
+    limit: Annotated[int, Field(ge=1, le=500)] = 100
+    offset: Annotated[int, Field(ge=0, le=100_000)] = 0
+
+
+class AuditEntryOut(Model):
+    id: int
+    at: datetime
+    actor_id: int | None  # null: the system (the worker) or an anonymous caller
+    actor_role: str  # customer, box_office, admin, anonymous, payment_provider, system
+    action: str
+    booking_id: int | None
+    screening_id: int | None
+    target: str  # the table changed
+    target_id: int | None
+    request_id: str | None
+    client_address: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+class AuditList(RootModel[list[AuditEntryOut]]):
+    """A JSON array of audit entries, newest first."""

@@ -13,6 +13,8 @@ class BookingStatus(StrEnum):
     PENDING = "PENDING"
     CONFIRMED = "CONFIRMED"
     CANCELLED = "CANCELLED"
+    COMPLETED = "COMPLETED"  # the screening ended and a ticket was checked in (terminal)
+    NO_SHOW = "NO_SHOW"  # the screening ended and no ticket was checked in (terminal)
 
 
 class SeatStatus(StrEnum):
@@ -28,6 +30,7 @@ class CancelReason(StrEnum):
     PAYMENT_CANCELED = "payment_canceled"
     PAYMENT_UNAVAILABLE = "payment_provider_unavailable"  # no payment could be started
     ABANDONED = "abandoned"  # the commit's answer was lost and no Idempotency-Key can find it
+    SCREENING_STARTED = "screening_started"  # still unpaid when its screening started
 
 
 class PaymentStatus(StrEnum):

@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from cinema.booking import rules
 from cinema.booking.errors import BookingNotFound
 from cinema.booking.model import Booking, BookingStatus, PaymentStatus
 from cinema.boxoffice.codes import TicketCodes, redacted
@@ -93,6 +94,11 @@ def _refusal(found: Admission, screening_id: int | None) -> Exception:
         found.reservation_status is BookingStatus.CANCELLED
     ):
         return TicketNotValid("booking_cancelled", "this ticket's booking was cancelled")
+    if found.booking_status in rules.SHOW_OVER:
+        return TicketNotValid(
+            "screening_over",
+            f"this ticket's screening is over (booking {found.booking_status.value})",
+        )
     if found.booking_status is not BookingStatus.CONFIRMED:
         return TicketNotValid(
             "booking_not_confirmed",

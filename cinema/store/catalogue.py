@@ -8,6 +8,7 @@ from typing import Any
 
 from cinema.catalogue.model import GA_CATEGORY, GA_ROW, Hall, Movie, Screening, Seat, SeatSpec
 from cinema.pricing.model import DEFAULT_TICKET_TYPES, NO_FEES, Fees, TicketType
+from cinema.store import audit
 from cinema.store.pool import Pool
 
 
@@ -97,11 +98,12 @@ class PgCatalogueStore:
 
     async def add_movie(self, title: str, description: str, duration_minutes: int) -> Movie:
         row = await self._pool.fetchrow(
-            "INSERT INTO movies (title, description, duration_minutes) VALUES ($1, $2, $3)"
-            " RETURNING *",
+            "INSERT INTO movies (title, description, duration_minutes)"
+            " VALUES (cinema_audited($1::text, $4::jsonb), $2, $3) RETURNING *",
             title,
             description,
             duration_minutes,
+            audit.context(),
         )
         return _movie(row)
 
@@ -116,7 +118,7 @@ class PgCatalogueStore:
         return [_movie(r) for r in rows]
 
     async def add_hall(self, name: str, layout: dict[str, Any], seats: list[SeatSpec]) -> Hall:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with audit.audited(self._pool) as conn:
             hall_id = await conn.fetchval(
                 "INSERT INTO halls (name, layout) VALUES ($1, $2) RETURNING id", name, layout
             )
@@ -167,18 +169,19 @@ class PgCatalogueStore:
         fees: Fees = NO_FEES,
         max_tickets_per_customer: int | None = None,
     ) -> Screening:
-        row = await self._pool.fetchrow(
-            _INSERT_SCREENING,
-            movie_id,
-            hall_id,
-            starts_at,
-            prices,
-            currency,
-            [_ticket_type_json(t) for t in ticket_types],
-            _fees_json(fees),
-            None,
-            max_tickets_per_customer,
-        )
+        async with audit.audited(self._pool) as conn:
+            row = await conn.fetchrow(
+                _INSERT_SCREENING,
+                movie_id,
+                hall_id,
+                starts_at,
+                prices,
+                currency,
+                [_ticket_type_json(t) for t in ticket_types],
+                _fees_json(fees),
+                None,
+                max_tickets_per_customer,
+            )
         return _screening(row)
 
     async def add_ga_screening(
@@ -195,7 +198,7 @@ class PgCatalogueStore:
         """A general-admission screening and its places (one seat row each, in a hall of its
         own), in one transaction: one row per place is what lets buyers take places without
         queueing on a counter (cinema_take_places)."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with audit.audited(self._pool) as conn:
             hall_id = await conn.fetchval(
                 "INSERT INTO halls (name, layout, general_admission)"
                 " VALUES ('general admission', '{}'::jsonb, true) RETURNING id"

@@ -235,3 +235,19 @@ async def test_staff_see_today_and_who_holds_each_seat_live(pay_api, browsing, u
     await customer.goto("/staff/")
     await customer.get_by_text("for cinema staff only").wait_for(timeout=WAIT_MS)
     assert await live_reservations(pool, screening.id) == [(target, "PENDING")]
+
+
+async def test_admins_see_the_activity_feed_box_office_is_told_it_is_for_admins(
+    pay_api, browsing, users
+):
+    api = pay_api.client
+    screening = await api.new_screening(layout=LAYOUT, prices=PRICES)
+    booking = (await api.book(await users.one(), screening.id, screening.seat_ids[:1])).body
+    browsing.base_url = str(pay_api.server.make_url("/")).rstrip("/")
+    admin = await browsing.page(await users.one(role=Role.ADMIN))
+    await admin.goto("/staff/#/activity")
+    created = admin.locator(f'.feed li[data-booking-id="{booking["id"]}"]', has_text="created")
+    await created.first.wait_for(timeout=WAIT_MS)
+    clerk = await browsing.page(await users.one(role=Role.BOX_OFFICE))
+    await clerk.goto("/staff/#/activity")
+    await clerk.get_by_text("The activity feed is for admins only.").wait_for(timeout=WAIT_MS)

@@ -6,8 +6,9 @@ door twice. Each test ends with what PostgreSQL says."""
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cinema.auth.model import Role
@@ -234,4 +235,137 @@ async def test_staff_see_today_and_who_holds_each_seat_live(pay_api, browsing, u
     customer = await browsing.page(await users.one())
     await customer.goto("/staff/")
     await customer.get_by_text("for cinema staff only").wait_for(timeout=WAIT_MS)
+    assert await live_reservations(pool, screening.id) == [(target, "PENDING")]
+
+
+async def test_admins_see_the_activity_feed_box_office_is_told_it_is_for_admins(
+    pay_api, browsing, users
+):
+    api = pay_api.client
+    screening = await api.new_screening(layout=LAYOUT, prices=PRICES)
+    booking = (await api.book(await users.one(), screening.id, screening.seat_ids[:1])).body
+    browsing.base_url = str(pay_api.server.make_url("/")).rstrip("/")
+    admin = await browsing.page(await users.one(role=Role.ADMIN))
+    await admin.goto("/staff/#/activity")
+    created = admin.locator(f'.feed li[data-booking-id="{booking["id"]}"]', has_text="created")
+    await created.first.wait_for(timeout=WAIT_MS)
+    clerk = await browsing.page(await users.one(role=Role.BOX_OFFICE))
+    await clerk.goto("/staff/#/activity")
+    await clerk.get_by_text("The activity feed is for admins only.").wait_for(timeout=WAIT_MS)
+
+
+ERRORS = [
+    (429, {"code": "rate_limited", "message": "slow down", "retry_after": 7}, "Try again in 7 s"),
+    (503, {"code": "service_unavailable", "message": "x"}, "briefly unavailable"),
+    (502, {"code": "payment_provider_unavailable", "message": "x"}, "payment provider did not"),
+    (422, {"code": "idempotency_key_reused", "message": "that key was used"}, "that key was used"),
+    (409, {"code": "sold_out", "message": "x"}, "sold out"),
+    (500, None, "Something went wrong on our side"),  # not even JSON: a proxy's error page
+]
+
+
+def refusal(status: int, error: dict[str, Any] | None) -> Any:
+    async def refuse(route: Any) -> None:
+        body = "<html>Bad gateway</html>" if error is None else json.dumps({"error": error})
+        await route.fulfill(status=status, body=body, content_type="application/json")
+
+    return refuse
+
+
+async def test_every_api_error_reads_as_a_sentence_never_raw_json(pay_api, browsing, users):
+    api = pay_api.client
+    screening = await api.new_screening(layout=LAYOUT, prices=PRICES)
+    page = await open_map(browsing, pay_api, screening.id, await users.one())
+    await seat(page, screening.seat_ids[0]).click()
+    book = page.get_by_role("button", name="Book")
+    for status, error, human in ERRORS:
+        await page.route("**/api/bookings/", refusal(status, error))
+        await book.click()
+        await page.locator(".side .error", has_text=human).wait_for(timeout=WAIT_MS)
+        assert '{"error"' not in await page.locator("main").inner_text()
+        await page.unroute("**/api/bookings/")
+    # A real refusal from the server: an unknown promo code.
+    await page.get_by_label("Promo code (optional)").fill("NOSUCHCODE")
+    await book.click()
+    await page.locator(".side .error", has_text="Promo code not accepted").wait_for(timeout=WAIT_MS)
+
+
+async def test_titles_are_text_never_markup(pay_api, browsing):
+    api = pay_api.client
+    evil = '<img src=x onerror="window.__pwned=1">Evil & "Co"'
+    movie = await api.post(
+        "/api/admin/movies/",
+        {"title": evil, "description": "<script>window.__pwned=2</script>", "duration_minutes": 90},
+        token=api.staff_token,
+    )
+    assert movie.status == 201, movie
+    hall = await api.post(
+        "/api/admin/halls/", {"name": "H", "layout": LAYOUT}, token=api.staff_token
+    )
+    starts = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    body = {"movie_id": movie.body["id"], "hall_id": hall.body["id"], "starts_at": starts}
+    reply = await api.post(
+        "/api/admin/screenings/",
+        {**body, "prices": PRICES, "currency": "usd"},
+        token=api.staff_token,
+    )
+    assert reply.status == 201, reply
+    browsing.base_url = str(pay_api.server.make_url("/")).rstrip("/")
+    page = await browsing.page()
+    await page.goto(f"/#/movie/{movie.body['id']}")
+    await page.get_by_role("heading", name=evil).wait_for(timeout=WAIT_MS)
+    assert await page.locator("main img").count() == 0
+    assert await page.locator("main script").count() == 0
+    assert await page.evaluate("window.__pwned") is None
+
+
+async def test_general_admission_shows_a_quantity_picker(pay_api, browsing, users, pool):
+    api = pay_api.client
+    screening_id = await api.new_ga_screening(capacity=30)
+    page = await open_map_ga(browsing, pay_api, screening_id, await users.one())
+    assert await page.locator(".seatmap").count() == 0
+    await page.locator("input.qty").first.fill("3")
+    await page.get_by_role("button", name="Book").click()
+    await page.locator(".countdown").wait_for(timeout=WAIT_MS)
+    await page.get_by_text("General admission").first.wait_for(timeout=WAIT_MS)
+    held = await pool.fetchval(
+        "SELECT count(*) FROM reservations WHERE screening_id = $1 AND status = 'PENDING'",
+        screening_id,
+    )
+    assert held == 3
+
+
+async def open_map_ga(browsing: Browsing, api: PayApi, screening_id: int, token: str) -> Any:
+    browsing.base_url = str(api.server.make_url("/")).rstrip("/")
+    page = await browsing.page(token)
+    await page.goto(f"/#/screening/{screening_id}")
+    await page.locator("input.qty").first.wait_for(timeout=WAIT_MS)
+    return page
+
+
+async def test_with_the_stream_refused_the_map_polls_and_still_updates(
+    pay_api, browsing, users, pool
+):
+    api = pay_api.client
+    screening = await api.new_screening(layout=LAYOUT, prices=PRICES)
+    browsing.base_url = str(pay_api.server.make_url("/")).rstrip("/")
+    page = await browsing.page()
+
+    async def redis_down(route: Any) -> None:
+        body = {"error": {"code": "live_unavailable", "message": "poll the seat map"}}
+        await route.fulfill(
+            status=503,
+            body=json.dumps(body),
+            content_type="application/json",
+            headers={"Retry-After": "5"},
+        )
+
+    await page.route("**/events**", redis_down)
+    await page.goto(f"/#/screening/{screening.id}")
+    await page.locator(".mode", has_text="updating every few seconds").wait_for(timeout=WAIT_MS)
+    target = screening.seat_ids[2]
+    assert (await api.book(await users.one(), screening.id, [target])).status == 201
+    await page.locator(f'.seat[data-seat-id="{target}"][data-status="LOCKED"]').wait_for(
+        timeout=WAIT_MS
+    )
     assert await live_reservations(pool, screening.id) == [(target, "PENDING")]

@@ -17,6 +17,9 @@ export class ApiError extends Error {
 // What a person should read for each answer; the server's own short message otherwise.
 export function humanMessage(status, code, message, body) {
   const retry = body && body.retry_after ? ` Try again in ${body.retry_after} s.` : " Try again in a moment.";
+  if (String(code).startsWith("promo_code") && [404, 422].includes(status)) {
+    return `Promo code not accepted${message ? `: ${message}` : ""}. Check it, or book without it.`;
+  }
   if (status === 0) return "The cinema's server cannot be reached. Check your connection and try again.";
   if (status === 401) return code === "bad_credentials" || code === "invalid_credentials"
     ? "That email and password do not match an account."
@@ -33,10 +36,7 @@ export function humanMessage(status, code, message, body) {
     if (code === "promo_code_exhausted") return "This promo code has been used up.";
     return message || "That cannot be done right now.";
   }
-  if (status === 422) {
-    if (String(code).startsWith("promo")) return message ? `Promo code not accepted: ${message}.` : "This promo code cannot be used here.";
-    return message || "The request could not be processed.";
-  }
+  if (status === 422) return message || "The request could not be processed.";
   if (status === 400) return message ? `Please check your input: ${message}.` : "Please check your input.";
   if (status === 404) return message || "Not found: it may have been removed.";
   if (status === 502) return "The payment provider did not answer. Nothing was charged; try again.";

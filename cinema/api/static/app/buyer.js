@@ -123,16 +123,19 @@ function feesText(fees, currency) {
   return `Booking fees: ${parts.join(" + ")}.`;
 }
 
-async function book(screening, body, slot, button) {
+// `leave`: stop watching the map first, or the stream's news of our own hold would read as
+// "taken by someone else" before the checkout opens.
+async function book(screening, body, slot, button, leave) {
   if (!session.token) {
-    replace(slot, authPanel("Sign in or create an account to book.", () => book(screening, body, slot, button)));
-    return;
+    replace(slot, authPanel("Sign in or create an account to book.", () => book(screening, body, slot, button, leave)));
+    return null;
   }
   button.disabled = true;
   replace(slot, h("p", { class: "muted" }, "Holding your seats…"));
   try {
     const booking = await post("/api/bookings/", { screening_id: screening.id, ...body },
       { "Idempotency-Key": crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}` });
+    leave();
     location.hash = `#/booking/${booking.id}`;
   } catch (err) {
     button.disabled = false;
@@ -205,11 +208,15 @@ async function screeningView(id) {
     const seats = map.selectedSeats().map((s) => ({ seat_id: s.id, ticket_type: typeOf(s).code }));
     const body = { seats };
     if (promo.value.trim()) body.promo_code = promo.value.trim();
-    const err = await book(screening, body, slot, bookButton);
+    map.busy = true;
+    const err = await book(screening, body, slot, bookButton, () => live.close());
+    map.busy = false;
+    if (!err) return; // booked: the checkout opens
     if (err instanceof ApiError && err.body.seat_ids) {
       map.resync(err.body.seat_ids.map((sid) => ({ id: sid, status: "LOCKED" })));
       live.refresh();
     }
+    map.dropTaken();
   });
   const live = watchSeats(screening.id, {
     onSeats: (seats) => map.resync(seats),
@@ -257,7 +264,7 @@ function gaView(screening, head, counts, mode, showCounts, limit) {
       .filter((t) => t.quantity > 0);
     const body = { tickets };
     if (promo.value.trim()) body.promo_code = promo.value.trim();
-    book(screening, body, slot, bookButton);
+    book(screening, body, slot, bookButton, () => live.close());
   });
   const live = watchSeats(screening.id, {
     onSeats: () => {},

@@ -114,16 +114,23 @@ export class SeatMap {
     return [...this.selected].map((id) => this.buttons.get(id).seat);
   }
 
+  // While our own booking is in flight (`busy`), the stream's news of our hold is no loss.
   setStatus(id, status) {
     if (!this.buttons.has(id) || this.status.get(id) === status) return;
     this.status.set(id, status);
-    if (status !== "AVAILABLE" && this.selected.has(id)) {
+    if (!this.busy) this.dropTaken();
+    this.paint(id);
+  }
+
+  dropTaken() {
+    const taken = [...this.selected].filter((id) => this.status.get(id) !== "AVAILABLE");
+    for (const id of taken) {
       this.selected.delete(id);
       const seat = this.buttons.get(id).seat;
       this.announce(`Row ${seat.row} seat ${seat.seat} was just taken by someone else.`);
-      this.onChange(this.selectedSeats());
+      this.paint(id);
     }
-    this.paint(id);
+    if (taken.length) this.onChange(this.selectedSeats());
   }
 
   resync(seats) {

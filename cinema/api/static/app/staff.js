@@ -143,12 +143,22 @@ const INVALID = {
   booking_not_confirmed: "The booking is not paid.",
 };
 
+const seatNames = new Map(); // screening id -> Promise<Map<seat id, "Row B · seat 4">>
+function seatName(screeningId, seatId) {
+  if (!seatNames.has(screeningId)) {
+    seatNames.set(screeningId, get(`/api/screenings/${screeningId}/seats/`)
+      .then((m) => new Map(m.seats.map((s) => [s.id, `Row ${s.row} · seat ${s.seat}`])))
+      .catch(() => new Map()));
+  }
+  return seatNames.get(screeningId).then((names) => names.get(seatId) || `Seat ${seatId}`);
+}
+
 async function checkIn(code, screeningId, cfg) {
   try {
     const body = { code };
     if (screeningId) body.screening_id = screeningId;
     const ok = await post("/api/admin/checkin/", body);
-    const where = ok.seat_id ? `Seat ${ok.seat_id}` : "General admission";
+    const where = ok.seat_id ? await seatName(ok.screening_id, ok.seat_id) : "General admission";
     return verdict(true, "Welcome in", `${where}${ok.ticket_type ? ` · ${ok.ticket_type}` : ""} · booking ${ok.booking_id}`);
   } catch (err) {
     if (!(err instanceof ApiError)) throw err;
@@ -276,7 +286,47 @@ async function bookingView(id) {
     h("ul", {}, b.history.map((e) => h("li", {}, `${venueTime(e.at, cfg.venue_time_zone)} · ${e.source} · ${e.event}${e.detail ? ` · ${e.detail}` : ""}`))));
 }
 
+// The audit log (GET /api/admin/audit/, admins only), newest first, refreshed every few seconds.
+const FEED_MS = 5000;
+
+function describeEntry(e) {
+  const who = e.actor_id ? `${e.actor_role} #${e.actor_id}` : e.actor_role;
+  const what = e.action.replaceAll(".", " ").replaceAll("_", " ");
+  const ref = e.after && e.after.reference ? ` ${e.after.reference}` : "";
+  const on = e.booking_id ? ` · booking ${e.booking_id}${ref}` : e.target_id ? ` · ${e.target} ${e.target_id}` : "";
+  return { who, what, on };
+}
+
+async function activityView() {
+  const cfg = await config();
+  const list = h("ol", { class: "feed", reversed: true });
+  const slot = h("div", {});
+  const load = async () => {
+    try {
+      const entries = await get("/api/admin/audit/?limit=50");
+      replace(slot);
+      replace(list, entries.map((e) => {
+        const { who, what, on } = describeEntry(e);
+        return h("li", { dataset: { action: e.action, bookingId: String(e.booking_id || "") } },
+          h("time", { datetime: e.at }, venueTime(e.at, cfg.venue_time_zone)), " · ",
+          h("strong", {}, what), on, h("span", { class: "muted" }, ` · by ${who}`));
+      }));
+    } catch (err) {
+      replace(slot, err instanceof ApiError && err.status === 403
+        ? h("div", { class: "error", role: "alert" }, "The activity feed is for admins only.")
+        : errorBox(err));
+    }
+  };
+  await load();
+  const timer = setInterval(load, FEED_MS);
+  replace(main, h("h1", {}, "Activity"),
+    h("p", { class: "muted" }, "Every change to bookings, check-ins, roles, the catalogue and promo codes, newest first."),
+    slot, list);
+  return () => clearInterval(timer);
+}
+
 const ROUTES = [
+  [/^#\/activity$/, () => activityView()],
   [/^#?\/?$/, () => todayView()],
   [/^#\/screening\/(\d+)$/, (id) => screeningView(Number(id))],
   [/^#\/checkin(?:\/(\d+))?$/, (id) => checkinView(id ? Number(id) : null)],

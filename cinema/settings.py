@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     sse_heartbeat_seconds: float = Field(default=15, ge=0.1, le=300)
     sse_viewer_queue: int = Field(default=1024, ge=2, le=100_000)
     sse_reconcile_seconds: float = Field(default=5, ge=0.5, le=3600)
+    # Changes reach a process's viewers in one write per viewer this often (seconds).
+    sse_batch_seconds: float = Field(default=0.05, ge=0.005, le=1)
     # Off: this process publishes no seat changes (for measuring what publishing costs).
     sse_publish: bool = True
 

@@ -3,8 +3,9 @@
 A StreamResponse of our own (aiohttp-sse would add a dependency for the ~30 lines below, and
 we need the outbox and the drop in cinema/live/viewer.py anyway). Frames: `resync` (every
 seat's status and the counts) on connect and whenever the stream cannot prove it missed
-nothing; `held` / `released` / `sold` with `seat_ids` and `counts`; a `: ping` comment every
-SSE_HEARTBEAT_SECONDS. `Last-Event-ID` on a reconnect replays what was missed."""
+nothing; `held` / `released` / `sold` with `seat_ids` and `counts` (general admission:
+`counts`, with no place ids); a `: ping` comment every SSE_HEARTBEAT_SECONDS.
+`Last-Event-ID` on a reconnect replays what was missed."""
 
 from __future__ import annotations
 
@@ -30,11 +31,14 @@ STREAM_DESCRIPTION = (
     " (AVAILABLE / LOCKED / SOLD) as of event N, sent on connect and whenever the stream cannot"
     " prove it missed nothing: replace your state with it. `held` / `released` / `sold`:"
     " `{screening_id, seat_ids, counts: {available, locked, sold}, at}` (`at`: unix time of"
-    " the change): set those seats LOCKED / AVAILABLE / SOLD. A comment line `: ping` every"
-    " SSE_HEARTBEAT_SECONDS. Reconnect with `Last-Event-ID: N` (or `?last_event_id=N`) to get"
-    " the events after N, or a resync if they are no longer buffered. 429 `too_many_streams`"
-    " past SSE_MAX_PER_CLIENT streams per client address; 503 `live_unavailable` (with"
-    " Retry-After) while Redis is down: poll GET /api/screenings/{id}/seats/ instead."
+    " the change): set those seats LOCKED / AVAILABLE / SOLD. A general-admission screening"
+    " (`general_admission: true` in its resync, whose `seats` is empty) gets `counts`"
+    " instead: `{screening_id, change: held|released|sold, quantity, counts, at}`. A comment"
+    " line `: ping` every SSE_HEARTBEAT_SECONDS. Reconnect with `Last-Event-ID: N` (or"
+    " `?last_event_id=N`) to get the events after N, or a resync if they are no longer"
+    " buffered. 429 `too_many_streams` past SSE_MAX_PER_CLIENT streams per client address"
+    " (over every API process); 503 `live_unavailable` (with Retry-After) while Redis is"
+    " down: poll GET /api/screenings/{id}/seats/ instead."
 )
 RETRY_AFTER_SECONDS = 5
 # Bytes a viewer's connection may hold unsent in this process and in the kernel: a viewer

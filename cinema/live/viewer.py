@@ -13,21 +13,25 @@ class Viewer:
     def __init__(self, client: str, limit: int, on_drop: Callable[[], None] = lambda: None):
         self.client = client
         self._frames: deque[bytes] = deque()
+        self._count = 0  # frames in self._frames (an entry may carry several)
         self._limit = limit
         self._wake = asyncio.Event()
         self._on_drop = on_drop
         self.dropped = False
         self.overflowed = False  # dropped for not keeping up
 
-    def send(self, frame: bytes) -> None:
-        """Queue a frame (shared bytes, never copied); a full outbox drops the viewer."""
+    def send(self, data: bytes, frames: int = 1) -> None:
+        """Queue `frames` frames (shared bytes, never copied). A viewer that still has
+        earlier frames unsent and would hold more than `limit` is dropped; one batch alone,
+        however long, is not (a viewer that keeps up has an empty outbox when it comes)."""
         if self.dropped:
             return
-        if len(self._frames) >= self._limit:
+        if self._frames and self._count + frames > self._limit:
             self.overflowed = True
             self.drop()
             return
-        self._frames.append(frame)
+        self._frames.append(data)
+        self._count += frames
         self._wake.set()
 
     def drop(self) -> None:
@@ -36,6 +40,7 @@ class Viewer:
             return
         self.dropped = True
         self._frames.clear()
+        self._count = 0
         self._wake.set()
         self._on_drop()
 
@@ -50,8 +55,10 @@ class Viewer:
         self._wake.clear()
         frames = list(self._frames)
         self._frames.clear()
+        self._count = 0
         return frames
 
     @property
     def queued(self) -> int:
-        return len(self._frames)
+        """Frames waiting to be written."""
+        return self._count

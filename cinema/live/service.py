@@ -245,11 +245,10 @@ class LiveSeats:
         while True:
             try:
                 async for screening_id, event_id, change in self._feed.messages():
+                    # No pause between messages: under load a loop turn per message made
+                    # the feed slower than the changes (delivery fell behind by seconds).
+                    # A message costs an append; viewers get what piled up at the next flush.
                     self.deliver(screening_id, event_id, change)
-                    # A burst is read from one buffer without a pause: let the viewers'
-                    # writers run between messages, or a burst longer than an outbox would
-                    # drop viewers that keep up.
-                    await asyncio.sleep(0)
             except FeedLost as exc:
                 log.warning("live feed lost (%r); dropping %d viewer(s)", exc, self.viewers)
                 for hub in list(self._hubs.values()):

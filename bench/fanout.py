@@ -439,6 +439,7 @@ def _env(args: argparse.Namespace, dsn: str, secret: str, publish: bool) -> dict
         "DB_POOL_MAX": str(args.pool),
         "TRUSTED_PROXIES": "127.0.0.1",  # each viewer names its own address
         "SSE_PUBLISH": "true" if publish else "false",
+        "SSE_BATCH_SECONDS": str(args.batch_seconds),
     }
 
 
@@ -494,6 +495,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "buyers": args.buyers,
         "seats": args.seats,
         "api_processes_per_server": args.workers,
+        "sse_batch_seconds": args.batch_seconds,
         "cores": os.cpu_count(),
         "cores_usable": sorted(os.sched_getaffinity(0)),
         "note": "API, viewers, buyers, PostgreSQL and Redis share the machine's cores (no"
@@ -513,6 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="API processes per server")
     parser.add_argument("--pool", type=int, default=20, help="DB_POOL_MAX per API process")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--batch-seconds", type=float, default=0.05, help="SSE_BATCH_SECONDS")
     parser.add_argument(
         "--parse-every", type=int, default=10, help="every Nth viewer parses events (latency)"
     )

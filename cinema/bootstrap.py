@@ -257,6 +257,7 @@ async def _open_live(
     _run_in_background(stack, live.reconcile_forever(), "live-reconcile")
     _run_in_background(stack, live.renew_leases_forever(), "live-leases")
     _run_in_background(stack, live.flush_forever(), "live-flush")
+    _run_in_background(stack, live.heartbeat_forever(), "live-heartbeat")
     return live
 
 

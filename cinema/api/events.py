@@ -19,7 +19,6 @@ from cinema.api.io import Inputs, path_id
 from cinema.api.keys import CATALOGUE, LIVE
 from cinema.api.limits import LIMITS, client_ip
 from cinema.booking.errors import ScreeningNotFound
-from cinema.live import frames
 from cinema.live.service import LiveUnavailable, TooManyStreams
 from cinema.live.viewer import Viewer
 from cinema.logs import REQUEST_ID
@@ -92,14 +91,13 @@ async def _stream(request: web.Request, viewer: Viewer) -> web.StreamResponse:
     await response.prepare(request)
     if request.method == "HEAD":
         return response
-    heartbeat = request.app[LIVE].heartbeat_seconds
     LIVE_VIEWERS.inc()
     try:
         while not viewer.dropped:
-            ready = await viewer.take(heartbeat)
+            ready = await viewer.take()
             if viewer.dropped:
                 break
-            await response.write(b"".join(ready) if ready else frames.HEARTBEAT)
+            await response.write(ready[0] if len(ready) == 1 else b"".join(ready))
     except (ConnectionError, RuntimeError):
         pass  # the viewer went away (RuntimeError: aiohttp's "cannot write to closing transport")
     finally:

@@ -118,10 +118,6 @@ class LiveSeats:
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
-    def heartbeat_seconds(self) -> float:
-        return self._limits.heartbeat_seconds
-
-    @property
     def viewers(self) -> int:
         return sum(len(hub.viewers) for hub in self._hubs.values())
 
@@ -255,6 +251,13 @@ class LiveSeats:
                     self._forget(hub)
                 await self._feed.reset()
                 await asyncio.sleep(1.0)
+
+    async def heartbeat_forever(self) -> None:
+        """A `: ping` to every viewer: proxies see traffic, a dead peer fails the write."""
+        while True:
+            await asyncio.sleep(self._limits.heartbeat_seconds)
+            for hub in list(self._hubs.values()):
+                hub.broadcast(frames.HEARTBEAT)
 
     async def flush_forever(self) -> None:
         while True:

@@ -323,6 +323,7 @@ async def _open_live(
             viewer_queue=settings.sse_viewer_queue,
             reconcile_seconds=settings.sse_reconcile_seconds,
             heartbeat_seconds=settings.sse_heartbeat_seconds,
+            batch_seconds=settings.sse_batch_seconds,
         ),
         leases,
     )
@@ -330,6 +331,8 @@ async def _open_live(
     _run_in_background(stack, live.run(), "live-feed")
     _run_in_background(stack, live.reconcile_forever(), "live-reconcile")
     _run_in_background(stack, live.renew_leases_forever(), "live-leases")
+    _run_in_background(stack, live.flush_forever(), "live-flush")
+    _run_in_background(stack, live.heartbeat_forever(), "live-heartbeat")
     return live
 
 

@@ -113,6 +113,8 @@ class Settings(BaseSettings):
     # A customer may cancel (and be refunded for) a paid booking up to this many hours
     # before the screening starts; later it is 409 cancel_window_closed.
     customer_cancel_hours: int = Field(default=24, ge=0, le=24 * 365)
+    # Changes reach a process's viewers in one write per viewer this often (seconds).
+    sse_batch_seconds: float = Field(default=0.05, ge=0.005, le=1)
     # Off: this process publishes no seat changes (for measuring what publishing costs).
     sse_publish: bool = True
     # --- web app (cinema/api/static/app/, issue 14) ---

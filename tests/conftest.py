@@ -157,7 +157,9 @@ async def api(make_api: AppFactory) -> ApiClient:
     return await make_api()
 
 
-# Payment fixtures live in their own module; importing them here registers them.
+# Fixtures of their own modules; importing them here registers them. The Redis Cluster
+# (tests/test_cluster.py) starts on first use.
+from tests.cluster_fixtures import redis_cluster  # noqa: E402, F401
 from tests.payment_fixtures import (  # noqa: E402, F401
     localstripe_url,
     make_pay_api,

@@ -30,9 +30,19 @@ log = logging.getLogger(__name__)
 LUA_DIR = files("cinema._lua")  # lua/ at the top level, installed inside the package
 # redis-py's cluster client raises RedisClusterException (not a RedisError) for a slot no
 # live node serves: for us that is Redis being unreachable, like a refused connection.
+# redis-py 8.1 lets a transport's internals leak when it writes on a connection closed under
+# it (redis/redis-py#4287: TypeError/AttributeError; RuntimeError from uvloop's closed
+# transport). Seen here on the cluster client under a 1,000-way burst: a lost connection.
+_TRANSPORT_LEAKS: tuple[type[Exception], ...] = (AttributeError, TypeError, RuntimeError)
 REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException)
-REDIS_FAILURES: tuple[type[Exception], ...] = (*REDIS_ERRORS, OSError)
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, RedisClusterException)
+REDIS_FAILURES: tuple[type[Exception], ...] = (*REDIS_ERRORS, OSError, *_TRANSPORT_LEAKS)
+_UNREACHABLE: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    RedisClusterException,
+    *_TRANSPORT_LEAKS,
+)
 # A plain client, or (REDIS_CLUSTER=1) a Redis Cluster client: the same commands.
 RedisClient = aioredis.Redis | RedisCluster
 

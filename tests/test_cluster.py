@@ -14,6 +14,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from cinema.holds import RedisSeatHolds, close_redis, create_redis, seat_key
+from cinema.settings import SettingsError, load_settings
 from tests.client import ApiClient, wait_for
 from tests.cluster_fixtures import RedisClusterProcs
 from tests.conftest import JWT_SECRET, AppFactory, Users
@@ -318,3 +319,24 @@ async def test_master_killed_mid_race_replica_takes_over_no_double_booking(
         await close_redis(client)
         redis_cluster.restart(victim)  # it rejoins as a replica of its old slots
         redis_cluster.wait_healthy()
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        ({"redis_cluster": "maybe"}, "REDIS_CLUSTER: must be true or false"),
+        (
+            {"redis_cluster": "1", "redis_url": "redis://127.0.0.1:7000/2"},
+            "REDIS_CLUSTER: a Redis Cluster has only database 0",
+        ),
+        (
+            {"redis_cluster": "1", "taskiq_redis_url": "unix:///run/redis.sock"},
+            "REDIS_CLUSTER: a Redis Cluster is reached over TCP, not unix://",
+        ),
+        ({"db_statement_cache_size": "-1"}, "DB_STATEMENT_CACHE_SIZE: must be at least 0"),
+    ],
+)
+def test_malformed_scaling_settings_fail_in_one_line(env: dict[str, str], line: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(_env_file=None, jwt_secret=JWT_SECRET, **env)
+    assert str(caught.value) == f"configuration error: {line}"

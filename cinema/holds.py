@@ -75,12 +75,29 @@ CLUSTER_MAX_CONNECTIONS_PER_NODE = 1024
 CLUSTER_RETRIES = 1
 
 
+class BoundedRedisCluster(RedisCluster):
+    """A cluster client with at most `in_flight` commands out at once per process; the rest
+    wait their turn, as on one Redis' BlockingConnectionPool. Unbounded, a 1,000-way burst
+    opened a connection per request to the hot screening's node (a handshake each: 8x the
+    API CPU of one Redis, measured with bench/scale.py), and past max_connections the client
+    refuses instead of waiting."""
+
+    def __init__(self, *args: Any, in_flight: int = POOL_SIZE, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_flight = asyncio.Semaphore(in_flight)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._in_flight:
+            return await super().execute_command(*args, **kwargs)
+
+
 def create_redis(
     url: str, timeout: float, max_connections: int = POOL_SIZE, *, cluster: bool = False
 ) -> RedisClient:
     if cluster:
-        return RedisCluster.from_url(
+        return BoundedRedisCluster.from_url(
             url,
+            in_flight=max_connections,
             max_connections=CLUSTER_MAX_CONNECTIONS_PER_NODE,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,

@@ -6,6 +6,7 @@ which one API server and one worker are killed. Invariants read from PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import os
@@ -27,6 +28,7 @@ from cinema.store.pool import drop_database
 from tests.client import ApiClient, Reply, wait_for
 from tests.cluster_fixtures import RedisClusterProcs
 from tests.conftest import JWT_SECRET, Users
+from tests.payment_fixtures import STRIPE_KEY, WEBHOOK_SECRET, deliver, paid_event
 from tests.processes import ServerProcess
 from tests.test_deploy import NGINX, Nginx, launch_nginx, stop
 from tests.test_race import race, statuses
@@ -34,7 +36,7 @@ from tests.workerproc import WorkerProcess, worker_env
 
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
 
-TTL = 4  # seconds a hold lasts here: the expiries fall due within the test
+TTL = 8  # seconds a hold lasts here: the expiries fall due within the test
 
 
 @dataclass
@@ -54,7 +56,7 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(
-    redis_cluster: RedisClusterProcs, database_url: str, redis_prefix: str
+    redis_cluster: RedisClusterProcs, database_url: str, redis_prefix: str, localstripe_url: str
 ) -> Iterator[Stack]:
     prefix = f"{redis_prefix}mp{secrets.token_hex(3)}:"
     # A database of its own: the workers' reconcilers end every overdue booking they find,
@@ -70,6 +72,10 @@ def stack(
         "DB_POOL_MAX": "8",  # 4 API processes and 2 workers share PostgreSQL with others
         "EXPIRY_RECONCILE_SECONDS": "5",  # catches the tasks a killed worker held
         "FOLLOW_UPS": "inprocess",
+        # Payments on: every booking gets an intent, webhooks are verified and applied.
+        "STRIPE_SECRET_KEY": STRIPE_KEY,
+        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "STRIPE_API_BASE": localstripe_url,
     }
     servers = [
         ServerProcess(workdir, database_url, prefix, workers=2, **settings) for _ in range(2)
@@ -193,6 +199,41 @@ async def test_every_expiry_fires_exactly_once_over_two_workers(stack: Stack) ->
     assert runs == 60
     rows = await _bookings(stack.database_url, ids)
     assert {(r["status"], r["cancel_reason"]) for r in rows} == {("CANCELLED", "expired")}
+
+
+async def test_every_webhook_is_applied_once_whichever_process_gets_it(stack: Stack) -> None:
+    """Each payment event delivered four times at once through nginx (round robin over the
+    two servers): one delivery confirms, the others are duplicates."""
+    staff = await stack.users.one(staff=True)
+    async with await _session() as session:
+        api = stack.client(session, staff)
+        await _wait_nginx(api)
+        screening = await api.new_screening()
+        tokens = await stack.users.create(8)
+        booked = [
+            await api.book(t, screening.id, [screening.seat_ids[i]]) for i, t in enumerate(tokens)
+        ]
+        assert statuses(booked) == {201: 8}, booked
+        events = [paid_event(b.body, event_id=f"evt_many_{b.body['id']}") for b in booked]
+        replies = await asyncio.gather(
+            *(deliver(api, body, header) for body, header in events for _ in range(4))
+        )
+    outcomes = [(r.status, r.body.get("outcome")) for r in replies]
+    print(f"webhooks delivered 4x each: {dict(collections.Counter(outcomes))}")
+    assert outcomes.count((200, "confirmed")) == 8, outcomes
+    # the other 24 change nothing (recorded already, or the booking is past that state)
+    assert all(o in {(200, "duplicate"), (200, "ignored")} for o in outcomes if o[1] != "confirmed")
+    ids = [b.body["id"] for b in booked]
+    rows = await _bookings(stack.database_url, ids)
+    assert {r["status"] for r in rows} == {"CONFIRMED"}
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        recorded = await conn.fetchval(
+            "SELECT count(*) FROM payment_events WHERE event_id LIKE 'evt_many_%'"
+        )
+    finally:
+        await conn.close()
+    assert recorded == 8
 
 
 async def test_onsale_with_an_api_server_and_a_worker_killed_loses_no_booking(

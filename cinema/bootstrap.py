@@ -36,7 +36,7 @@ from cinema.boxoffice.codes import TicketCodes
 from cinema.boxoffice.report import Reports
 from cinema.boxoffice.service import BoxOffice
 from cinema.catalogue.service import CatalogueService
-from cinema.holds import RedisSeatHolds, create_redis
+from cinema.holds import RedisSeatHolds, close_redis, create_redis
 from cinema.live.service import LiveLimits, LiveSeats
 from cinema.live_leases import RedisStreamLeases
 from cinema.live_redis import RedisChangeFeed, RedisSeatChanges
@@ -123,7 +123,9 @@ class _Core:
 async def _open_queue(
     stack: contextlib.AsyncExitStack, settings: Settings, timeout_seconds: float
 ) -> TaskQueue:
-    queue = TaskQueue(settings.taskiq_url, settings.redis_key_prefix, timeout_seconds)
+    queue = TaskQueue(
+        settings.taskiq_url, settings.redis_key_prefix, timeout_seconds, settings.redis_cluster
+    )
     stack.push_async_callback(_quietly, queue.close)
     return queue
 
@@ -137,15 +139,22 @@ async def _open_expiry(
 
 
 async def _open_stores(stack: contextlib.AsyncExitStack, settings: Settings) -> tuple[Any, Any]:
-    pool = await pg.create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
+    pool = await pg.create_pool(
+        settings.database_url,
+        settings.db_pool_min,
+        settings.db_pool_max,
+        statement_cache_size=settings.db_statement_cache_size,
+    )
     stack.push_async_callback(pool.close)
     if settings.stage_timings:
         pool.raw = stages.timed_pool(pool.raw)
-    redis = create_redis(settings.redis_url, settings.redis_timeout_seconds)
-    # A client given its pool does not close it on aclose(): without True every app that
-    # closed left its POOL_SIZE (64) connections open until garbage collection. A close that
-    # times out (a busy or frozen Redis) must not stop the rest of the shutdown.
-    stack.push_async_callback(_quietly, functools.partial(redis.aclose, True))
+    redis = create_redis(
+        settings.redis_url, settings.redis_timeout_seconds, cluster=settings.redis_cluster
+    )
+    # close_redis closes the pool too: without it every app that closed left its POOL_SIZE
+    # (64) connections open until garbage collection. A close that times out (a busy or
+    # frozen Redis) must not stop the rest of the shutdown.
+    stack.push_async_callback(_quietly, functools.partial(close_redis, redis))
     return pool, redis
 
 
@@ -309,8 +318,10 @@ async def _open_live(
 ) -> LiveSeats:
     """The live seat status of this API process: its own Redis client, whose one pub/sub
     connection carries a subscription per watched screening."""
-    client = create_redis(settings.redis_url, settings.redis_timeout_seconds * 4, 8)
-    stack.push_async_callback(_quietly, functools.partial(client.aclose, True))
+    client = create_redis(
+        settings.redis_url, settings.redis_timeout_seconds * 4, 8, cluster=settings.redis_cluster
+    )
+    stack.push_async_callback(_quietly, functools.partial(close_redis, client))
     feed = RedisChangeFeed(client, settings.redis_key_prefix)
     stack.push_async_callback(_quietly, feed.close)
     leases = RedisStreamLeases(client, settings.redis_key_prefix)

@@ -10,7 +10,7 @@ from collections import Counter
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cinema.validation import human_message
@@ -122,6 +122,12 @@ class Settings(BaseSettings):
     venue_time_zone: str = "UTC"
     # Stripe.js's key (pk_test_... / pk_live_...): the checkout loads Stripe Elements with it.
     stripe_publishable_key: str = ""
+    # --- past one machine (docs/scaling.md) ---
+    # REDIS_URL (and TASKIQ_REDIS_URL, if set) name a start-up node of a Redis Cluster.
+    redis_cluster: bool = False
+    # asyncpg's prepared statements cached per connection; 0 behind PgBouncer in transaction
+    # mode (Debian's 1.18 has no max_prepared_statements).
+    db_statement_cache_size: int = Field(default=100, ge=0, le=10_000)
 
     @field_validator("database_url")
     @classmethod
@@ -150,6 +156,20 @@ class Settings(BaseSettings):
     def _redis_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("redis_cluster")
+    @classmethod
+    def _cluster_urls(cls, value: bool, info: ValidationInfo) -> bool:
+        if not value:
+            return value
+        for url in (info.data.get("redis_url"), info.data.get("taskiq_redis_url")):
+            if url is None:
+                continue
+            if url.startswith("unix://"):
+                raise ValueError("a Redis Cluster is reached over TCP, not unix://")
+            if urlsplit(url).path.strip("/") not in ("", "0"):
+                raise ValueError("a Redis Cluster has only database 0")
         return value
 
     @field_validator("trusted_proxies")

@@ -300,3 +300,40 @@ async def test_a_webhook_before_the_provider_id_is_stored_finds_its_refund(
     await pool.execute("UPDATE refunds SET next_attempt_at = now() WHERE id = $1", refund["id"])
     await pay_api.app[REFUNDS].retry_due()
     assert await stripe_fake.refunds(intent_id) == []  # nothing sent twice
+
+
+@pytest.mark.parametrize(
+    ("currency", "price", "fees", "share", "stripe_share"),
+    [
+        # 0 decimals: 3 x 1,000 JPY + 3 % -> 3,090; a ticket's share 1,030 (Stripe: 1030)
+        ("jpy", "1000", {"per_ticket": "0", "percent": "3"}, 1030, 1030),
+        # 3 decimals: 3 x 3.330 KWD + 0.2 % -> 10.00998, rounded once to the charge unit 0.010:
+        # 10.010; shares 3.340 / 3.340 / 3.330, the middle seat's 3.340 (Stripe: 3340)
+        ("kwd", "3.330", {"per_ticket": "0", "percent": "0.2"}, 3340, 3340),
+    ],
+)
+async def test_partial_refunds_are_exact_in_zero_and_three_decimal_currencies(
+    pay_api: Any, stripe_fake: Any, users: Any, pool: Any, clerk: str,
+    currency: str, price: str, fees: dict[str, str], share: int, stripe_share: int,
+) -> None:  # fmt: skip
+    api = pay_api.client
+    booking, made = await paid_booking(
+        api, stripe_fake, await users.one(), 3, currency=currency,
+        prices={"standard": price}, fees=fees,
+    )  # fmt: skip
+    intent_id = booking["payment"]["payment_intent_id"]
+    seats = made.seat_ids[:3]
+    one = await api.post(
+        refund_path(booking["id"]), {"reason": "x", "seat_ids": [seats[1]]}, token=clerk
+    )
+    assert one.status == 200, one
+    assert one.body["refunded_minor"] == share
+    [first] = await stripe_fake.refunds(intent_id)
+    assert first.amount == stripe_share
+    rest = await api.post(refund_path(booking["id"]), {"reason": "rest"}, token=clerk)
+    assert rest.status == 200, rest
+    state = await refund_invariant(pool, booking["id"])
+    assert state["refunded_minor"] == state["amount"] == booking["amount_minor"]
+    at_stripe = await stripe_fake.refunds(intent_id)
+    intent = await stripe_fake.intent(intent_id)
+    assert sum(r.amount for r in at_stripe) == intent.amount

@@ -11,6 +11,8 @@ import pytest
 
 from cinema.api.keys import REFUNDS
 from cinema.auth.model import Role
+from cinema.refunds.model import RefundRequest, RefundSource
+from cinema.store.refunds import PgRefundStore
 from tests.client import wait_for
 from tests.payment_fixtures import free_port
 from tests.refund_helpers import (
@@ -21,6 +23,7 @@ from tests.refund_helpers import (
     send,
 )
 from tests.test_checkin import check_in
+from tests.test_refund_store import shares_of
 
 FEES = {"per_ticket": "0.35", "percent": "2.5"}
 
@@ -337,3 +340,20 @@ async def test_partial_refunds_are_exact_in_zero_and_three_decimal_currencies(
     at_stripe = await stripe_fake.refunds(intent_id)
     intent = await stripe_fake.intent(intent_id)
     assert sum(r.amount for r in at_stripe) == intent.amount
+
+
+async def test_the_worker_sweep_frees_sold_markers_a_dead_process_left(
+    pay_api: Any, stripe_fake: Any, users: Any, pool: Any
+) -> None:
+    """The refund committed but its process died before clearing Redis (simulated: the
+    store's transaction alone): Redis still says sold until the worker's sweep runs."""
+    api = pay_api.client
+    booking, made = await paid_booking(api, stripe_fake, await users.one(), 1)
+    request = RefundRequest(booking["id"], "x", RefundSource.STAFF, None)
+    recorded = await PgRefundStore(pool).record(request, shares_of(booking), whole=True)
+    assert recorded.refused is None
+    buyer = await users.one()
+    refused = await api.book(buyer, made.id, made.seat_ids[:1])
+    assert refused.status == 409, refused  # the sold marker: Redis says no
+    assert await pay_api.app[REFUNDS].release_refunded_seats() >= 1
+    assert (await api.book(buyer, made.id, made.seat_ids[:1])).status == 201

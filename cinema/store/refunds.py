@@ -137,6 +137,18 @@ def _refund(row: Any) -> Refund:
     )
 
 
+# Refunded seats of the last $1 s that no booking holds now, per screening: their sold
+# markers may be left in Redis by a process that died before clearing them.
+_FREED = """
+    SELECT b.screening_id, array_agg(DISTINCT i.seat_id ORDER BY i.seat_id) AS seat_ids
+    FROM refunds r JOIN refund_items i ON i.refund_id = r.id JOIN bookings b ON b.id = r.booking_id
+    WHERE r.created_at > now() - make_interval(secs => $1)
+      AND NOT EXISTS (SELECT 1 FROM reservations l WHERE l.screening_id = b.screening_id
+                        AND l.seat_id = i.seat_id AND l.status <> 'CANCELLED')
+    GROUP BY b.screening_id
+"""
+
+
 class PgRefundStore:
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
@@ -213,6 +225,10 @@ class PgRefundStore:
                 error[:500],
             )
             await conn.execute(_PAYMENT_FOLLOWS, booking_id)
+
+    async def recently_freed(self, within_seconds: float) -> list[tuple[int, tuple[int, ...]]]:
+        rows = await self._pool.fetch(_FREED, float(within_seconds))
+        return [(r["screening_id"], tuple(r["seat_ids"])) for r in rows]
 
     async def due_submissions(self, limit: int) -> list[int]:
         return [r["id"] for r in await self._pool.fetch(_DUE, limit)]

@@ -19,11 +19,13 @@ from cinema.refunds.model import (
     SubmitClaim,
 )
 from cinema.refunds.ports import Recorded, RefundNotice
+from cinema.store import audit
 from cinema.store.pool import Pool
 
 _RECORD = """
     SELECT refund_id, refused, seats
-    FROM cinema_refund_tickets($1, $2::bigint[], $3::bigint[], $4, $5, $6, $7)
+    FROM cinema_refund_tickets($1, $2::bigint[], $3::bigint[], $4,
+                               cinema_audited($5::text, $8::text::jsonb), $6, $7)
 """
 
 _COLUMNS = """
@@ -153,6 +155,7 @@ class PgRefundStore:
             request.reason,
             request.source.value,
             request.requested_by,
+            audit.context(),  # who asks: the audit log's actor (db/014_c)
         )
         return Recorded(row["refund_id"], row["refused"], tuple(row["seats"] or ()))
 
@@ -216,7 +219,7 @@ class PgRefundStore:
         return [r["id"] for r in await self._pool.fetch(_DUE, limit)]
 
     async def apply_event(self, event: RefundEvent) -> list[int] | None:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with audit.audited(self._pool) as conn:
             if not await conn.fetchval(_RECORD_EVENT, event.id, event.type, event.intent_id):
                 return None
             booking_id = await conn.fetchval(

@@ -24,7 +24,8 @@ from cinema.store.pool import Pool
 
 _RECORD = """
     SELECT refund_id, refused, seats
-    FROM cinema_refund_tickets($1, $2::bigint[], $3::bigint[], $4, $5, $6, $7)
+    FROM cinema_refund_tickets($1, $2::bigint[], $3::bigint[], $4,
+                               cinema_audited($5::text, $8::text::jsonb), $6, $7)
 """
 
 _COLUMNS = """
@@ -157,17 +158,17 @@ class PgRefundStore:
         self, request: RefundRequest, shares: Mapping[int, int], whole: bool
     ) -> Recorded:
         seats = sorted(shares) if whole or request.seat_ids is None else sorted(request.seat_ids)
-        async with audit.audited(self._pool) as conn:  # recorded as the acting staff's change
-            row = await conn.fetchrow(
-                _RECORD,
-                request.booking_id,
-                seats,
-                [shares.get(s, 0) for s in seats],
-                whole,
-                request.reason,
-                request.source.value,
-                request.requested_by,
-            )
+        row = await self._pool.fetchrow(
+            _RECORD,
+            request.booking_id,
+            seats,
+            [shares.get(s, 0) for s in seats],
+            whole,
+            request.reason,
+            request.source.value,
+            request.requested_by,
+            audit.context(),  # who asks: the audit log's actor (db/014_c)
+        )
         return Recorded(row["refund_id"], row["refused"], tuple(row["seats"] or ()))
 
     async def refund(self, refund_id: int) -> Refund | None:
@@ -234,7 +235,7 @@ class PgRefundStore:
         return [r["id"] for r in await self._pool.fetch(_DUE, limit)]
 
     async def apply_event(self, event: RefundEvent) -> list[int] | None:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with audit.audited(self._pool) as conn:
             if not await conn.fetchval(_RECORD_EVENT, event.id, event.type, event.intent_id):
                 return None
             booking_id = await conn.fetchval(

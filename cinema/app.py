@@ -14,9 +14,12 @@ from cinema.api.keys import (
     AUDIT,
     BOOKINGS,
     BOXOFFICE,
+    CANCELLATIONS,
     CATALOGUE,
     LIVE,
     PROMOS,
+    REFUNDS,
+    REPORTS,
     SANDBOX,
     SETTLEMENT,
 )
@@ -57,8 +60,11 @@ def init_app(
             app[PROMOS] = api.promos
             app[SETTLEMENT] = api.settlement
             app[BOXOFFICE] = api.boxoffice
+            app[REFUNDS] = api.refunds
+            app[CANCELLATIONS] = api.cancellations
             app[LIVE] = api.live
             app[AUDIT] = api.audit
+            app[REPORTS] = api.reports
             app[LIMITS] = Limits(
                 api.rate_limiter,
                 bookings_per_minute=settings.rate_limit_bookings_per_minute,

@@ -10,7 +10,7 @@ from collections import Counter
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cinema.validation import human_message
@@ -109,6 +109,12 @@ class Settings(BaseSettings):
     sse_heartbeat_seconds: float = Field(default=15, ge=0.1, le=300)
     sse_viewer_queue: int = Field(default=1024, ge=2, le=100_000)
     sse_reconcile_seconds: float = Field(default=5, ge=0.5, le=3600)
+    # --- refunds (issue 13) ---
+    # A customer may cancel (and be refunded for) a paid booking up to this many hours
+    # before the screening starts; later it is 409 cancel_window_closed.
+    customer_cancel_hours: int = Field(default=24, ge=0, le=24 * 365)
+    # Changes reach a process's viewers in one write per viewer this often (seconds).
+    sse_batch_seconds: float = Field(default=0.05, ge=0.005, le=1)
     # Off: this process publishes no seat changes (for measuring what publishing costs).
     sse_publish: bool = True
     # --- web app (cinema/api/static/app/, issue 14) ---
@@ -116,6 +122,12 @@ class Settings(BaseSettings):
     venue_time_zone: str = "UTC"
     # Stripe.js's key (pk_test_... / pk_live_...): the checkout loads Stripe Elements with it.
     stripe_publishable_key: str = ""
+    # --- past one machine (docs/scaling.md) ---
+    # REDIS_URL (and TASKIQ_REDIS_URL, if set) name a start-up node of a Redis Cluster.
+    redis_cluster: bool = False
+    # asyncpg's prepared statements cached per connection; 0 behind PgBouncer in transaction
+    # mode (Debian's 1.18 has no max_prepared_statements).
+    db_statement_cache_size: int = Field(default=100, ge=0, le=10_000)
 
     @field_validator("database_url")
     @classmethod
@@ -144,6 +156,20 @@ class Settings(BaseSettings):
     def _redis_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("redis_cluster")
+    @classmethod
+    def _cluster_urls(cls, value: bool, info: ValidationInfo) -> bool:
+        if not value:
+            return value
+        for url in (info.data.get("redis_url"), info.data.get("taskiq_redis_url")):
+            if url is None:
+                continue
+            if url.startswith("unix://"):
+                raise ValueError("a Redis Cluster is reached over TCP, not unix://")
+            if urlsplit(url).path.strip("/") not in ("", "0"):
+                raise ValueError("a Redis Cluster has only database 0")
         return value
 
     @field_validator("trusted_proxies")

@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from cinema import live_redis
 from tests.client import ApiClient, wait_for
 from tests.conftest import AppFactory, Users
 from tests.faultkit import RedisServer
@@ -298,3 +299,21 @@ async def test_redis_down_is_503_live_unavailable_and_streams_come_back_with_it(
         again.close()
     finally:
         redis.close()
+
+
+async def test_the_first_viewer_after_an_idle_start_gets_events(
+    make_api: AppFactory, users: Users, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The feed's liveness check must not count the time before anything was watched as
+    Redis's silence (it did: the first viewer after 6 idle seconds joined a hub the feed had
+    just been declared lost under, and got pings and nothing else)."""
+    monkeypatch.setattr(live_redis, "PING_SECONDS", 0.1)  # "silent" after 0.3 s
+    api = await make_api(**QUIET)
+    screening = await api.new_screening()
+    await asyncio.sleep(1.0)  # the idle time under test: nothing is watched yet
+    stream = await _stream(api, screening.id)
+    [buyer] = await users.create(1)
+    assert (await api.book(buyer, screening.id, screening.seat_ids[:1])).status == 201
+    await stream.until(lambda s: s.counts.get("locked") == 1, within=10, what="the hold")
+    await _matches_postgres(api, stream, screening.id)
+    stream.close()

@@ -14,6 +14,7 @@ import pytest
 from cinema.pricing.model import TicketLine
 from cinema.refunds.model import RefundRequest, RefundSource
 from cinema.refunds.rules import ticket_shares
+from cinema.store.pool import create_pool
 from cinema.store.refunds import PgRefundStore
 from tests.client import ApiClient
 from tests.test_checkin import CONFIRM
@@ -124,7 +125,7 @@ async def test_racing_refunds_of_one_booking_never_refund_a_ticket_twice(
     asks = [tuple(sorted(rng.sample(seats, rng.randint(1, 3)))) for _ in range(30)]
     asks += [None] * 5  # and a few "refund everything left"
     rng.shuffle(asks)
-    big = await asyncpg.create_pool(database_url, min_size=20, max_size=20)
+    big = await create_pool(database_url, 20, 20)  # the project's pool: its codecs
     try:
         store = PgRefundStore(big)
         results = await asyncio.gather(

@@ -40,6 +40,12 @@ from cinema.pricing.errors import (
     TicketTypeLimit,
     UnknownTicketType,
 )
+from cinema.refunds.errors import (
+    CancelWindowClosed,
+    RefundRefused,
+    ScreeningCancelled,
+    SeatsNotInBooking,
+)
 from cinema.validation import describe
 
 log = logging.getLogger(__name__)
@@ -75,6 +81,10 @@ _STATUS_BY_ERROR: dict[type[Exception], int] = {
     PromoCodeExhausted: 409,
     PromoCodeNotFound: 404,
     PromoCodeTaken: 409,
+    RefundRefused: 409,
+    SeatsNotInBooking: 422,
+    CancelWindowClosed: 409,
+    ScreeningCancelled: 409,
     BookingNotPayable: 409,
     CardDeclined: 402,
 }

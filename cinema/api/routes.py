@@ -22,6 +22,8 @@ from cinema.api import (
     desk,
     events,
     promos,
+    refunds,
+    report,
     users,
     webapp,
     webhooks,
@@ -62,6 +64,7 @@ class Route:
     name: str = ""  # the OpenAPI operationId, when two routes share a handler
     stream: str = ""  # a text/event-stream response: the description of its events
     actor: str = "anonymous"  # who a public route's changes are recorded as (audit log)
+    alternatives: tuple[str, ...] = ()  # other media types of the response (a query picks)
 
     @property
     def operation_id(self) -> str:
@@ -141,6 +144,18 @@ ROUTES: tuple[Route, ...] = (
         errors=(400, 404),
     ),
     Route(
+        "GET",
+        r"/api/admin/screenings/{id:\d+}/report",
+        report.screening_report,
+        "A screening's sales report: places, bookings by state, revenue by category and"
+        " ticket type, fees, promo discounts, refunds, no-shows (?format=csv: text/csv)",
+        access="admin",
+        query=s.ReportQuery,
+        response=s.SalesReportOut,
+        errors=(400, 404),
+        alternatives=("text/csv",),
+    ),
+    Route(
         "POST",
         r"/api/admin/users/{id:\d+}/role",
         users.set_role,
@@ -163,11 +178,35 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "GET",
         r"/api/admin/bookings/{id:\d+}/",
-        desk.booking_detail,
-        "One booking with its customer, tickets, payment and history",
+        refunds.booking_detail,
+        "One booking with its customer, tickets, payment, refunds and history",
         access="box_office",
-        response=s.AdminBookingDetailOut,
+        response=s.RefundedBookingOut,
         errors=(404,),
+    ),
+    # --- refunds (issue 13) ---
+    Route(
+        "POST",
+        r"/api/admin/bookings/{id:\d+}/refund",
+        refunds.refund_booking,
+        "Refund a paid booking, whole or some seats; frees them at once; one refund per"
+        " double click. 409 for a PENDING booking (cancel it instead) or one already refunded",
+        access="box_office",
+        body=s.RefundIn,
+        response=s.RefundedBookingOut,
+        errors=(400, 404, 409, 422, 503),
+    ),
+    Route(
+        "POST",
+        r"/api/admin/screenings/{id:\d+}/cancel",
+        refunds.cancel_screening,
+        "Cancel a screening: no new bookings (409), and the worker cancels and refunds every"
+        " booking in it and emails each customer",
+        access="admin",
+        body=s.CancelScreeningIn,
+        response=s.CancelScreeningOut,
+        status=202,
+        errors=(400, 404),
     ),
     Route(
         "POST",
@@ -313,11 +352,13 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "DELETE",
         r"/api/bookings/{id:\d+}/",
-        bookings.cancel_booking,
-        "Cancel my PENDING booking",
+        refunds.cancel_my_booking,
+        "Cancel my booking: a PENDING one at once; a CONFIRMED one is refunded in full up to"
+        " CUSTOMER_CANCEL_HOURS before the start (later 409 cancel_window_closed)",
         access="user",
         response=s.BookingOut,
         errors=(404, 409),
+        name="cancel_booking",
     ),
     Route(
         "GET",

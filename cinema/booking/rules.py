@@ -194,11 +194,16 @@ def settle_action(
     Nor does a success once the screening has `started` (screening_started): the booking
     ends (if PENDING) and the money goes back."""
     if kind is PaymentEventKind.SUCCEEDED:
-        if not paid_in_full and payment not in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED):
+        if not paid_in_full and payment not in (
+            PaymentStatus.SUCCEEDED,
+            PaymentStatus.REFUNDED,
+            PaymentStatus.REFUND_FAILED,
+        ):
             return SettleAction.REFUND_MISMATCH
         reclaimable = status is BookingStatus.CANCELLED and payment not in (
             PaymentStatus.REFUND_PENDING,
             PaymentStatus.REFUNDED,
+            PaymentStatus.REFUND_FAILED,  # refunded by staff: its seats were given back
         )
         if started and (status is BookingStatus.PENDING or reclaimable):
             return SettleAction.REFUND_STARTED

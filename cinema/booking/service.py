@@ -585,6 +585,17 @@ class BookingService:
         await self.cancel_payment_later(ended)
         return ended
 
+    async def end_pending(self, booking_id: int, reason: str) -> Booking | None:
+        """Staff end a PENDING booking (its screening was cancelled): as `cancel`, for any
+        owner; None if it was not PENDING any more."""
+        ended = await self._store.end_booking(booking_id, BookingStatus.CANCELLED, reason)
+        if ended is None:
+            return None
+        self.events.cancelled(ended, reason)
+        await self._release_booking(ended)
+        await self.cancel_payment_later(ended)
+        return ended
+
     async def expire(self, booking_id: int) -> Booking | None:
         """End the booking if it is still PENDING and past its deadline; None if there was
         nothing to do (paid, already cancelled, unknown, or not due yet). Idempotent: any

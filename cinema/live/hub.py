@@ -45,6 +45,7 @@ class ScreeningHub:
         self._counts = dict.fromkeys(SeatStatus, 0)
         self._replay: deque[tuple[int, bytes]] = deque(maxlen=replay_size)
         self._resync: bytes | None = None
+        self._unsent: list[bytes] = []  # frames for the next flush()
         self.general_admission = False
         self._suspect_counts: dict[SeatStatus, int] | None = None  # see drift_counts()
 
@@ -114,8 +115,19 @@ class ScreeningHub:
         return [frame for event_id, frame in self._replay if event_id > last_event_id]
 
     def broadcast(self, frame: bytes) -> None:
+        """Queue a frame for every viewer; flush() sends it."""
+        self._unsent.append(frame)
+
+    def flush(self) -> None:
+        """Send what was queued since the last flush to every viewer as one bytes object:
+        a viewer costs one write per flush however many changes it carries (an onsale makes
+        hundreds a second; a write per change per viewer would cost more than the bookings)."""
+        if not self._unsent:
+            return
+        batch = self._unsent[0] if len(self._unsent) == 1 else b"".join(self._unsent)
+        frames, self._unsent = len(self._unsent), []
         for viewer in list(self.viewers):
-            viewer.send(frame)
+            viewer.send(batch, frames)
 
     def drift(self, seat_map: SeatMap) -> dict[int, SeatStatus]:
         """Seats whose status here differed from the authority's, the same way, in this and

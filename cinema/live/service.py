@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 REPLAY_EVENTS = 1024  # per screening: how far back a reconnect can be replayed
 LINGER_SECONDS = 30.0  # an unwatched screening stays subscribed this long (reconnects replay)
 RECONNECT_MS = 2000
+OPEN_ATTEMPTS = 3
 
 
 class LiveUnavailable(DomainError):
@@ -94,6 +95,7 @@ class LiveLimits:
     viewer_queue: int = 1024
     reconcile_seconds: float = 5.0
     heartbeat_seconds: float = 15.0
+    batch_seconds: float = 0.05  # changes reach the viewers at most this late, one write each
 
 
 class LiveSeats:
@@ -114,10 +116,6 @@ class LiveSeats:
         self._hubs: dict[int, ScreeningHub] = {}
         self._opening: dict[int, asyncio.Future[ScreeningHub]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def heartbeat_seconds(self) -> float:
-        return self._limits.heartbeat_seconds
 
     @property
     def viewers(self) -> int:
@@ -144,6 +142,7 @@ class LiveSeats:
             hub = await self._hub(screening_id)
             viewer = Viewer(client, self._limits.viewer_queue)
             viewer.send(frames.retry(RECONNECT_MS))
+            hub.flush()  # what the others have not been sent yet is in the resync or replay
             missed = hub.since(last_event_id)
             for frame in missed if missed is not None else [hub.resync_frame()]:
                 viewer.send(frame)
@@ -165,15 +164,21 @@ class LiveSeats:
                 await self._leases.renew(dict(self._held))
 
     async def _hub(self, screening_id: int) -> ScreeningHub:
-        hub = self._hubs.get(screening_id)
-        if hub is not None and hub.loaded:
-            return hub
-        opening = self._opening.get(screening_id)
-        if opening is None:  # the first viewer opens it; the others wait for the same answer
-            opening = asyncio.ensure_future(self._open(screening_id))
-            self._opening[screening_id] = opening
-            opening.add_done_callback(lambda _: self._opening.pop(screening_id, None))
-        return await asyncio.shield(opening)
+        for _ in range(OPEN_ATTEMPTS):
+            hub = self._hubs.get(screening_id)
+            if hub is not None and hub.loaded:
+                return hub
+            opening = self._opening.get(screening_id)
+            if opening is None:  # the first viewer opens it; the others wait for its answer
+                opening = asyncio.ensure_future(self._open(screening_id))
+                self._opening[screening_id] = opening
+                opening.add_done_callback(lambda _: self._opening.pop(screening_id, None))
+            hub = await asyncio.shield(opening)
+            # The feed may have been lost while it opened: that hub gets no more events, and
+            # a viewer joining it would wait forever on a stream that only sends pings.
+            if self._hubs.get(screening_id) is hub:
+                return hub
+        raise LiveUnavailable("the live feed keeps breaking")
 
     async def _open(self, screening_id: int) -> ScreeningHub:
         hub = ScreeningHub(screening_id, REPLAY_EVENTS)
@@ -236,17 +241,29 @@ class LiveSeats:
         while True:
             try:
                 async for screening_id, event_id, change in self._feed.messages():
+                    # No pause between messages: under load a loop turn per message made
+                    # the feed slower than the changes (delivery fell behind by seconds).
+                    # A message costs an append; viewers get what piled up at the next flush.
                     self.deliver(screening_id, event_id, change)
-                    # A burst is read from one buffer without a pause: let the viewers'
-                    # writers run between messages, or a burst longer than an outbox would
-                    # drop viewers that keep up.
-                    await asyncio.sleep(0)
             except FeedLost as exc:
                 log.warning("live feed lost (%r); dropping %d viewer(s)", exc, self.viewers)
                 for hub in list(self._hubs.values()):
                     self._forget(hub)
                 await self._feed.reset()
                 await asyncio.sleep(1.0)
+
+    async def heartbeat_forever(self) -> None:
+        """A `: ping` to every viewer: proxies see traffic, a dead peer fails the write."""
+        while True:
+            await asyncio.sleep(self._limits.heartbeat_seconds)
+            for hub in list(self._hubs.values()):
+                hub.broadcast(frames.HEARTBEAT)
+
+    async def flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._limits.batch_seconds)
+            for hub in list(self._hubs.values()):
+                hub.flush()
 
     async def reconcile_forever(self) -> None:
         while True:

@@ -18,11 +18,11 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from cinema.booking.errors import BookingNotFound, PaymentProviderUnavailable
-from cinema.booking.model import Booking, BookingStatus
+from cinema.booking.model import Booking, BookingStatus, SettlementOutcome
 from cinema.booking.ports import BookingStore, ScreeningCatalogue
 from cinema.refunds import rules
 from cinema.refunds.errors import CancelWindowClosed, RefundRefused, SeatsNotInBooking
-from cinema.refunds.model import RefundEvent, RefundRequest, RefundSource
+from cinema.refunds.model import Refund, RefundEvent, RefundRequest, RefundSource
 from cinema.refunds.ports import RefundGateway, RefundStore
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,10 @@ class RefundService:
         refunded = await self._bookings.booking(booking.id)
         assert refunded is not None
         return refunded
+
+    async def refunds_of(self, booking_id: int) -> list[Refund]:
+        """Newest first."""
+        return await self._store.refunds_of(booking_id)
 
     async def cancel_by_customer(self, user_id: int, booking_id: int) -> Booking:
         """The owner cancels: a PENDING booking as before; a CONFIRMED one is refunded in full
@@ -187,13 +191,18 @@ class RefundService:
             log.info("refund sweep sent %d refund(s) to the provider", sent)
         return sent
 
-    async def apply_event(self, event: RefundEvent) -> bool:
-        """A provider event about refunds; False for a duplicate delivery."""
+    async def apply_event(self, event: RefundEvent) -> SettlementOutcome:
+        """A provider event about refunds: refund_updated, duplicate (delivered before), or
+        ignored (it names no booking of ours, e.g. the refund of a late payment)."""
+        if event.intent_id is None:
+            return SettlementOutcome.IGNORED
         changed = await self._store.apply_event(event)
         if changed is None:
-            return False
+            return SettlementOutcome.DUPLICATE
+        if not changed:
+            return SettlementOutcome.IGNORED
         log.info("refund event %s (%s) updated booking(s) %s", event.id, event.type, changed)
-        return True
+        return SettlementOutcome.REFUND_UPDATED
 
 
 def _refusal(refused: str, booking_id: int, seat_ids: list[int]) -> Exception:

@@ -31,6 +31,7 @@ from cinema.booking.model import (
 )
 from cinema.pricing.errors import PromoUseRefused
 from cinema.pricing.model import TicketLine
+from cinema.refunds.errors import ScreeningCancelled
 from cinema.store import audit
 from cinema.store.pool import DatabaseUnavailable, Pool
 
@@ -52,7 +53,7 @@ _BOOKING_COLUMNS = (
     b.id, b.reference, b.user_id, b.screening_id, b.status, b.amount, b.currency,
     b.expires_at, b.hold_token, b.idempotency_key, b.cancel_reason, b.created_at, b.updated_at,
     b.payment_provider, b.payment_intent_id, b.payment_client_secret, b.payment_status,
-    b.subtotal_minor, b.discount_minor, b.fees_minor, b.promo_code_id,
+    b.subtotal_minor, b.discount_minor, b.fees_minor, b.promo_code_id, b.refunded_minor,
     (SELECT p.code FROM promo_codes p WHERE p.id = b.promo_code_id) AS promo_code,
     ARRAY(SELECT r.seat_id FROM reservations r WHERE r.booking_id = b.id ORDER BY r.seat_id)
         AS seat_ids,
@@ -193,10 +194,12 @@ def _booking(
         promo_code_id=row.get("promo_code_id"),
         promo_code=row.get("promo_code"),
         general_admission=bool(row.get("general_admission")),
+        refunded=row.get("refunded_minor") or 0,
     )
 
 
 _USER_FOREIGN_KEY = "bookings_user_id_fkey"
+SCREENING_CANCELLED_STATE = "CC001"  # raised by bookings_refuse_cancelled_screening (db/013)
 
 _CreateBooking = Callable[[Any, NewBooking], Coroutine[Any, Any, Booking]]
 
@@ -304,6 +307,10 @@ class PgBookingStore:
                 # the index caught what the place rules missed: nobody counted what is left
                 error = SoldOut(0, certain=False)
             raise error from exc
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate == SCREENING_CANCELLED_STATE:  # db/013's trigger: nothing written
+                raise ScreeningCancelled(new.screening_id) from None
+            raise
         refused = row["refused"]
         if refused is not None or row["taken"]:
             raise _refusal(refused, row, new)

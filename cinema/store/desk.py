@@ -53,15 +53,16 @@ _AUDIT_ENTRIES = """
     ORDER BY at, id
 """
 
-# The compare-and-set: of ten scanners at once, one UPDATE finds checked_in_at NULL; the
-# others wait for its row lock, re-check the WHERE on the committed row and update nothing.
+# A refunded ticket's reservation is CANCELLED (db/013); a partly refunded booking stays
+# CONFIRMED, so its other tickets still admit. The compare-and-set: of ten scanners at
+# once, one UPDATE finds checked_in_at NULL; the others wait for its row lock, re-check
+# the WHERE on the committed row and update nothing.
 _CHECK_IN = f"""
     UPDATE reservations r SET checked_in_at = now(),
         checked_in_by = cinema_audited($2::bigint, $4::jsonb)
     FROM bookings b
     WHERE r.id = $1 AND b.id = r.booking_id AND r.checked_in_at IS NULL
       AND r.status = {CONFIRMED_SQL} AND b.status = {CONFIRMED_SQL}
-      AND (b.payment_status IS NULL OR b.payment_status NOT IN ('refund_pending', 'refunded'))
       AND ($3::bigint IS NULL OR r.screening_id = $3)
     RETURNING r.booking_id, r.screening_id, r.seat_id, r.status, r.checked_in_at,
               r.checked_in_by, r.ticket_type,

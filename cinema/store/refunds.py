@@ -19,6 +19,7 @@ from cinema.refunds.model import (
     SubmitClaim,
 )
 from cinema.refunds.ports import Recorded, RefundNotice
+from cinema.store import audit
 from cinema.store.pool import Pool
 
 _RECORD = """
@@ -144,16 +145,17 @@ class PgRefundStore:
         self, request: RefundRequest, shares: Mapping[int, int], whole: bool
     ) -> Recorded:
         seats = sorted(shares) if whole or request.seat_ids is None else sorted(request.seat_ids)
-        row = await self._pool.fetchrow(
-            _RECORD,
-            request.booking_id,
-            seats,
-            [shares.get(s, 0) for s in seats],
-            whole,
-            request.reason,
-            request.source.value,
-            request.requested_by,
-        )
+        async with audit.audited(self._pool) as conn:  # recorded as the acting staff's change
+            row = await conn.fetchrow(
+                _RECORD,
+                request.booking_id,
+                seats,
+                [shares.get(s, 0) for s in seats],
+                whole,
+                request.reason,
+                request.source.value,
+                request.requested_by,
+            )
         return Recorded(row["refund_id"], row["refused"], tuple(row["seats"] or ()))
 
     async def refund(self, refund_id: int) -> Refund | None:

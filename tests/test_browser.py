@@ -9,6 +9,7 @@ import asyncio
 import json
 import secrets
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from cinema.auth.model import Role
@@ -415,3 +416,30 @@ async def test_with_a_publishable_key_the_checkout_loads_stripe_elements(
     assert await page.get_by_role("button", name="Use the test card").count() == 0
     assert browsing.outside == ["https://js.stripe.com/v3/"]
     browsing.outside.clear()
+
+
+async def test_admin_refunds_a_seat_and_downloads_the_sales_report(
+    pay_api, stripe_fake, browsing, users, pool
+):
+    api = pay_api.client
+    screening = await api.new_screening(layout=LAYOUT, prices=PRICES)
+    buyer = await users.one()
+    seats = screening.seat_ids[:2]
+    booking = await confirmed_booking(pay_api, stripe_fake, buyer, seats, screening.id)
+    browsing.base_url = str(pay_api.server.make_url("/")).rstrip("/")
+    admin = await browsing.page(await users.one(role=Role.ADMIN))
+    admin.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await admin.goto(f"/staff/#/booking/{booking['id']}")
+    await admin.locator(f"#refund-{seats[0]}").check()
+    await admin.get_by_label("Reason").fill("seat broken")
+    await admin.get_by_role("button", name="Refund", exact=True).click()
+    await admin.get_by_text("refunded 10.00 USD").wait_for(timeout=WAIT_MS)
+    await admin.goto(f"/staff/#/screening/{screening.id}")
+    await admin.locator(".report").wait_for(timeout=WAIT_MS)
+    async with admin.expect_download() as info:
+        await admin.get_by_role("button", name="Download CSV").click()
+    download = await info.value
+    csv = await asyncio.to_thread(Path(await download.path()).read_text)
+    assert csv.splitlines()[0].startswith("section"), csv[:200]
+    # The refunded seat is on sale again, the other still sold.
+    assert await live_reservations(pool, screening.id) == [(seats[1], "CONFIRMED")]

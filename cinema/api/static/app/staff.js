@@ -90,7 +90,7 @@ async function screeningView(id) {
     h("p", { class: "when" }, venueTime(screening.starts_at, cfg.venue_time_zone))];
   if (screening.capacity) {
     const live = watchSeats(id, { onSeats: () => {}, onCounts: showCounts, onMode: () => {} });
-    replace(main, head, h("p", {}, "General admission: no seat map."), counts);
+    replace(main, head, h("p", {}, "General admission: no seat map."), counts, await reportSection(id));
     return () => live.close();
   }
   const hall = await get(`/api/halls/${screening.hall_id}/`);
@@ -126,7 +126,8 @@ async function screeningView(id) {
   map.toggle = () => {}; // staff look, they do not select
   replace(main, head, counts,
     h("p", { class: "muted" }, "Hover or focus a seat to see the booking reference holding it."),
-    h("section", { class: "map-wrap", "aria-label": "Live seat map" }, map.el));
+    h("section", { class: "map-wrap", "aria-label": "Live seat map" }, map.el),
+    await reportSection(id));
   label();
   return () => { live.close(); clearTimeout(pending); };
 }
@@ -269,21 +270,126 @@ async function lookupView() {
   input.focus();
 }
 
+// Refunds (POST /api/admin/bookings/{id}/refund): the whole booking or the ticked tickets.
+function refundForm(b, slot) {
+  const live = b.tickets.filter((t) => ["CONFIRMED", "COMPLETED", "NO_SHOW"].includes(t.status) && t.seat_id !== null);
+  if (!["CONFIRMED", "COMPLETED", "NO_SHOW"].includes(b.status) || !live.length) return null;
+  const reason = h("input", { id: "refund-reason", name: "reason", maxlength: "500", required: true, placeholder: "e.g. customer ill, seat broken" });
+  const boxes = live.map((t) => h("input", { type: "checkbox", value: String(t.seat_id), id: `refund-${t.seat_id}` }));
+  const button = h("button", { type: "submit", class: "primary danger" }, "Refund");
+  return h("form", {
+    class: "auth refund",
+    "aria-label": "Refund",
+    onsubmit: async (e) => {
+      e.preventDefault();
+      const seatIds = boxes.filter((x) => x.checked).map((x) => Number(x.value));
+      if (!reason.value.trim()) { replace(slot, h("div", { class: "error", role: "alert" }, "Give a reason for the refund.")); return; }
+      const what = seatIds.length ? `${seatIds.length} ticket(s)` : "the whole booking";
+      if (!window.confirm(`Refund ${what} of ${b.reference}? The seats go back on sale at once.`)) return;
+      button.disabled = true;
+      try {
+        const body = { reason: reason.value.trim() };
+        if (seatIds.length) body.seat_ids = seatIds;
+        const done = await post(`/api/admin/bookings/${b.id}/refund`, body);
+        announce(`Refunded ${done.refunded} ${done.currency.toUpperCase()} of booking ${done.reference}.`);
+        route();
+      } catch (err) {
+        button.disabled = false;
+        replace(slot, errorBox(err));
+      }
+    },
+  },
+  h("h2", {}, "Refund"),
+  h("p", { class: "muted" }, "Tick tickets to refund only those; none ticked refunds the whole booking."),
+  h("ul", { class: "checks" }, live.map((t, i) => h("li", {}, boxes[i],
+    h("label", { for: boxes[i].id }, `Row ${t.row} · seat ${t.seat} · ${t.ticket_type || ""}`)))),
+  h("label", { for: reason.id }, "Reason"), reason,
+  h("div", { class: "actions" }, button));
+}
+
 async function bookingView(id) {
   const cfg = await config();
   const b = await get(`/api/admin/bookings/${id}/`);
+  const slot = h("div", { class: "slot" });
+  const cur = b.currency.toUpperCase();
   replace(main, h("p", {}, h("a", { href: "#/lookup" }, "← Find a booking")),
     h("h1", {}, `Booking ${b.reference}`),
-    h("p", {}, h("span", { class: `status status-${b.status.toLowerCase()}` }, b.status), ` · ${b.email} · ${b.total} ${b.currency.toUpperCase()}`,
-      b.payment ? ` · payment ${b.payment.status}` : ""),
+    h("p", {}, h("span", { class: `status status-${b.status.toLowerCase()}` }, b.status), ` · ${b.email} · ${b.total} ${cur}`,
+      b.payment ? ` · payment ${b.payment.status}` : "", b.refunded_minor ? ` · refunded ${b.refunded} ${cur}` : ""),
+    slot,
     h("div", { class: "table-wrap" }, h("table", {},
       h("thead", {}, h("tr", {}, ["Seat", "Category", "Type", "Status", "Checked in"].map((c) => h("th", { scope: "col" }, c)))),
       h("tbody", {}, b.tickets.map((t) => h("tr", {},
         h("td", {}, t.row ? `Row ${t.row} · ${t.seat}` : "General admission"), h("td", {}, t.category || ""),
         h("td", {}, t.ticket_type || ""), h("td", {}, t.status),
         h("td", {}, t.checked_in_at ? venueTime(t.checked_in_at, cfg.venue_time_zone) : "—")))))),
+    refundForm(b, slot),
+    (b.refunds || []).length ? [h("h2", {}, "Refunds"), h("ul", {}, b.refunds.map((r) => h("li", {},
+      `${venueTime(r.created_at, cfg.venue_time_zone)} · ${r.amount} ${r.currency.toUpperCase()} · ${r.status} · ${r.reason}`)))] : null,
     h("h2", {}, "History"),
     h("ul", {}, b.history.map((e) => h("li", {}, `${venueTime(e.at, cfg.venue_time_zone)} · ${e.source} · ${e.event}${e.detail ? ` · ${e.detail}` : ""}`))));
+}
+
+// The sales report (admins): figures on the page, the same as CSV through an authorized
+// fetch (a plain link could not send the token).
+async function reportSection(screeningId) {
+  let r;
+  try {
+    r = await get(`/api/admin/screenings/${screeningId}/report`);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 403) return null; // box office: no report
+    return errorBox(err);
+  }
+  const cur = r.currency.toUpperCase();
+  const download = h("button", {
+    type: "button",
+    onclick: async () => {
+      const resp = await fetch(`/api/admin/screenings/${screeningId}/report?format=csv`, { headers: { Authorization: `Bearer ${session.token}` } });
+      if (!resp.ok) { announce("The CSV could not be downloaded; try again."); return; }
+      const url = URL.createObjectURL(await resp.blob());
+      const a = h("a", { href: url, download: `screening-${screeningId}-report.csv` });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10000);
+    },
+  }, "Download CSV");
+  return h("section", { class: "report", "aria-label": "Sales report" },
+    h("h2", {}, "Sales report"),
+    h("dl", { class: "totals" },
+      h("dt", {}, "Places sold / held / free"), h("dd", {}, `${r.places.sold} / ${r.places.held} / ${r.places.available} of ${r.places.total}`),
+      h("dt", {}, "Checked in"), h("dd", {}, String(r.places.checked_in)),
+      h("dt", {}, "Gross"), h("dd", {}, `${r.revenue.gross} ${cur}`),
+      h("dt", {}, "Promo discounts"), h("dd", {}, `−${r.revenue.discounts} ${cur}`),
+      h("dt", {}, "Fees"), h("dd", {}, `${r.revenue.fees} ${cur}`),
+      h("dt", {}, "Net"), h("dd", { class: "grand" }, `${r.revenue.net} ${cur}`),
+      h("dt", {}, "Refunds"), h("dd", {}, `${r.refunds.count} · ${r.refunds.amount} ${cur}`),
+      h("dt", {}, "No-shows"), h("dd", {}, `${r.no_shows.bookings} booking(s), ${r.no_shows.tickets} ticket(s)`)),
+    h("div", { class: "table-wrap" }, h("table", {},
+      h("thead", {}, h("tr", {}, ["Category", "Ticket type", "Tickets", "Amount"].map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, r.revenue.lines.map((l) => h("tr", {},
+        h("td", {}, l.category), h("td", {}, l.ticket_type), h("td", {}, String(l.tickets)), h("td", {}, `${l.amount} ${cur}`)))))),
+    h("div", { class: "actions" }, download, cancelScreeningButton(screeningId)));
+}
+
+function cancelScreeningButton(screeningId) {
+  const button = h("button", {
+    type: "button",
+    class: "danger",
+    onclick: async () => {
+      const reason = window.prompt("Cancel this screening for everyone? Every booking is cancelled and refunded, each customer emailed. Reason:", "the screening was cancelled");
+      if (!reason) return;
+      button.disabled = true;
+      try {
+        await post(`/api/admin/screenings/${screeningId}/cancel`, { reason });
+        announce("Screening cancelled: its bookings are being cancelled, refunded and emailed.");
+      } catch (err) {
+        button.disabled = false;
+        announce(err instanceof ApiError ? err.human : "The screening could not be cancelled.");
+      }
+    },
+  }, "Cancel the screening");
+  return button;
 }
 
 // The audit log (GET /api/admin/audit/, admins only), newest first, refreshed every few seconds.

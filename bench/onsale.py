@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -186,16 +187,46 @@ class Run(HotSeat, Logins, OpenLoop, GeneralAdmission):
 
 
 # --- orchestration ---------------------------------------------------------------------------
+# The arms --compare knows: name=value -> the server's settings in that arm. redis=cluster
+# and db=pgbouncer need the servers bench/scale.py starts and names in BENCH_CLUSTER_URL
+# (a start-up node) and BENCH_PGBOUNCER (host:port in front of --database-url's server).
+ARMS: dict[str, dict[str, dict[str, str]]] = {
+    "filter": {"on": {"HOLD_FILTER": "on"}, "off": {"HOLD_FILTER": "off"}},
+    "redis": {
+        "single": {},
+        "cluster": {"REDIS_CLUSTER": "1", "REDIS_URL": "$BENCH_CLUSTER_URL"},
+    },
+    "db": {
+        "direct": {},
+        "nocache": {"DB_STATEMENT_CACHE_SIZE": "0"},
+        "pgbouncer": {"DB_STATEMENT_CACHE_SIZE": "0", "DATABASE_URL": "$BENCH_PGBOUNCER"},
+    },
+}
+
+
 def parse_compare(text: str | None) -> list[tuple[str, dict[str, str]]]:
     if not text:
         return [("filter=on", {"HOLD_FILTER": "on"})]
     arms = []
     for item in text.split(","):
         key, _, value = item.strip().partition("=")
-        if key != "filter" or value not in ("on", "off"):
-            raise SystemExit(f"--compare understands filter=on and filter=off, not {item!r}")
-        arms.append((f"filter={value}", {"HOLD_FILTER": value}))
+        if value not in ARMS.get(key, {}):
+            known = ", ".join(f"{k}={v}" for k, vs in ARMS.items() for v in vs)
+            raise SystemExit(f"--compare understands {known}; not {item!r}")
+        arms.append((f"{key}={value}", dict(ARMS[key][value])))
     return arms
+
+
+def resolve_arm(overrides: dict[str, str], env: dict[str, str]) -> dict[str, str]:
+    """Fill in the servers bench/scale.py started ($BENCH_...)."""
+    resolved = dict(overrides)
+    if resolved.get("REDIS_URL") == "$BENCH_CLUSTER_URL":
+        resolved["REDIS_URL"] = os.environ["BENCH_CLUSTER_URL"]
+    if resolved.get("DATABASE_URL") == "$BENCH_PGBOUNCER":
+        parts = urlsplit(env["DATABASE_URL"])
+        netloc = f"{parts.username or 'postgres'}@{os.environ['BENCH_PGBOUNCER']}"
+        resolved["DATABASE_URL"] = urlunsplit(parts._replace(netloc=netloc))
+    return resolved
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -329,7 +360,7 @@ def _run_arm(
         pids = [int(p) for p in (args.api_pids or "").split(",") if p]
         return start(Arm(label, args.url, lambda: pids, lambda: []))
     with_worker = args.worker == "auto" and cli_has_command(env, "worker")
-    server = SpawnedServer({**env, **overrides}, args.workers, log_path)
+    server = SpawnedServer({**env, **resolve_arm(overrides, env)}, args.workers, log_path)
     log(f"starting {label} on {server.url}")
     try:
         server.start(with_worker)

@@ -8,12 +8,18 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib.resources import files
+from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cinema.background import cancel_until_done
@@ -22,7 +28,28 @@ from cinema.booking.ports import HeldSeats, HoldClaim, PlacesCheck
 log = logging.getLogger(__name__)
 
 LUA_DIR = files("cinema._lua")  # lua/ at the top level, installed inside the package
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# redis-py's cluster client raises RedisClusterException (not a RedisError) for a slot no
+# live node serves: for us that is Redis being unreachable, like a refused connection.
+# redis-py 8.1 lets a transport's internals leak when it writes on a connection closed under
+# it (redis/redis-py#4287: TypeError/AttributeError; RuntimeError from uvloop's closed
+# transport). Seen here on the cluster client under a 1,000-way burst: a lost connection.
+_TRANSPORT_LEAKS: tuple[type[Exception], ...] = (AttributeError, TypeError, RuntimeError)
+REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException)
+REDIS_FAILURES: tuple[type[Exception], ...] = (*REDIS_ERRORS, OSError, *_TRANSPORT_LEAKS)
+_UNREACHABLE: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    RedisClusterException,
+    *_TRANSPORT_LEAKS,
+)
+# A plain client, or (REDIS_CLUSTER=1) a Redis Cluster client: the same commands.
+RedisClient = aioredis.Redis | RedisCluster
+# mark_sold.lua writes "sold|": released as if "sold" were its holder's token.
+SOLD_HOLDER = "sold"
+# How long an unreachable Redis is retried for a refund's sold markers (the worker's refund
+# sweep clears them again; docs/concurrency.md R.3).
+SOLD_RELEASE_RETRY = timedelta(minutes=10)
 
 
 def seat_key(prefix: str, screening_id: int, seat_id: int) -> str:
@@ -47,7 +74,43 @@ RETRY_MAX_DELAY = 2.0
 SWEEP_PIPELINE = 500  # release scripts per round trip in release_many
 
 
-def create_redis(url: str, timeout: float, max_connections: int = POOL_SIZE) -> aioredis.Redis:
+# The cluster client holds connections per node and refuses (MaxConnectionsError) rather
+# than waits past its cap: a burst must never reach it.
+CLUSTER_MAX_CONNECTIONS_PER_NODE = 1024
+CLUSTER_RETRIES = 1
+
+
+class BoundedRedisCluster(RedisCluster):
+    """A cluster client with at most `in_flight` commands out at once per process; the rest
+    wait their turn, as on one Redis' BlockingConnectionPool. Unbounded, a 1,000-way burst
+    opened a connection per request to the hot screening's node (a handshake each: 8x the
+    API CPU of one Redis, measured with bench/scale.py), and past max_connections the client
+    refuses instead of waiting."""
+
+    def __init__(self, *args: Any, in_flight: int = POOL_SIZE, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_flight = asyncio.Semaphore(in_flight)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._in_flight:
+            return await super().execute_command(*args, **kwargs)
+
+
+def create_redis(
+    url: str, timeout: float, max_connections: int = POOL_SIZE, *, cluster: bool = False
+) -> RedisClient:
+    if cluster:
+        return BoundedRedisCluster.from_url(
+            url,
+            in_flight=max_connections,
+            max_connections=CLUSTER_MAX_CONNECTIONS_PER_NODE,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            # One retry, after the slot map is re-read (a failover that is over by then
+            # lands on the new master). redis-py's default, 10 retries with backoff, waits
+            # out a whole failover (seconds) on the request path instead of falling back.
+            retry=Retry(NoBackoff(), CLUSTER_RETRIES),
+        )
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -58,10 +121,31 @@ def create_redis(url: str, timeout: float, max_connections: int = POOL_SIZE) -> 
     return aioredis.Redis(connection_pool=pool)
 
 
+async def close_redis(client: RedisClient) -> None:
+    if isinstance(client, RedisCluster):
+        await client.aclose()
+    else:
+        # A client given its pool does not close it on aclose() without True.
+        await client.aclose(True)
+
+
+async def run_scripts(
+    client: RedisClient, script: AsyncScript, calls: Sequence[tuple[list[str], list[Any]]]
+) -> list[Any]:
+    """Run `script` once per (keys, args) in one round trip: pipelined on one Redis; on a
+    cluster, whose pipelines refuse EVALSHA, concurrently (each call on its slot's node)."""
+    if isinstance(client, RedisCluster):
+        return list(await asyncio.gather(*(script(keys=k, args=a) for k, a in calls)))
+    async with client.pipeline(transaction=False) as pipe:
+        for keys, args in calls:
+            await script(keys=keys, args=args, client=pipe)
+        return list(await pipe.execute())
+
+
 class RedisSeatHolds:
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         *,
         prefix: str,
         grace_seconds: int,
@@ -78,13 +162,16 @@ class RedisSeatHolds:
         self._unreleased: dict[tuple[int, str], tuple[tuple[int, ...], datetime]] = {}
         self._retrying: asyncio.Task[None] | None = None
         self._retry_after = retry_after_seconds
-        self._down_until = 0.0
+        # After a connection failure, Redis is skipped for a moment: per cluster slot on a
+        # cluster (a dead master's screenings only), as a whole (key 0) on one Redis.
+        self._cluster = isinstance(client, RedisCluster)
+        self._down_until: dict[int, float] = {}
 
     async def load_scripts(self) -> None:
         try:
             for script in (self._claim, self._release, self._mark_sold, self._hold):
                 await self._client.script_load(script.script)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("could not preload seat scripts (%s); they load on first use", exc)
 
     async def open_connections(self, count: int = POOL_SIZE) -> None:
@@ -93,7 +180,7 @@ class RedisSeatHolds:
         "Redis is down" and sends the next second's requests to PostgreSQL unfiltered."""
         try:
             await asyncio.gather(*(self._client.ping() for _ in range(count)))
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("could not open the redis pool (%s); connections open on first use", exc)
 
     def _keys(self, screening_id: int, seat_ids: Sequence[int]) -> list[str]:
@@ -104,15 +191,15 @@ class RedisSeatHolds:
         return [sold_out_key(self._prefix, screening_id), *self._keys(screening_id, seat_ids)]
 
     async def places_left(self, screening_id: int) -> PlacesCheck:
-        if self._is_down():
+        if self._is_down(self._tag(screening_id)):
             return PlacesCheck(reachable=False)
         try:
             value = await self._client.get(sold_out_key(self._prefix, screening_id))
         except _UNREACHABLE as exc:
-            self._mark_down()
+            self._mark_down(self._tag(screening_id))
             log.warning("redis unreachable for the sold-out check: %s", exc)
             return PlacesCheck(reachable=False)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("redis error on the sold-out check: %s", exc)
             return PlacesCheck(reachable=False)
         if value is None:
@@ -123,7 +210,7 @@ class RedisSeatHolds:
             return PlacesCheck()  # not ours to trust: PostgreSQL decides
 
     async def note_sold_out(self, screening_id: int, available: int, ttl_seconds: float) -> None:
-        if self._is_down():
+        if self._is_down(self._tag(screening_id)):
             return
         await self._client.set(
             sold_out_key(self._prefix, screening_id), str(available), px=_ms(ttl_seconds)
@@ -132,7 +219,7 @@ class RedisSeatHolds:
     async def claim(
         self, screening_id: int, seat_ids: Sequence[int], token: str, ttl_seconds: float
     ) -> HoldClaim:
-        if self._is_down():
+        if self._is_down(self._tag(screening_id)):
             return HoldClaim(claimed=False, reachable=False)
         try:
             taken = await self._claim(
@@ -140,10 +227,10 @@ class RedisSeatHolds:
                 args=[token, _ms(ttl_seconds), self._grace_ms],
             )
         except _UNREACHABLE as exc:
-            self._mark_down()
+            self._mark_down(self._tag(screening_id))
             log.warning("redis unreachable for seat claim: %s", exc)
             return HoldClaim(claimed=False, reachable=False)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("redis error on seat claim: %s", exc)
             return HoldClaim(claimed=False, reachable=False)
         if taken:
@@ -153,7 +240,7 @@ class RedisSeatHolds:
     async def hold_until(
         self, screening_id: int, seat_ids: Sequence[int], token: str, deadline: datetime
     ) -> None:
-        if self._is_down():
+        if self._is_down(self._tag(screening_id)):
             return  # the claim fell back a moment ago: do not pay another timeout
         try:
             await self._hold(
@@ -161,7 +248,7 @@ class RedisSeatHolds:
                 args=[token, _epoch_ms(deadline), self._grace_ms],
             )
         except _UNREACHABLE:
-            self._mark_down()
+            self._mark_down(self._tag(screening_id))
             raise
 
     async def release(
@@ -171,13 +258,13 @@ class RedisSeatHolds:
         token: str,
         until: datetime | None = None,
     ) -> None:
-        if until is not None and self._is_down():
+        if until is not None and self._is_down(self._tag(screening_id)):
             self._retry_later(screening_id, seat_ids, token, until)
             return
         try:
             await self._release(keys=self._release_keys(screening_id, seat_ids), args=[token])
         except _UNREACHABLE:
-            self._mark_down()
+            self._mark_down(self._tag(screening_id))
             if until is None or until <= datetime.now(UTC):
                 raise
             self._retry_later(screening_id, seat_ids, token, until)
@@ -185,12 +272,19 @@ class RedisSeatHolds:
     async def release_many(self, holds: Sequence[HeldSeats]) -> int:
         freed = 0
         for start in range(0, len(holds), SWEEP_PIPELINE):
-            async with self._client.pipeline(transaction=False) as pipe:
-                for held in holds[start : start + SWEEP_PIPELINE]:
-                    keys = self._release_keys(held.screening_id, held.seat_ids)
-                    await self._release(keys=keys, args=[held.token], client=pipe)
-                freed += sum(int(n) for n in await pipe.execute())
+            calls = [
+                (self._release_keys(held.screening_id, held.seat_ids), [held.token])
+                for held in holds[start : start + SWEEP_PIPELINE]
+            ]
+            freed += sum(int(n) for n in await run_scripts(self._client, self._release, calls))
         return freed
+
+    async def release_sold(self, screening_id: int, seat_ids: Sequence[int]) -> None:
+        """Delete the seats' "sold|" markers (refunded: PostgreSQL freed them), retried in
+        the background for a while if Redis is unreachable. The release script's holder
+        check with the holder "sold" matches exactly those markers."""
+        until = datetime.now(UTC) + SOLD_RELEASE_RETRY
+        await self.release(screening_id, seat_ids, SOLD_HOLDER, until)
 
     async def mark_sold(self, screening_id: int, seat_ids: Sequence[int]) -> None:
         if seat_ids:
@@ -204,27 +298,27 @@ class RedisSeatHolds:
     async def promo_exhausted(self, promo_id: int) -> bool:
         """True while PostgreSQL's last word on the code was "no uses left" (a marker that
         lapses by itself); False when unsure: Redis down, slow or flushed."""
-        if self._is_down():
+        if self._is_down(promo_exhausted_key(self._prefix, promo_id)):
             return False
         try:
             return bool(await self._client.exists(promo_exhausted_key(self._prefix, promo_id)))
         except _UNREACHABLE as exc:
-            self._mark_down()
+            self._mark_down(promo_exhausted_key(self._prefix, promo_id))
             log.warning("redis unreachable for promo filter: %s", exc)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("redis error on promo filter: %s", exc)
         return False
 
     async def mark_promo_exhausted(self, promo_id: int, ttl_seconds: float) -> None:
-        await self._promo_quietly(
-            self._client.set(promo_exhausted_key(self._prefix, promo_id), 1, px=_ms(ttl_seconds))
-        )
+        key = promo_exhausted_key(self._prefix, promo_id)
+        await self._promo_quietly(key, self._client.set(key, 1, px=_ms(ttl_seconds)))
 
     async def clear_promo_exhausted(self, promo_id: int) -> None:
-        await self._promo_quietly(self._client.delete(promo_exhausted_key(self._prefix, promo_id)))
+        key = promo_exhausted_key(self._prefix, promo_id)
+        await self._promo_quietly(key, self._client.delete(key))
 
-    async def _promo_quietly(self, call: Awaitable[object]) -> None:
-        if self._is_down():
+    async def _promo_quietly(self, key: str, call: Awaitable[object]) -> None:
+        if self._is_down(key):
             close = getattr(call, "close", None)
             if close is not None:
                 close()  # never awaited: no "coroutine was never awaited" warning
@@ -232,9 +326,9 @@ class RedisSeatHolds:
         try:
             await call
         except _UNREACHABLE as exc:
-            self._mark_down()
+            self._mark_down(key)
             log.warning("redis unreachable for promo filter: %s", exc)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("redis error on promo filter: %s", exc)
 
     async def close(self) -> None:
@@ -245,13 +339,22 @@ class RedisSeatHolds:
         if self._unreleased:
             log.warning("dropping %d unreleased seat hold(s) at shutdown", len(self._unreleased))
 
-    def _is_down(self) -> bool:
-        return time.monotonic() < self._down_until
+    def _tag(self, screening_id: int) -> str:
+        """A key in the screening's slot (its seats, its marker: one hash tag)."""
+        return sold_out_key(self._prefix, screening_id)
 
-    def _mark_down(self) -> None:
+    def _shard(self, key: str) -> int:
+        return key_slot(key.encode()) if self._cluster else 0
+
+    def _is_down(self, key: str) -> bool:
+        return time.monotonic() < self._down_until.get(self._shard(key), 0.0)
+
+    def _mark_down(self, key: str) -> None:
         # After a connection failure, skip Redis for a moment instead of paying a connect
         # timeout on every request while it is down.
-        self._down_until = time.monotonic() + self._retry_after
+        now = time.monotonic()
+        self._down_until = {k: t for k, t in self._down_until.items() if t > now}
+        self._down_until[self._shard(key)] = now + self._retry_after
 
     def _retry_later(
         self, screening_id: int, seat_ids: Sequence[int], token: str, until: datetime
@@ -276,7 +379,7 @@ class RedisSeatHolds:
                 try:
                     keys = self._release_keys(screening_id, seat_ids)
                     await self._release(keys=keys, args=[token])
-                except (RedisError, OSError) as exc:
+                except REDIS_FAILURES as exc:
                     log.info("seat release still failing (%s); retrying", exc)
                     break
                 del self._unreleased[(screening_id, token)]

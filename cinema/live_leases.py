@@ -10,10 +10,7 @@ import secrets
 from collections import defaultdict
 from collections.abc import Mapping
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
-from cinema.holds import LUA_DIR
+from cinema.holds import LUA_DIR, REDIS_FAILURES, RedisClient, run_scripts
 from cinema.live.service import LiveUnavailable
 
 log = logging.getLogger(__name__)
@@ -31,7 +28,7 @@ class RedisStreamLeases:
 
     renew_seconds = RENEW_SECONDS
 
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, client: RedisClient, prefix: str) -> None:
         self._client = client
         self._prefix = prefix
         self._take = client.register_script((LUA_DIR / "live_lease.lua").read_text())
@@ -47,14 +44,14 @@ class RedisStreamLeases:
                 keys=[leases_key(self._prefix, client)],
                 args=[lease, cap, int(LEASE_SECONDS * 1000)],
             )
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise LiveUnavailable(f"live seat status unavailable: {exc}") from exc
         return lease if taken == 1 else None
 
     async def give_back(self, client: str, lease: str) -> None:
         try:
             await self._client.zrem(leases_key(self._prefix, client), lease)
-        except (RedisError, OSError) as exc:  # it expires by itself
+        except REDIS_FAILURES as exc:  # it expires by itself
             log.info("could not give back a live-stream lease (%r)", exc)
 
     async def renew(self, held: Mapping[str, str]) -> None:
@@ -62,14 +59,9 @@ class RedisStreamLeases:
         by_client: defaultdict[str, list[str]] = defaultdict(list)
         for lease, client in held.items():
             by_client[client].append(lease)
+        lifetime = int(LEASE_SECONDS * 1000)
+        calls = [([leases_key(self._prefix, c)], [lifetime, *ids]) for c, ids in by_client.items()]
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for client, leases in by_client.items():
-                    await self._renew(
-                        keys=[leases_key(self._prefix, client)],
-                        args=[int(LEASE_SECONDS * 1000), *leases],
-                        client=pipe,
-                    )
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
+            await run_scripts(self._client, self._renew, calls)
+        except REDIS_FAILURES as exc:
             log.warning("could not renew %d live-stream lease(s) (%r)", len(held), exc)

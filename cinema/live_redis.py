@@ -14,13 +14,13 @@ import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import ClusterPubSub, RedisCluster
 
 from cinema.booking.live import ChangeKind, SeatChange
-from cinema.holds import LUA_DIR
+from cinema.holds import LUA_DIR, REDIS_FAILURES, RedisClient, run_scripts
 from cinema.live.service import FeedLost, LiveUnavailable
 from cinema.metrics import LIVE_CHANGES_DROPPED
 
@@ -56,7 +56,7 @@ class RedisSeatChanges:
     """The SeatChangeSink: a bounded queue drained by one task that publishes in pipelined
     batches, so a booking never waits for Redis and a Redis outage never fails one."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, client: RedisClient, prefix: str) -> None:
         self._client = client
         self._prefix = prefix
         self._script = client.register_script((LUA_DIR / "publish_change.lua").read_text())
@@ -88,20 +88,16 @@ class RedisSeatChanges:
         await asyncio.wait_for(self._idle.wait(), within)
 
     async def _send(self, batch: list[SeatChange]) -> None:
+        calls = [
+            (
+                [counter_key(self._prefix, change.screening_id)],
+                [channel(self._prefix, change.screening_id), encode(change), COUNTER_TTL_SECONDS],
+            )
+            for change in batch
+        ]
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for change in batch:
-                    await self._script(
-                        keys=[counter_key(self._prefix, change.screening_id)],
-                        args=[
-                            channel(self._prefix, change.screening_id),
-                            encode(change),
-                            COUNTER_TTL_SECONDS,
-                        ],
-                        client=pipe,
-                    )
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
+            await run_scripts(self._client, self._script, calls)
+        except REDIS_FAILURES as exc:
             LIVE_CHANGES_DROPPED.inc(len(batch))
             log.warning("could not publish %d seat change(s) (%r)", len(batch), exc)
 
@@ -110,20 +106,22 @@ class RedisChangeFeed:
     """The ChangeFeed: one pub/sub connection per process carrying a shard-channel
     subscription per watched screening."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, client: RedisClient, prefix: str) -> None:
         self._client = client  # a client of its own: its connection stays in subscribed mode
         self._prefix = prefix
-        self._pubsub: aioredis.client.PubSub | None = None
+        self._pubsub: Any = None  # a PubSub; on a cluster a ClusterPubSub (one per node)
         self._subscribed = asyncio.Event()
         pattern = re.escape(prefix) + r"\{screening:(\d+)\}:live"
         self._channel = re.compile(pattern.encode())
 
     async def subscribe(self, screening_id: int) -> None:
-        if self._pubsub is None:
-            self._pubsub = self._client.pubsub()
         try:
+            if self._pubsub is None:
+                if isinstance(self._client, RedisCluster):
+                    await self._client.initialize()  # ssubscribe needs the slot map first
+                self._pubsub = self._client.pubsub()
             await self._pubsub.ssubscribe(channel(self._prefix, screening_id))
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise LiveUnavailable(f"live seat status unavailable: {exc}") from exc
         self._subscribed.set()
 
@@ -134,7 +132,7 @@ class RedisChangeFeed:
     async def last_id(self, screening_id: int) -> int:
         try:
             value = await self._client.get(counter_key(self._prefix, screening_id))
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise LiveUnavailable(f"live seat status unavailable: {exc}") from exc
         return int(value or 0)
 
@@ -148,12 +146,12 @@ class RedisChangeFeed:
             if pubsub is None:
                 raise FeedLost("not subscribed")
             try:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                message = await _next_message(pubsub)
                 now = time.monotonic()
                 if now - pinged >= PING_SECONDS:
                     pinged = now
-                    await pubsub.ping()
-            except (RedisError, OSError) as exc:
+                    await _ping(pubsub)
+            except REDIS_FAILURES as exc:
                 raise FeedLost(repr(exc)) from exc
             if message is None:
                 if now - heard > PING_SECONDS * PING_MISSES:
@@ -177,9 +175,26 @@ class RedisChangeFeed:
         self._subscribed.clear()
         if pubsub is not None:
             try:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
-            except (RedisError, OSError) as exc:
+                await pubsub.aclose()
+            except REDIS_FAILURES as exc:
                 log.info("closing the lost pub/sub connection: %r", exc)
 
     async def close(self) -> None:
         await self.reset()
+
+
+async def _next_message(pubsub: Any) -> Any:
+    if isinstance(pubsub, ClusterPubSub):  # a connection per node that owns a watched slot
+        if not pubsub.node_pubsub_mapping:  # nothing watched: upstream would spin (or raise)
+            await asyncio.sleep(0.2)
+            return None
+        return await pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=0.2)
+    return await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+
+
+async def _ping(pubsub: Any) -> None:
+    if isinstance(pubsub, ClusterPubSub):
+        for node_pubsub in list(pubsub.node_pubsub_mapping.values()):
+            await node_pubsub.ping()
+        return
+    await pubsub.ping()

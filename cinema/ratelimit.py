@@ -9,10 +9,7 @@ import math
 import time
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
-from cinema.holds import LUA_DIR
+from cinema.holds import LUA_DIR, REDIS_FAILURES, RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +28,7 @@ UNCHECKED = Verdict(allowed=True, checked=False)
 class RedisRateLimiter:
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         *,
         prefix: str,
         window_seconds: float = 60.0,
@@ -54,7 +51,7 @@ class RedisRateLimiter:
         key = f"{self._prefix}ratelimit:{limit_name}:{subject}"
         try:
             hits, ttl_ms = await self._script(keys=[key], args=[self._window_ms])
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             self._down_until = time.monotonic() + self._retry_after_failure
             log.warning("rate limit %s not checked, letting requests through: %s", limit_name, exc)
             return UNCHECKED

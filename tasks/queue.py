@@ -20,7 +20,8 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 from taskiq import ScheduledTask, TaskiqScheduler
 from taskiq.exceptions import ScheduledTaskCancelledError
 from taskiq.message import BrokerMessage
@@ -68,11 +69,20 @@ class TaskBroker(ListQueueBroker):
 
     Upstream's `listen` only catches the builtin ConnectionError, so a redis-py error
     escapes, the receiver restarts at once and logs in a tight loop while Redis is down.
+
+    With `cluster=True` the one client is a Redis Cluster client (upstream's
+    ListQueueClusterBroker has the same spinning `listen`); the queue is one key, so one slot.
     """
 
-    def __init__(self, url: str, queue_name: str, **connection_kwargs: Any) -> None:
+    def __init__(
+        self, url: str, queue_name: str, cluster: bool = False, **connection_kwargs: Any
+    ) -> None:
         super().__init__(url, queue_name=queue_name, **connection_kwargs)
-        self._client = Redis(connection_pool=self.connection_pool)
+        self._client: Any = (
+            RedisCluster.from_url(url, **connection_kwargs)
+            if cluster
+            else Redis(connection_pool=self.connection_pool)
+        )
 
     async def kick(self, message: BrokerMessage) -> None:
         await self._client.lpush(
@@ -83,13 +93,18 @@ class TaskBroker(ListQueueBroker):
         while True:
             try:
                 popped = await self._client.brpop([self.queue_name], timeout=_POP_TIMEOUT_SECONDS)
-            except (RedisError, OSError) as exc:
+            except (RedisError, RedisClusterException, OSError) as exc:
                 log.warning("task queue unreachable (%s); retrying", exc)
                 await asyncio.sleep(_RETRY_AFTER_SECONDS)
                 continue
             if popped is not None:
                 body = popped[1]
                 yield body if isinstance(body, bytes) else body.encode()
+
+    async def shutdown(self) -> None:
+        await super().shutdown()
+        if isinstance(self._client, RedisCluster):
+            await self._client.aclose()
 
 
 class TaskScheduleSource(ListRedisScheduleSource):
@@ -107,12 +122,22 @@ class TaskScheduleSource(ListRedisScheduleSource):
     4. A timed schedule is written and deleted in one pipelined round trip each, on one
        shared client (upstream builds a `Redis` object per call and decodes a schedule
        back before deleting it).
+    5. Every command goes through that one client, which with `cluster=True` is a Redis
+       Cluster client (upstream's RedisClusterScheduleSource SCANs every node for every
+       schedule on every tick). The caller gives a hash-tagged prefix, so all of it is in
+       one slot and MGET stays legal.
     """
 
-    def __init__(self, url: str, prefix: str, **connection_kwargs: Any) -> None:
+    def __init__(
+        self, url: str, prefix: str, cluster: bool = False, **connection_kwargs: Any
+    ) -> None:
         super().__init__(url, prefix=prefix, **connection_kwargs)
         self._scanned = False
-        self._client = Redis(connection_pool=self._connection_pool)
+        self._client: Any = (
+            RedisCluster.from_url(url, **connection_kwargs)
+            if cluster
+            else Redis(connection_pool=self._connection_pool)
+        )
 
     def _parse_time_key(self, key: str) -> dt.datetime | None:
         stamp = key.removeprefix(f"{self._prefix}:time:")
@@ -123,15 +148,62 @@ class TaskScheduleSource(ListRedisScheduleSource):
 
     async def _get_previous_time_schedules(self) -> list[bytes]:
         if not self._scanned:
-            found = await super()._get_previous_time_schedules()
+            found = await self._scan_past_schedules()
             self._scanned = True
             if found:
                 log.info("found %d expiry schedule(s) due while no scheduler ran", len(found))
             return found
         previous_minute = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
-        async with Redis(connection_pool=self._connection_pool) as conn:
-            ids = await conn.lrange(self._get_time_key(previous_minute), 0, -1)
-        return [i if isinstance(i, bytes) else i.encode() for i in ids]
+        ids = await self._client.lrange(self._get_time_key(previous_minute), 0, -1)
+        return [_bytes(i) for i in ids]
+
+    async def _scan_past_schedules(self) -> list[bytes]:
+        minute_before = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+        minute_before -= dt.timedelta(minutes=1)
+        time_keys = []
+        async for key in self._client.scan_iter(match=f"{self._prefix}:time:*"):
+            due = self._parse_time_key(_bytes(key).decode())
+            if due is not None and due <= minute_before:
+                time_keys.append(key)
+        found: list[bytes] = []
+        for key in time_keys:
+            found.extend(_bytes(i) for i in await self._client.lrange(key, 0, -1))
+        return found
+
+    async def get_schedules(self) -> list[ScheduledTask]:
+        """The timed schedules of this minute (and the previous one), and cron/interval
+        ones, read with the shared client."""
+        timed = await self._get_previous_time_schedules()
+        now = dt.datetime.now(dt.UTC)
+        ids = [
+            *await self._client.lrange(self._get_cron_key(), 0, -1),
+            *await self._client.lrange(self._get_interval_key(), 0, -1),
+            *timed,
+            *await self._client.lrange(self._get_time_key(now), 0, -1),
+        ]
+        raw: list[Any] = []
+        for start in range(0, len(ids), self._buffer_size):
+            chunk = ids[start : start + self._buffer_size]
+            keys = [self._get_data_key(_bytes(i).decode()) for i in chunk]
+            raw.extend(await self._client.mget(keys))
+        return [ScheduledTask.model_validate(self._serializer.loadb(r)) for r in raw if r]
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        raw = await self._client.getdel(self._get_data_key(schedule_id))
+        if raw is None:
+            return
+        schedule = ScheduledTask.model_validate(self._serializer.loadb(raw))
+        if schedule.cron is not None:
+            await self._client.lrem(self._get_cron_key(), 0, schedule_id)
+        elif schedule.time is not None:
+            await self._client.lrem(self._get_time_key(schedule.time), 0, schedule_id)
+        elif schedule.interval:
+            await self._client.lrem(self._get_interval_key(), 0, schedule_id)
+
+    async def shutdown(self) -> None:
+        await super().shutdown()
+        if isinstance(self._client, RedisCluster):
+            await self._client.aclose()
 
     async def pre_send(self, task: ScheduledTask) -> None:
         claimed = await self._client.set(
@@ -178,6 +250,10 @@ class TaskScheduleSource(ListRedisScheduleSource):
             await pipe.execute()
 
 
+def _bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
 class TaskQueue:
     """Broker + schedule source + scheduler, and the expiry task; the follow-up tasks
     register themselves on the same broker (tasks/follow_ups.py).
@@ -186,14 +262,22 @@ class TaskQueue:
     receiver and the scheduler (tasks/loop.py), after `serve(handler)`.
     """
 
-    def __init__(self, redis_url: str, key_prefix: str, timeout_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        key_prefix: str,
+        timeout_seconds: float = 5.0,
+        cluster: bool = False,
+    ) -> None:
         connection: dict[str, Any] = {
             "socket_connect_timeout": timeout_seconds,
             "socket_timeout": max(timeout_seconds, _POP_TIMEOUT_SECONDS + 4),
         }
-        self.broker = TaskBroker(redis_url, queue_name=f"{key_prefix}taskiq:expiry", **connection)
+        # On a cluster every Taskiq key shares one hash tag: one slot, one node.
+        base = f"{{{key_prefix}taskiq}}:" if cluster else f"{key_prefix}taskiq:"
+        self.broker = TaskBroker(redis_url, f"{base}expiry", cluster, **connection)
         self.schedules = TaskScheduleSource(
-            redis_url, prefix=f"{key_prefix}taskiq:schedule", **connection
+            redis_url, prefix=f"{base}schedule", cluster=cluster, **connection
         )
         self.scheduler = TaskiqScheduler(self.broker, sources=[self.schedules])
         self._handler: ExpireHandler | None = None

@@ -137,7 +137,9 @@ async def make_api(database_url: str, redis_prefix: str, users: Users) -> AsyncI
     staff = await users.one(staff=True)
 
     async def factory(app: web.Application | None = None, **overrides: Any) -> ApiClient:
-        settings = make_settings(database_url, redis_prefix, **overrides)
+        # database_url= may name another way in (tests/test_pgbouncer.py: through PgBouncer)
+        url = overrides.pop("database_url", database_url)
+        settings = make_settings(url, redis_prefix, **overrides)
         server = TestServer(app or init_app(settings), host="127.0.0.1")
         await server.start_server()
         servers.append(server)
@@ -157,7 +159,9 @@ async def api(make_api: AppFactory) -> ApiClient:
     return await make_api()
 
 
-# Payment fixtures live in their own module; importing them here registers them.
+# Fixtures of their own modules; importing them here registers them. The Redis Cluster
+# (tests/test_cluster.py) and PgBouncer (tests/test_pgbouncer.py) start on first use.
+from tests.cluster_fixtures import redis_cluster  # noqa: E402, F401
 from tests.payment_fixtures import (  # noqa: E402, F401
     localstripe_url,
     make_pay_api,
@@ -166,3 +170,4 @@ from tests.payment_fixtures import (  # noqa: E402, F401
     smtp,
     stripe_fake,
 )
+from tests.pgbouncer_fixtures import pgbouncer  # noqa: E402, F401

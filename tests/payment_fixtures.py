@@ -237,7 +237,8 @@ async def make_pay_api(
             "smtp_port": smtp.port,
         }
         values.update(overrides)
-        app = init_app(make_settings(database_url, redis_prefix, **values))
+        url = values.pop("database_url", database_url)  # e.g. through PgBouncer
+        app = init_app(make_settings(url, redis_prefix, **values))
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))

@@ -11,7 +11,7 @@ from cinema.store.pool import ensure_database
 
 # db/ at the top level of the repository; a wheel carries it inside the package as cinema._db.
 MIGRATIONS_DIR = files("cinema._db")
-# Any fixed 64-bit number: every migrating process queues on this session-level advisory lock.
+# Any fixed 64-bit number: every migrating process queues on this advisory lock (per file).
 _MIGRATION_LOCK = 0x43494E454D41
 
 
@@ -26,13 +26,20 @@ def migration_files(directory: Traversable = MIGRATIONS_DIR) -> list[Traversable
 
 
 async def migrate(dsn: str, directory: Traversable = MIGRATIONS_DIR) -> list[str]:
-    """Apply pending migrations; return the names applied by this call."""
+    """Apply pending migrations; return the names applied by this call.
+
+    One transaction holds a transaction-scoped advisory lock from the check of what is
+    applied to the end, so concurrent migrators wait for each other, also through PgBouncer
+    in transaction mode (a session lock would stay on whichever server connection took it,
+    and its unlock could land on another). Each file runs in a savepoint: a file that fails
+    leaves the ones before it applied. No named prepared statements, for PgBouncer too."""
     await ensure_database(dsn)
-    conn = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(dsn, statement_cache_size=0)
     applied: list[str] = []
+    failure: BaseException | None = None
     try:
-        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
-        try:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
             await conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
                 " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
@@ -41,14 +48,18 @@ async def migrate(dsn: str, directory: Traversable = MIGRATIONS_DIR) -> list[str
             for path in migration_files(directory):
                 if path.name in done:
                     continue
-                async with conn.transaction():
-                    await conn.execute(path.read_text())
-                    await conn.execute(
-                        "INSERT INTO schema_migrations (name) VALUES ($1)", path.name
-                    )
+                try:
+                    async with conn.transaction():  # a savepoint
+                        await conn.execute(path.read_text())
+                        await conn.execute(
+                            "INSERT INTO schema_migrations (name) VALUES ($1)", path.name
+                        )
+                except asyncpg.PostgresError as exc:
+                    failure = exc  # commit the files before it, then report it
+                    break
                 applied.append(path.name)
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
     finally:
         await conn.close()
+    if failure is not None:
+        raise failure
     return applied

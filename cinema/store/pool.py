@@ -161,9 +161,14 @@ async def _keep_session(conn: Any) -> None:
     one more round trip and transaction per request, buys nothing."""
 
 
-async def create_pool(dsn: str, min_size: int, max_size: int) -> Pool:
+async def create_pool(
+    dsn: str, min_size: int, max_size: int, *, statement_cache_size: int = 100
+) -> Pool:
+    """`statement_cache_size=0` behind PgBouncer in transaction mode: a named prepared
+    statement lives in one server connection, and the next transaction may get another."""
     raw = await asyncpg.create_pool(
         dsn,
+        statement_cache_size=statement_cache_size,
         min_size=min(min_size, max_size),
         max_size=max_size,
         init=_init_connection,

@@ -1,0 +1,174 @@
+"""A real Redis Cluster on loopback for tests: 3 masters and 3 replicas from Debian's
+`redis-server`, built with `redis-cli --cluster create`, stopped at the end of the session.
+Any test may kill a master (`kill_master_of`) and bring it back (`restart`)."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+NODES = 6
+NODE_TIMEOUT_MS = 2000  # how long a silent master stays a master: the failover's floor
+_BUS_OFFSET = 10000  # Redis Cluster's bus listens on port + 10000
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_cluster_ports(count: int) -> list[int]:
+    """Ports whose cluster-bus port (port + 10000) is free too."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = random.randint(20000, 29999)
+        if port not in ports and _bindable(port) and _bindable(port + _BUS_OFFSET):
+            ports.append(port)
+    return ports
+
+
+def _cli(port: int, *args: str, timeout: float = 10) -> str:
+    done = subprocess.run(
+        ["redis-cli", "-p", str(port), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return done.stdout
+
+
+def wait_for_sync(predicate: object, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not within {within} s: {what}")
+        time.sleep(0.1)
+
+
+@dataclass
+class RedisClusterProcs:
+    workdir: Path
+    ports: list[int] = field(default_factory=list)
+    procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def start_node(self, port: int) -> None:
+        log = (self.workdir / f"redis-{port}.log").open("ab")
+        self.procs[port] = subprocess.Popen(
+            [
+                *("redis-server", "--port", str(port), "--bind", "127.0.0.1"),
+                *("--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf"),
+                *("--cluster-node-timeout", str(NODE_TIMEOUT_MS)),
+                # A replica may take over however long its master has been gone.
+                *("--cluster-replica-validity-factor", "0"),
+                *("--repl-diskless-sync-delay", "0"),
+                *("--save", "", "--appendonly", "no", "--dir", str(self.workdir)),
+                *("--maxclients", "4000"),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for_sync(lambda: _cli(port, "ping").strip() == "PONG", 15, f"redis on {port}")
+
+    def start(self) -> RedisClusterProcs:
+        self.ports = free_cluster_ports(NODES)
+        for port in self.ports:
+            self.start_node(port)
+        subprocess.run(
+            [
+                *("redis-cli", "--cluster", "create"),
+                *(f"127.0.0.1:{p}" for p in self.ports),
+                *("--cluster-replicas", "1", "--cluster-yes"),
+            ],
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
+        self.wait_healthy()
+        return self
+
+    def state_ok(self, port: int) -> bool:
+        return "cluster_state:ok" in _cli(port, "cluster", "info")
+
+    def masters(self) -> list[int]:
+        """Ports of the masters that own slots, as the first live node sees them."""
+        alive = next(p for p in self.ports if p in self.procs)
+        found = []
+        for line in _cli(alive, "cluster", "nodes").splitlines():
+            parts = line.split()
+            if len(parts) > 8 and "master" in parts[2] and "fail" not in parts[2]:
+                port = int(parts[1].split("@")[0].split(":")[1])
+                if port in self.procs:  # a killed master keeps its slots until the failover
+                    found.append(port)
+        return sorted(found)
+
+    def replica_synced(self, port: int) -> bool:
+        info = _cli(port, "info", "replication")
+        return "role:master" in info or "master_link_status:up" in info
+
+    def wait_healthy(self, within: float = 60) -> None:
+        """Every running node says cluster_state:ok and sees three live masters with slots,
+        and every replica has synced (a replica that never synced cannot take over)."""
+        wait_for_sync(
+            lambda: (
+                all(self.state_ok(p) and self.replica_synced(p) for p in self.procs)
+                and len(self.masters()) == 3
+            ),
+            within,
+            "cluster_state:ok on every node",
+        )
+
+    def master_of_slot(self, slot: int) -> int:
+        alive = next(p for p in self.ports if p in self.procs)
+        for line in _cli(alive, "cluster", "nodes").splitlines():
+            parts = line.split()
+            if len(parts) < 9 or "master" not in parts[2] or "fail" in parts[2]:
+                continue
+            for spec in parts[8:]:
+                low, _, high = spec.partition("-")
+                if low.isdigit() and int(low) <= slot <= int(high or low):
+                    return int(parts[1].split("@")[0].split(":")[1])
+        raise LookupError(f"no master owns slot {slot}")
+
+    def kill(self, port: int) -> None:
+        proc = self.procs.pop(port)
+        proc.kill()
+        proc.wait(timeout=10)
+
+    def restart(self, port: int) -> None:
+        """Bring a killed node back (it rejoins from its nodes.conf, as a replica now)."""
+        self.start_node(port)
+
+    def stop(self) -> None:
+        for port in list(self.procs):
+            self.kill(port)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterProcs]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    workdir = Path(tempfile.mkdtemp(prefix="cinema-cluster-"))
+    cluster = RedisClusterProcs(workdir)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+        shutil.rmtree(workdir, ignore_errors=True)

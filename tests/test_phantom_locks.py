@@ -441,5 +441,8 @@ async def test_hot_seat_one_201_and_losers_open_no_postgres_transaction(
     assert solo == {201: 1}
     assert burst == {201: 1, 409: 99}
     # The same work as one lone booking: the 99 losers cost PostgreSQL nothing.
-    assert burst_xacts - solo_xacts == 0
+    # At most the lone buyer's count: 99 losers reaching PostgreSQL would add 99; the
+    # other way round, a background statement landing in the lone arm (seen once under load:
+    # 5 against 3) says nothing about losers.
+    assert burst_xacts <= solo_xacts, (solo_xacts, burst_xacts)
     assert len(await assert_invariants(database_url, screening_id)) == 1

@@ -20,7 +20,8 @@ from cinema.store import audit as store_audit
 from cinema.store.pool import Pool
 from tests.client import ApiClient
 from tests.conftest import Users
-from tests.payment_fixtures import deliver, paid_event
+from tests.payment_fixtures import CARD_OK, deliver, paid_event, wait_status
+from tests.refund_helpers import paid_booking, refund_event, refund_object, send
 from tests.test_checkin import CONFIRM, check_in, user_id_of
 
 AUDIT = "/api/admin/audit/"
@@ -269,3 +270,63 @@ async def test_only_admins_read_it_and_bad_parameters_are_400(api: ApiClient, us
         assert reply.status == 400, (bad, reply)
         assert reply.body["error"]["code"] == "validation_error", (bad, reply)
     assert (await api.get(f"{AUDIT}?utm_source=x", token=api.staff_token)).status == 200
+
+
+async def test_refunds_through_the_api_are_recorded_with_who_asked(
+    pay_api: Any, stripe_fake: Any, users: Users, pool: Pool
+) -> None:
+    """A box-office refund, a customer's own cancel (refunded), the provider's answer: each
+    with its actor, and the sales report counts them by source."""
+    api = pay_api.client
+    clerk = await users.one(role=Role.BOX_OFFICE)
+    owner, canceller = await users.create(2)
+    # Three days ahead: inside CUSTOMER_CANCEL_HOURS' window for the customer's cancel.
+    booking, made = await paid_booking(api, stripe_fake, owner, 2, starts_in=timedelta(days=3))
+    refunded = await api.post(
+        f"/api/admin/bookings/{booking['id']}/refund",
+        {"reason": "seat broken", "seat_ids": [made.seat_ids[0]]},
+        token=clerk,
+        headers={"X-Request-ID": "req-clerk-refund"},
+    )
+    assert refunded.status == 200, refunded
+    [refund] = refunded.body["refunds"]
+    mine = await api.book(canceller, made.id, made.seat_ids[2:3])
+    assert mine.status == 201, mine
+    assert await stripe_fake.pay(mine.body["payment"]["payment_intent_id"], CARD_OK) == "succeeded"
+    await wait_status(api, canceller, mine.body["id"], "CONFIRMED")
+    cancelled = await api.delete(f"/api/bookings/{mine.body['id']}/", token=canceller)
+    assert cancelled.status == 200, cancelled
+    event = refund_event(
+        "refund.updated",
+        refund_object(refund, booking["payment"]["payment_intent_id"], "succeeded"),
+    )
+    assert (await send(api, event))["outcome"] == "refund_updated"
+
+    staff = await entries(api, f"?booking_id={booking['id']}&action=refund.created")
+    assert [(e["actor_id"], e["actor_role"], e["request_id"]) for e in staff] == [
+        (user_id_of(clerk), "box_office", "req-clerk-refund")
+    ]
+    assert staff[0]["after"]["reason"] == "seat broken"
+    tickets = await entries(api, f"?booking_id={booking['id']}&action=ticket.refunded")
+    assert [e["after"]["seat_id"] for e in tickets] == [made.seat_ids[0]]
+    done = await entries(api, f"?booking_id={booking['id']}&action=refund.refunded")
+    assert [(e["actor_role"], e["before"]["status"]) for e in done] == [
+        ("payment_provider", "pending")
+    ]
+    own = await entries(api, f"?booking_id={mine.body['id']}&action=refund.created")
+    assert [(e["actor_id"], e["actor_role"]) for e in own] == [(user_id_of(canceller), "customer")]
+    assert own[0]["after"]["source"] == "customer"
+
+    report = await api.get(f"/api/admin/screenings/{made.id}/report", token=api.staff_token)
+    by_source = report.body["refunds"]["by_source"]
+    assert by_source["staff"]["amount_minor"] == refund["amount_minor"]
+    assert by_source["customer"]["amount_minor"] == mine.body["total_minor"]
+    kept = report.body["revenue"]
+    assert kept["refunded_minor"] == refund["amount_minor"]
+    assert kept["kept_minor"] == booking["total_minor"] - refund["amount_minor"]
+    written = await pool.fetchval(
+        "SELECT count(*) FROM refunds r JOIN bookings b ON b.id = r.booking_id"
+        " WHERE b.screening_id = $1",
+        made.id,
+    )
+    assert report.body["refunds"]["count"] == written == 2

@@ -247,3 +247,18 @@ def test_the_started_rule_stops_every_success() -> None:
         )
         assert not rules.can_transition(over, BookingStatus.CANCELLED)
     assert rules.can_transition(BookingStatus.CONFIRMED, BookingStatus.NO_SHOW)
+
+
+async def test_a_cancelled_screening_is_left_to_its_refunds(
+    api: ApiClient, users: Users, pool: Pool
+) -> None:
+    """Its bookings are the cancellation's to refund: finished first, they could not be."""
+    screening = await short_screening(api)
+    booking = await confirmed(api, pool, await users.one(), screening.id, screening.seat_ids[:1])
+    await move_start(pool, screening.id, timedelta(minutes=5))
+    await pool.execute("UPDATE screenings SET cancelled_at = now() WHERE id = $1", screening.id)
+    store = PgBookingStore(pool)
+    while await store.finish_ended(100):
+        pass  # other tests' ended screenings
+    status = await pool.fetchval("SELECT status FROM bookings WHERE id = $1", booking["id"])
+    assert status == "CONFIRMED"

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import random
@@ -198,14 +199,28 @@ async def _watch(url: str, count: int, first: int, every: int, conn: Connection)
     conn.send(("done", latencies.tobytes(), answer))
 
 
-def viewer_process(url: str, count: int, first: int, every: int, conn: Connection) -> None:
+def pin(pid: int, cpus: set[int] | None) -> None:
+    """Every thread of `pid` onto `cpus` (threads started later inherit it)."""
+    if not cpus:
+        return
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(int(task.name), cpus)
+
+
+def viewer_process(
+    url: str, count: int, first: int, every: int, cpus: set[int] | None, conn: Connection
+) -> None:
+    pin(os.getpid(), cpus)
     asyncio.run(_watch(url, count, first, every, conn))
 
 
 class ViewerFleet:
     """--viewer-procs processes holding `viewers` streams of one screening between them."""
 
-    def __init__(self, url: str, viewers: int, procs: int, every: int) -> None:
+    def __init__(
+        self, url: str, viewers: int, procs: int, every: int, cpus: set[int] | None
+    ) -> None:
         context = multiprocessing.get_context("spawn")
         share = [viewers // procs + (i < viewers % procs) for i in range(procs)]
         self.pipes: list[Connection] = []
@@ -213,7 +228,7 @@ class ViewerFleet:
         for i, count in enumerate(share):
             parent, child = context.Pipe()
             proc = context.Process(
-                target=viewer_process, args=(url, count, sum(share[:i]), every, child)
+                target=viewer_process, args=(url, count, sum(share[:i]), every, cpus, child)
             )
             proc.start()
             self.pipes.append(parent)
@@ -382,7 +397,11 @@ class Bench:
             url = f"{server.url}/api/screenings/{screening_id}/events"
             began = time.perf_counter()
             fleet = ViewerFleet(
-                url, self.args.viewers, self.args.viewer_procs, self.args.parse_every
+                url,
+                self.args.viewers,
+                self.args.viewer_procs,
+                self.args.parse_every,
+                self.args.load_cpus,
             )
             report["viewers"] = await fleet.ready()
             report["viewers"]["connect_seconds"] = round(time.perf_counter() - began, 1)
@@ -475,9 +494,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     bench = Bench(args, servers)
     arms: list[dict[str, Any]] = []
+    usable = sorted(os.sched_getaffinity(0))
     try:
         for server in servers.values():
             server.start(with_worker=False)
+            parent = [server.proc.pid] if server.proc is not None else []
+            for pid in parent + server.api_pids():
+                pin(pid, args.api_cpus)
+        pin(os.getpid(), args.load_cpus)  # the buyers
         await bench.prepare(dsn, secret)
         for round_no in range(args.rounds):
             for label in ("on", "off", "viewers"):
@@ -497,13 +521,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "api_processes_per_server": args.workers,
         "sse_batch_seconds": args.batch_seconds,
         "cores": os.cpu_count(),
-        "cores_usable": sorted(os.sched_getaffinity(0)),
-        "note": "API, viewers, buyers, PostgreSQL and Redis share the machine's cores (no"
-        " pinning); the machine is shared with other agents' work",
+        "cores_usable": usable,
+        "api_cpus": sorted(args.api_cpus or usable),
+        "viewer_and_buyer_cpus": sorted(args.load_cpus or usable),
+        "note": "PostgreSQL and Redis run on every core; the machine is shared with other"
+        " agents' work (see loadavg)",
         "summary": _summary(arms),
         "arms": arms,
         "loadavg": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def _cpus(text: str) -> set[int]:
+    return {int(c) for c in text.split(",") if c}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -515,6 +545,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="API processes per server")
     parser.add_argument("--pool", type=int, default=20, help="DB_POOL_MAX per API process")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--api-cpus", type=_cpus, help="pin the API processes, e.g. 0")
+    parser.add_argument("--load-cpus", type=_cpus, help="pin viewers and buyers, e.g. 1")
     parser.add_argument("--batch-seconds", type=float, default=0.05, help="SSE_BATCH_SECONDS")
     parser.add_argument(
         "--parse-every", type=int, default=10, help="every Nth viewer parses events (latency)"

@@ -436,7 +436,8 @@ async def worker_loop(settings: Settings) -> AsyncIterator[WorkerLoop]:
             + (core.mailer.sweep,)
             # Cancelled screenings' bookings not ended yet, refunds the provider has not
             # taken yet (it was down, or their process died), refund emails not sent.
-            + (core.cancellations.sweep, core.refunds.retry_due, core.refund_mailer.sweep),
+            + (core.cancellations.sweep, core.refunds.retry_due, core.refund_mailer.sweep)
+            + (core.refunds.release_refunded_seats,),
         )
 
 

@@ -47,8 +47,8 @@ _UNREACHABLE: tuple[type[Exception], ...] = (
 RedisClient = aioredis.Redis | RedisCluster
 # mark_sold.lua writes "sold|": released as if "sold" were its holder's token.
 SOLD_HOLDER = "sold"
-# How long an unreachable Redis is retried for a refund's sold markers (the worker's refund
-# sweep clears them again; docs/concurrency.md R.3).
+# How long an unreachable Redis is retried for a refund's sold markers (the worker's sweep
+# clears those of the last 15 minutes again; docs/concurrency.md R.3).
 SOLD_RELEASE_RETRY = timedelta(minutes=10)
 
 

@@ -11,6 +11,8 @@ import pytest
 
 from cinema.api.keys import REFUNDS
 from cinema.auth.model import Role
+from cinema.refunds.model import RefundRequest, RefundSource
+from cinema.store.refunds import PgRefundStore
 from tests.client import wait_for
 from tests.payment_fixtures import free_port
 from tests.refund_helpers import (
@@ -21,6 +23,7 @@ from tests.refund_helpers import (
     send,
 )
 from tests.test_checkin import check_in
+from tests.test_refund_store import shares_of
 
 FEES = {"per_ticket": "0.35", "percent": "2.5"}
 
@@ -300,3 +303,57 @@ async def test_a_webhook_before_the_provider_id_is_stored_finds_its_refund(
     await pool.execute("UPDATE refunds SET next_attempt_at = now() WHERE id = $1", refund["id"])
     await pay_api.app[REFUNDS].retry_due()
     assert await stripe_fake.refunds(intent_id) == []  # nothing sent twice
+
+
+@pytest.mark.parametrize(
+    ("currency", "price", "fees", "share", "stripe_share"),
+    [
+        # 0 decimals: 3 x 1,000 JPY + 3 % -> 3,090; a ticket's share 1,030 (Stripe: 1030)
+        ("jpy", "1000", {"per_ticket": "0", "percent": "3"}, 1030, 1030),
+        # 3 decimals: 3 x 3.330 KWD + 0.2 % -> 10.00998, rounded once to the charge unit 0.010:
+        # 10.010; shares 3.340 / 3.340 / 3.330, the middle seat's 3.340 (Stripe: 3340)
+        ("kwd", "3.330", {"per_ticket": "0", "percent": "0.2"}, 3340, 3340),
+    ],
+)
+async def test_partial_refunds_are_exact_in_zero_and_three_decimal_currencies(
+    pay_api: Any, stripe_fake: Any, users: Any, pool: Any, clerk: str,
+    currency: str, price: str, fees: dict[str, str], share: int, stripe_share: int,
+) -> None:  # fmt: skip
+    api = pay_api.client
+    booking, made = await paid_booking(
+        api, stripe_fake, await users.one(), 3, currency=currency,
+        prices={"standard": price}, fees=fees,
+    )  # fmt: skip
+    intent_id = booking["payment"]["payment_intent_id"]
+    seats = made.seat_ids[:3]
+    one = await api.post(
+        refund_path(booking["id"]), {"reason": "x", "seat_ids": [seats[1]]}, token=clerk
+    )
+    assert one.status == 200, one
+    assert one.body["refunded_minor"] == share
+    [first] = await stripe_fake.refunds(intent_id)
+    assert first.amount == stripe_share
+    rest = await api.post(refund_path(booking["id"]), {"reason": "rest"}, token=clerk)
+    assert rest.status == 200, rest
+    state = await refund_invariant(pool, booking["id"])
+    assert state["refunded_minor"] == state["amount"] == booking["amount_minor"]
+    at_stripe = await stripe_fake.refunds(intent_id)
+    intent = await stripe_fake.intent(intent_id)
+    assert sum(r.amount for r in at_stripe) == intent.amount
+
+
+async def test_the_worker_sweep_frees_sold_markers_a_dead_process_left(
+    pay_api: Any, stripe_fake: Any, users: Any, pool: Any
+) -> None:
+    """The refund committed but its process died before clearing Redis (simulated: the
+    store's transaction alone): Redis still says sold until the worker's sweep runs."""
+    api = pay_api.client
+    booking, made = await paid_booking(api, stripe_fake, await users.one(), 1)
+    request = RefundRequest(booking["id"], "x", RefundSource.STAFF, None)
+    recorded = await PgRefundStore(pool).record(request, shares_of(booking), whole=True)
+    assert recorded.refused is None
+    buyer = await users.one()
+    refused = await api.book(buyer, made.id, made.seat_ids[:1])
+    assert refused.status == 409, refused  # the sold marker: Redis says no
+    assert await pay_api.app[REFUNDS].release_refunded_seats() >= 1
+    assert (await api.book(buyer, made.id, made.seat_ids[:1])).status == 201

@@ -12,14 +12,18 @@ from datetime import timedelta
 from typing import Any
 
 from cinema.api.report import CSV_COLUMNS
+from cinema.audit import ACTOR, Actor
 from cinema.auth.model import Role
 from cinema.booking.model import BookingStatus
+from cinema.refunds.model import RefundRequest, RefundSource
 from cinema.store.bookings import PgBookingStore
 from cinema.store.pool import Pool
+from cinema.store.refunds import PgRefundStore
 from tests.client import ApiClient
 from tests.conftest import Users
-from tests.test_checkin import CONFIRM, check_in
+from tests.test_checkin import CONFIRM, check_in, user_id_of
 from tests.test_lifecycle import move_start
+from tests.test_refund_store import shares_of
 
 LAYOUT = {
     "rows": [
@@ -157,12 +161,15 @@ async def test_every_kind_of_booking_adds_up(api: ApiClient, users: Users, pool:
             "discount_minor": promo_booking["discount_minor"],
         }
     ]
+    late = {"amount": refunded["total"], "amount_minor": refunded["total_minor"]}
     assert body["refunds"] == {
         "count": 1,
         "pending": 0,
-        "amount": refunded["total"],
-        "amount_minor": refunded["total_minor"],
+        "failed": 0,
+        **late,
+        "by_source": {"late_payment": {"count": 1, **late}},
     }
+    assert (revenue["refunded_minor"], revenue["kept_minor"]) == (0, revenue["net_minor"])
     assert body["no_shows"] == {"bookings": 0, "tickets": 0}
     assert_matches_table(body, await table_says(pool, sid))
 
@@ -222,6 +229,70 @@ async def test_general_admission_places(api: ApiClient, users: Users, pool: Pool
     ]
     assert body["revenue"]["net"] == "40.00"
     assert_matches_table(body, await table_says(pool, sid))
+
+
+async def test_refunds_come_from_the_refunds_table(
+    api: ApiClient, users: Users, pool: Pool
+) -> None:
+    """A partial refund by staff and a whole one by a customer's cancel: the refunds table's
+    figures, the refunded tickets out of the lines, kept = net - partial refunds."""
+    screening = await api.new_screening(fees={"per_ticket": "0.50"})
+    sid, seats = screening.id, screening.seat_ids
+    partial_owner, whole_owner = await users.create(2)
+    partial = await book(api, partial_owner, sid, seat_ids=seats[:3])
+    whole = await book(api, whole_owner, sid, seat_ids=seats[3:5])
+    for b in (partial, whole):
+        await pool.execute(CONFIRM, b["id"])
+    store = PgRefundStore(pool)
+    shares = shares_of(partial)
+    staff = ACTOR.set(Actor(user_id_of(api.staff_token), "admin", "req-refund", "10.1.2.3"))
+    try:
+        one = RefundRequest(partial["id"], "seat broken", RefundSource.STAFF, None, (seats[1],))
+        assert (await store.record(one, shares, whole=False)).refused is None
+    finally:
+        ACTOR.reset(staff)
+    all_of_it = RefundRequest(whole["id"], "cannot come", RefundSource.CUSTOMER, None)
+    assert (await store.record(all_of_it, shares_of(whole), whole=True)).refused is None
+
+    body = await report(api, sid)
+    assert body["places"]["sold"] == 2  # seats 1 and 3 of the partial booking
+    assert body["bookings"]["cancelled_by_reason"] == {"refunded": 1}
+    assert [line["tickets"] for line in body["revenue"]["lines"]] == [2]
+    revenue = body["revenue"]
+    assert revenue["net_minor"] == partial["total_minor"]
+    assert revenue["refunded_minor"] == shares[seats[1]]
+    assert revenue["kept_minor"] == partial["total_minor"] - shares[seats[1]]
+    refunds = body["refunds"]
+    # No payment provider here: nothing to give back at one, so done at once (db/013).
+    assert (refunds["count"], refunds["pending"], refunds["failed"]) == (2, 0, 0)
+    assert refunds["amount_minor"] == shares[seats[1]] + whole["total_minor"]
+    assert refunds["by_source"]["staff"]["amount_minor"] == shares[seats[1]]
+    assert refunds["by_source"]["customer"]["amount_minor"] == whole["total_minor"]
+    table = await pool.fetchval(
+        "SELECT sum(r.amount_minor) FROM refunds r JOIN bookings b ON b.id = r.booking_id"
+        " WHERE b.screening_id = $1",
+        sid,
+    )
+    assert refunds["amount_minor"] == table
+
+    # The audit log has each step, the staff's with who asked.
+    found = await api.get(f"/api/admin/audit/?booking_id={partial['id']}", token=api.staff_token)
+    actions = [e["action"] for e in found.body]
+    assert actions[:3] == ["booking.payment_refunded", "ticket.refunded", "refund.created"]
+    created = found.body[2]
+    assert (created["actor_role"], created["request_id"], created["client_address"]) == (
+        "admin",
+        "req-refund",
+        "10.1.2.3",
+    )
+    assert created["after"]["amount_minor"] == shares[seats[1]]
+    assert found.body[1]["after"]["seat_id"] == seats[1]
+    assert found.body[0]["after"]["refunded_minor"] == shares[seats[1]]
+    ended = await api.get(
+        f"/api/admin/audit/?booking_id={whole['id']}&action=booking.cancelled",
+        token=api.staff_token,
+    )
+    assert [e["after"]["cancel_reason"] for e in ended.body] == ["refunded"]
 
 
 async def test_admins_only_and_bad_input(api: ApiClient, users: Users) -> None:

@@ -56,6 +56,8 @@ def report_json(r: SalesReport) -> dict[str, Any]:
             **_money("discounts", r.discounts, cur),
             **_money("fees", r.fees, cur),
             **_money("net", r.net, cur),
+            **_money("refunded", r.sold_refunded, cur),
+            **_money("kept", r.kept, cur),
         },
         "promo_codes": [
             {"code": p.code, "bookings": p.bookings, **_money("discount", p.discount, cur)}
@@ -64,7 +66,12 @@ def report_json(r: SalesReport) -> dict[str, Any]:
         "refunds": {
             "count": r.refunds,
             "pending": r.refunds_pending,
+            "failed": r.refunds_failed,
             **_money("amount", r.refunded, cur),
+            "by_source": {
+                source: {"count": n, **_money("amount", minor, cur)}
+                for source, (n, minor) in sorted(r.refunds_by_source.items())
+            },
         },
         "no_shows": {"bookings": r.no_show_bookings, "tickets": r.no_show_tickets},
     }
@@ -101,9 +108,16 @@ def report_rows(r: SalesReport) -> list[tuple[Any, ...]]:
         money("totals", "discounts", "", "", r.discounts),
         money("totals", "fees", "", "", r.fees),
         money("totals", "net", "", r.sold_bookings, r.net),
+        money("totals", "refunded", "", "", r.sold_refunded),
+        money("totals", "kept", "", "", r.kept),
     ]
     rows += [money("promo_code", p.code, "", p.bookings, p.discount) for p in r.promo_codes]
     rows.append(money("refunds", "refunds", f"{r.refunds_pending} pending", r.refunds, r.refunded))
+    rows += [
+        money("refunds", source, "", n, minor)
+        for source, (n, minor) in sorted(r.refunds_by_source.items())
+    ]
+    rows.append(("refunds", "failed", "", r.refunds_failed, "", "", ""))
     rows += [
         ("no_shows", "bookings", "", r.no_show_bookings, "", "", ""),
         ("no_shows", "tickets", "", r.no_show_tickets, "", "", ""),

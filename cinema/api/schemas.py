@@ -699,6 +699,10 @@ class RevenueOut(Model):
     fees_minor: int
     net: str  # gross - discounts + fees: what the sold bookings were charged
     net_minor: int
+    refunded: str  # of the sold bookings' charges, refunded since (partial refunds)
+    refunded_minor: int
+    kept: str  # net - refunded
+    kept_minor: int
 
 
 class PromoLineOut(Model):
@@ -708,11 +712,21 @@ class PromoLineOut(Model):
     discount_minor: int
 
 
-class RefundsOut(Model):
+class RefundSourceOut(Model):
     count: int
-    pending: int
     amount: str
     amount_minor: int
+
+
+class RefundsOut(Model):
+    """Refunds of the screening's bookings, made or pending (failed ones apart)."""
+
+    count: int
+    pending: int
+    failed: int
+    amount: str
+    amount_minor: int
+    by_source: dict[str, RefundSourceOut]  # staff, customer, screening, late_payment
 
 
 class NoShowsOut(Model):

@@ -49,16 +49,25 @@ class SalesReport:
     discounts: int
     fees: int
     net: int  # what the sold bookings were charged: gross - discounts + fees
+    sold_refunded: int  # refunded so far of the sold bookings (partial refunds)
     promo_codes: tuple[PromoLine, ...]
-    refunds: int  # refunds made or pending, count and amount (minor units)
+    refunds: int  # refunds made or pending (not failed), of every booking: count, amount
     refunded: int
     refunds_pending: int
+    refunds_failed: int  # the provider could not make them: owed, handled by staff
+    refunds_by_source: dict[str, tuple[int, int]]  # staff, customer, screening, late_payment
     no_show_bookings: int
     no_show_tickets: int
 
     @property
     def available(self) -> int:
         return max(self.places - self.held - self.sold, 0)
+
+    @property
+    def kept(self) -> int:
+        """What the sold bookings brought in and keep: net less their partial refunds (a
+        booking refunded whole is CANCELLED, neither in `net` nor here)."""
+        return self.net - self.sold_refunded
 
 
 class ReportStore(Protocol):

@@ -67,6 +67,10 @@ class RefundStore(Protocol):
 
     async def due_submissions(self, limit: int) -> list[int]: ...
 
+    async def recently_freed(self, within_seconds: float) -> list[tuple[int, tuple[int, ...]]]:
+        """(screening, seats) refunded in the last `within_seconds` that nobody holds now."""
+        ...
+
     async def apply_event(self, event: RefundEvent) -> list[int] | None:
         """Record the event id and move the refunds it names, in one transaction; the
         bookings changed, or None for a duplicate delivery."""

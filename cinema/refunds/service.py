@@ -191,6 +191,14 @@ class RefundService:
             log.info("refund sweep sent %d refund(s) to the provider", sent)
         return sent
 
+    async def release_refunded_seats(self, within_seconds: float = 900.0) -> int:
+        """The worker's backstop for R.3: clear the sold markers of seats refunded lately
+        that nobody holds now (the refunding process may have died before it did)."""
+        freed = await self._store.recently_freed(within_seconds)
+        for screening_id, seat_ids in freed:
+            await self._holds.release_sold(screening_id, seat_ids)
+        return len(freed)
+
     async def apply_event(self, event: RefundEvent) -> SettlementOutcome:
         """A provider event about refunds: refund_updated, duplicate (delivered before), or
         ignored (it names no booking of ours, e.g. the refund of a late payment)."""

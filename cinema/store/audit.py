@@ -12,11 +12,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
+
 from cinema.audit import current_actor
 from cinema.boxoffice.audit import AuditEntry, AuditFilter
 from cinema.store.pool import Pool
 
-_BIND = "SELECT cinema_audit_as($1::jsonb)"
+_BIND = "SELECT cinema_audit_as($1::text::jsonb)"
 _RECORD = "SELECT cinema_audit_write($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb)"
 
 _FIND = """
@@ -33,9 +35,10 @@ _FIND = """
 """
 
 
-def context() -> dict[str, Any]:
-    """The acting user, as the `cinema.audit` setting carries it (a jsonb parameter)."""
-    return current_actor().as_json()
+def context() -> str:
+    """The acting user as the `cinema.audit` setting carries it: JSON text, sent as a text
+    parameter (`$n::text::jsonb`) so it needs no jsonb codec on the connection."""
+    return orjson.dumps(current_actor().as_json()).decode()
 
 
 async def bind(conn: Any) -> None:

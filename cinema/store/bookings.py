@@ -83,9 +83,9 @@ NO_SHOW_SQL = _literal(BookingStatus.NO_SHOW)
 _CREATE_BOOKING = """
     SELECT (c.booking).*, c.taken, c.seat_ids, c.refused, c.available, c.in_flight,
            $16::bigint IS NOT NULL AS general_admission
-    FROM cinema_create_booking(cinema_audited($1::text, $19::jsonb), $2, $3, $4, $5, $6, $7,
-                               $8, $9::bigint[], $10::text[], $11::bigint[], $12, $13, $14,
-                               $15, $16, $17, $18) AS c
+    FROM cinema_create_booking(cinema_audited($1::text, $19::text::jsonb), $2, $3, $4, $5,
+                               $6, $7, $8, $9::bigint[], $10::text[], $11::bigint[], $12, $13,
+                               $14, $15, $16, $17, $18) AS c
 """
 
 _TAKE_SEATS = "SELECT cinema_take_seats($1, $2::bigint[])"
@@ -136,7 +136,7 @@ _SEAT_IN_DETAIL = re.compile(r"\(screening_id, seat_id\)=\(\d+, (\d+)\)")
 
 
 _ATTACH_PAYMENT = """
-    UPDATE bookings SET payment_provider = cinema_audited($2::text, $5::jsonb),
+    UPDATE bookings SET payment_provider = cinema_audited($2::text, $5::text::jsonb),
         payment_intent_id = $3,
         payment_client_secret = $4, payment_status = 'requires_payment', updated_at = now()
     WHERE id = $1 AND payment_intent_id IS NULL

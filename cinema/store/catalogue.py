@@ -117,7 +117,7 @@ class PgCatalogueStore:
     async def add_movie(self, title: str, description: str, duration_minutes: int) -> Movie:
         row = await self._pool.fetchrow(
             "INSERT INTO movies (title, description, duration_minutes)"
-            " VALUES (cinema_audited($1::text, $4::jsonb), $2, $3) RETURNING *",
+            " VALUES (cinema_audited($1::text, $4::text::jsonb), $2, $3) RETURNING *",
             title,
             description,
             duration_minutes,

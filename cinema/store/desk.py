@@ -59,7 +59,7 @@ _AUDIT_ENTRIES = """
 # the WHERE on the committed row and update nothing.
 _CHECK_IN = f"""
     UPDATE reservations r SET checked_in_at = now(),
-        checked_in_by = cinema_audited($2::bigint, $4::jsonb)
+        checked_in_by = cinema_audited($2::bigint, $4::text::jsonb)
     FROM bookings b
     WHERE r.id = $1 AND b.id = r.booking_id AND r.checked_in_at IS NULL
       AND r.status = {CONFIRMED_SQL} AND b.status = {CONFIRMED_SQL}

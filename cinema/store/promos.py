@@ -23,7 +23,7 @@ _ADD = """
     WITH code AS (
         INSERT INTO promo_codes (code, kind, value, max_uses, max_uses_per_customer,
                                  valid_from, valid_until, screening_ids, ticket_types)
-        VALUES (cinema_audited($1::text, $10::jsonb), $2, $3, $4, $5, $6, $7, $8, $9)
+        VALUES (cinema_audited($1::text, $10::text::jsonb), $2, $3, $4, $5, $6, $7, $8, $9)
         RETURNING id, max_uses
     ), uses AS (
         INSERT INTO promo_code_uses (promo_code_id)
@@ -100,7 +100,7 @@ class PgPromoStore:
     async def deactivate_promo(self, promo_id: int) -> PromoCode | None:
         """Live bookings keep their use; no booking takes a new one after this commits."""
         await self._pool.execute(
-            "UPDATE promo_codes SET active = cinema_audited(false, $2::jsonb) WHERE id = $1",
+            "UPDATE promo_codes SET active = cinema_audited(false, $2::text::jsonb) WHERE id = $1",
             promo_id,
             audit.context(),
         )

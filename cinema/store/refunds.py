@@ -24,7 +24,8 @@ from cinema.store.pool import Pool
 
 _RECORD = """
     SELECT refund_id, refused, seats
-    FROM cinema_refund_tickets($1, $2::bigint[], $3::bigint[], $4, $5, $6, $7)
+    FROM cinema_refund_tickets($1, $2::bigint[], $3::bigint[], $4,
+                               cinema_audited($5::text, $8::text::jsonb), $6, $7)
 """
 
 _COLUMNS = """
@@ -137,6 +138,18 @@ def _refund(row: Any) -> Refund:
     )
 
 
+# Refunded seats of the last $1 s that no booking holds now, per screening: their sold
+# markers may be left in Redis by a process that died before clearing them.
+_FREED = """
+    SELECT b.screening_id, array_agg(DISTINCT i.seat_id ORDER BY i.seat_id) AS seat_ids
+    FROM refunds r JOIN refund_items i ON i.refund_id = r.id JOIN bookings b ON b.id = r.booking_id
+    WHERE r.created_at > now() - make_interval(secs => $1)
+      AND NOT EXISTS (SELECT 1 FROM reservations l WHERE l.screening_id = b.screening_id
+                        AND l.seat_id = i.seat_id AND l.status <> 'CANCELLED')
+    GROUP BY b.screening_id
+"""
+
+
 class PgRefundStore:
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
@@ -145,17 +158,17 @@ class PgRefundStore:
         self, request: RefundRequest, shares: Mapping[int, int], whole: bool
     ) -> Recorded:
         seats = sorted(shares) if whole or request.seat_ids is None else sorted(request.seat_ids)
-        async with audit.audited(self._pool) as conn:  # recorded as the acting staff's change
-            row = await conn.fetchrow(
-                _RECORD,
-                request.booking_id,
-                seats,
-                [shares.get(s, 0) for s in seats],
-                whole,
-                request.reason,
-                request.source.value,
-                request.requested_by,
-            )
+        row = await self._pool.fetchrow(
+            _RECORD,
+            request.booking_id,
+            seats,
+            [shares.get(s, 0) for s in seats],
+            whole,
+            request.reason,
+            request.source.value,
+            request.requested_by,
+            audit.context(),  # who asks: the audit log's actor (db/014_c)
+        )
         return Recorded(row["refund_id"], row["refused"], tuple(row["seats"] or ()))
 
     async def refund(self, refund_id: int) -> Refund | None:
@@ -214,11 +227,15 @@ class PgRefundStore:
             )
             await conn.execute(_PAYMENT_FOLLOWS, booking_id)
 
+    async def recently_freed(self, within_seconds: float) -> list[tuple[int, tuple[int, ...]]]:
+        rows = await self._pool.fetch(_FREED, float(within_seconds))
+        return [(r["screening_id"], tuple(r["seat_ids"])) for r in rows]
+
     async def due_submissions(self, limit: int) -> list[int]:
         return [r["id"] for r in await self._pool.fetch(_DUE, limit)]
 
     async def apply_event(self, event: RefundEvent) -> list[int] | None:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with audit.audited(self._pool) as conn:
             if not await conn.fetchval(_RECORD_EVENT, event.id, event.type, event.intent_id):
                 return None
             booking_id = await conn.fetchval(

@@ -3,6 +3,7 @@ tickets in one read-only REPEATABLE READ transaction, so every figure is of one 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from cinema.boxoffice.report import PromoLine, RevenueLine, SalesReport
@@ -48,7 +49,7 @@ _REVENUE = f"""
 _TOTALS = f"""
     SELECT count(*) AS bookings, coalesce(sum(coalesce(subtotal_minor, amount)), 0) AS gross,
            coalesce(sum(discount_minor), 0) AS discounts, coalesce(sum(fees_minor), 0) AS fees,
-           coalesce(sum(amount), 0) AS net
+           coalesce(sum(amount), 0) AS net, coalesce(sum(refunded_minor), 0) AS refunded
     FROM bookings WHERE screening_id = $1 AND status IN {_SOLD}
 """
 
@@ -59,12 +60,46 @@ _PROMOS = f"""
     GROUP BY p.code ORDER BY p.code
 """
 
-# Money sent back: today the late or mismatched payments settlement refunded in full.
+# Money sent back, by source: the refunds table (staff, customer cancel, cancelled
+# screening), and payments settlement refunded in full (paid too late or for another amount),
+# which have no refunds row. Failed ones are counted apart: that money is still owed.
 _REFUNDS = """
-    SELECT count(*) AS n, coalesce(sum(amount), 0) AS amount,
-           count(*) FILTER (WHERE payment_status = 'refund_pending') AS pending
-    FROM bookings WHERE screening_id = $1 AND payment_status IN ('refund_pending', 'refunded')
+    SELECT r.source, r.status, count(*) AS n, coalesce(sum(r.amount_minor), 0) AS amount
+    FROM refunds r JOIN bookings b ON b.id = r.booking_id WHERE b.screening_id = $1
+    GROUP BY 1, 2
+    UNION ALL
+    SELECT 'late_payment',
+           CASE WHEN b.payment_status = 'refund_pending' THEN 'pending' ELSE 'refunded' END,
+           count(*), coalesce(sum(b.amount), 0)
+    FROM bookings b
+    WHERE b.screening_id = $1 AND b.payment_status IN ('refund_pending', 'refunded')
+      AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.booking_id = b.id)
+    GROUP BY 1, 2
 """
+
+
+@dataclass(frozen=True, slots=True)
+class _Refunds:
+    count: int = 0
+    amount: int = 0
+    pending: int = 0
+    failed: int = 0
+    by_source: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+def _refunds(rows: list[Any]) -> _Refunds:
+    count = amount = pending = failed = 0
+    by_source: dict[str, tuple[int, int]] = {}
+    for row in rows:
+        n, money = int(row["n"]), int(row["amount"])
+        if row["status"] == "failed":
+            failed += n
+            continue
+        count, amount = count + n, amount + money
+        pending += n if row["status"] == "pending" else 0
+        seen = by_source.get(row["source"], (0, 0))
+        by_source[row["source"]] = (seen[0] + n, seen[1] + money)
+    return _Refunds(count, amount, pending, failed, by_source)
 
 
 def _by_status(rows: list[Any]) -> tuple[dict[str, int], dict[str, int]]:
@@ -95,7 +130,7 @@ class PgReportStore:
             revenue = await conn.fetch(_REVENUE, screening_id)
             totals = await conn.fetchrow(_TOTALS, screening_id)
             promos = await conn.fetch(_PROMOS, screening_id)
-            refunds = await conn.fetchrow(_REFUNDS, screening_id)
+            refunds = _refunds(list(await conn.fetch(_REFUNDS, screening_id)))
         statuses, reasons = _by_status(bookings)
         return SalesReport(
             screening_id=head["id"],
@@ -119,12 +154,15 @@ class PgReportStore:
             discounts=int(totals["discounts"]),
             fees=int(totals["fees"]),
             net=int(totals["net"]),
+            sold_refunded=int(totals["refunded"]),
             promo_codes=tuple(
                 PromoLine(p["code"], p["bookings"], int(p["discount"])) for p in promos
             ),
-            refunds=refunds["n"],
-            refunded=int(refunds["amount"]),
-            refunds_pending=refunds["pending"],
+            refunds=refunds.count,
+            refunded=refunds.amount,
+            refunds_pending=refunds.pending,
+            refunds_failed=refunds.failed,
+            refunds_by_source=refunds.by_source,
             no_show_bookings=statuses.get("NO_SHOW", 0),
             no_show_tickets=tickets["no_show_tickets"],
         )

@@ -24,7 +24,7 @@ class PgUserStore:
         try:
             row = await self._pool.fetchrow(
                 "INSERT INTO users (email, password_hash, role)"
-                " VALUES (cinema_audited($1::text, $4::jsonb), $2, $3)"
+                " VALUES (cinema_audited($1::text, $4::text::jsonb), $2, $3)"
                 f" RETURNING {_COLUMNS}",
                 email,
                 password_hash,
@@ -47,7 +47,7 @@ class PgUserStore:
 
     async def set_role(self, user_id: int, role: Role) -> UserRecord | None:
         row = await self._pool.fetchrow(
-            "UPDATE users SET role = cinema_audited($2::text, $3::jsonb) WHERE id = $1"
+            "UPDATE users SET role = cinema_audited($2::text, $3::text::jsonb) WHERE id = $1"
             f" RETURNING {_COLUMNS}",
             user_id,
             role.value,

@@ -443,3 +443,21 @@ async def test_admin_refunds_a_seat_and_downloads_the_sales_report(
     assert csv.splitlines()[0].startswith("section"), csv[:200]
     # The refunded seat is on sale again, the other still sold.
     assert await live_reservations(pool, screening.id) == [(seats[1], "CONFIRMED")]
+
+
+async def test_my_bookings_lists_them_and_cancels_a_pending_one(pay_api, browsing, users, pool):
+    api = pay_api.client
+    screening = await api.new_screening(layout=LAYOUT, prices=PRICES)
+    token = await users.one()
+    booking = (await api.book(token, screening.id, screening.seat_ids[:2])).body
+    browsing.base_url = str(pay_api.server.make_url("/")).rstrip("/")
+    page = await browsing.page(token, width=375)  # a phone
+    await page.goto("/#/bookings")
+    card = page.locator(f'.card[data-reference="{booking["reference"]}"]')
+    await card.get_by_text("PENDING").wait_for(timeout=WAIT_MS)
+    await card.get_by_role("button", name="Cancel").click()
+    await page.get_by_text(f"Booking {booking['reference']} cancelled").wait_for(timeout=WAIT_MS)
+    await page.locator(
+        f'.card[data-reference="{booking["reference"]}"]', has_text="CANCELLED"
+    ).wait_for(timeout=WAIT_MS)
+    assert await live_reservations(pool, screening.id) == []

@@ -76,6 +76,7 @@ class WorkerLoop:
                 await asyncio.sleep(_RETRY_DELAY_SECONDS * 2**attempt)
         if ended is None:
             TASK_RUNS.labels("noop").inc()
+            log.debug("expiry task of booking %s: nothing to end", booking_id)
             return
         TASK_RUNS.labels("expired").inc()
         late = self.window.record("task", ended)

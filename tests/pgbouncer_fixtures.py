@@ -102,7 +102,9 @@ class PgBouncer:
         self.start()
 
 
-@pytest.fixture(scope="session")
+# Per module: its server connections to the test database close with it, so no idle
+# backend of ours flushes statistics into another module's transaction counts.
+@pytest.fixture(scope="module")
 def pgbouncer() -> Iterator[PgBouncer]:
     if not os.path.exists(PGBOUNCER):
         pytest.skip("pgbouncer is not installed (Debian's package: apt-get install pgbouncer)")

@@ -193,11 +193,6 @@ async def test_every_expiry_fires_exactly_once_over_two_workers(stack: Stack) ->
         return _expired_total(stack.workers) - before >= 60
 
     await wait_for(all_counted, within=10, what="the workers to count 60 expiries")
-
-    async def all_ran() -> bool:  # late tasks (a loaded machine) find their booking ended
-        return _task_runs(stack.workers) - runs_before >= 60
-
-    await wait_for(all_ran, within=60, what="every booking's expiry task to run")
     await asyncio.sleep(2)  # a duplicate run would land within a scheduler tick or two
     ended = _expired_total(stack.workers) - before
     runs = _runs_per_booking(stack.workers, ids)

@@ -21,9 +21,11 @@ COPY nginx/templates/ /etc/nginx/templates/
 COPY static/ /srv/static/
 # Swagger UI's files, when this version ships them (served at /docs/static/ by nginx itself).
 COPY cinema/ /tmp/cinema/
-RUN mkdir -p /srv/docs/static \
+RUN mkdir -p /srv/docs/static /srv/app \
     && if [ -d /tmp/cinema/api/static/swagger-ui ]; then \
          cp -r /tmp/cinema/api/static/swagger-ui/. /srv/docs/static/; fi \
+    && if [ -d /tmp/cinema/api/static/app ]; then \
+         cp -r /tmp/cinema/api/static/app/. /srv/app/; fi \
     && rm -rf /tmp/cinema
 
 # --- the application (last, so a plain `docker build .` gives it) ---------------------------

@@ -9,11 +9,25 @@ from aiohttp import web
 
 from cinema.api.errors import make_error_middleware
 from cinema.api.health import HEALTH_ROUTES, PROBES
-from cinema.api.keys import ACCOUNTS, BOOKINGS, BOXOFFICE, CATALOGUE, LIVE, PROMOS, SETTLEMENT
+from cinema.api.keys import (
+    ACCOUNTS,
+    AUDIT,
+    BOOKINGS,
+    BOXOFFICE,
+    CANCELLATIONS,
+    CATALOGUE,
+    LIVE,
+    PROMOS,
+    REFUNDS,
+    REPORTS,
+    SANDBOX,
+    SETTLEMENT,
+)
 from cinema.api.limits import LIMITS, Limits, parse_networks
 from cinema.api.observe import metrics_endpoint, observe_middleware
 from cinema.api.openapi import add_openapi_routes
 from cinema.api.routes import ROUTES, add_routes
+from cinema.api.webapp import add_webapp_routes
 from cinema.booking.ports import ExpiryScheduler, FollowUps
 from cinema.bootstrap import UNAVAILABLE_ERRORS, api_services
 from cinema.settings import Settings
@@ -46,7 +60,11 @@ def init_app(
             app[PROMOS] = api.promos
             app[SETTLEMENT] = api.settlement
             app[BOXOFFICE] = api.boxoffice
+            app[REFUNDS] = api.refunds
+            app[CANCELLATIONS] = api.cancellations
             app[LIVE] = api.live
+            app[AUDIT] = api.audit
+            app[REPORTS] = api.reports
             app[LIMITS] = Limits(
                 api.rate_limiter,
                 bookings_per_minute=settings.rate_limit_bookings_per_minute,
@@ -54,6 +72,8 @@ def init_app(
                 trusted_proxies=parse_networks(settings.trusted_proxies),
             )
             app[PROBES] = api.probes
+            if api.sandbox is not None:
+                app[SANDBOX] = api.sandbox
             yield
 
     app.cleanup_ctx.append(services)
@@ -68,4 +88,5 @@ def init_app(
     add_routes(app, routes)
     add_openapi_routes(app, routes)
     app.router.add_get("/metrics", metrics_endpoint)
+    add_webapp_routes(app, settings)
     return app

@@ -28,31 +28,43 @@ from cinema.auth.tokens import TokenIssuer
 from cinema.background import Background, BackgroundFollowUps, cancel_until_done
 from cinema.booking.live import AllEvents, LiveSeatEvents
 from cinema.booking.ports import BookingEvents, ExpiryScheduler, FollowUps, NoExpiryScheduler
+from cinema.booking.sandbox import SandboxPayments
 from cinema.booking.service import BookingService
 from cinema.booking.settlement import PaymentCanceller, PaymentSettlement
+from cinema.boxoffice.audit import AuditTrail
 from cinema.boxoffice.codes import TicketCodes
+from cinema.boxoffice.report import Reports
 from cinema.boxoffice.service import BoxOffice
 from cinema.catalogue.service import CatalogueService
 from cinema.holds import RedisSeatHolds, close_redis, create_redis
 from cinema.live.service import LiveLimits, LiveSeats
+from cinema.live_leases import RedisStreamLeases
 from cinema.live_redis import RedisChangeFeed, RedisSeatChanges
 from cinema.metrics import BookingTelemetry, observe_pool
 from cinema.payments.stripe_gateway import StripeGateway, gateway_from_settings
 from cinema.pricing.service import PromoService
 from cinema.ratelimit import RedisRateLimiter
+from cinema.refunds.screenings import ScreeningCancellation
+from cinema.refunds.service import RefundService
 from cinema.settings import Settings
 from cinema.store import pool as pg
+from cinema.store.audit import PgAuditStore
 from cinema.store.bookings import PgBookingStore
+from cinema.store.cancellations import PgScreeningStore
 from cinema.store.catalogue import PgCatalogueStore
 from cinema.store.desk import PgDeskStore
 from cinema.store.promos import PgPromoStore
+from cinema.store.refunds import PgRefundStore
+from cinema.store.report import PgReportStore
 from cinema.store.settlement import PgSettlementStore
 from cinema.store.tickets import PgTicketStore
 from cinema.store.users import PgUserStore
 from cinema.tickets.mailer import SmtpConfig, TicketMailer
+from cinema.tickets.refund_mail import RefundMailer
 from tasks.follow_ups import FollowUpTasks, TaskiqFollowUps
 from tasks.loop import WorkerLoop
 from tasks.queue import TaskQueue
+from tasks.refunds import ScreeningTasks
 from tasks.scheduling import TaskiqExpiryScheduler
 
 log = logging.getLogger(__name__)
@@ -77,9 +89,14 @@ class ApiServices:
     promos: PromoService
     settlement: PaymentSettlement
     boxoffice: BoxOffice
+    refunds: RefundService
+    cancellations: ScreeningCancellation
     rate_limiter: RedisRateLimiter
     probes: dict[str, Probe]
     live: LiveSeats
+    audit: AuditTrail
+    reports: Reports
+    sandbox: SandboxPayments | None = None  # test-card payments: test mode only
 
 
 @dataclass(frozen=True)
@@ -98,6 +115,9 @@ class _Core:
     changes: RedisSeatChanges
     bookings: BookingService
     promos: PromoService
+    refunds: RefundService
+    cancellations: ScreeningCancellation
+    refund_mailer: RefundMailer
 
 
 async def _open_queue(
@@ -186,7 +206,8 @@ async def _open_core(
     catalogue = CatalogueService(PgCatalogueStore(pool))
     changes = _open_changes(stack, redis, settings)
     # Metrics and a log line per booking state change; seat changes to the live viewers.
-    events = AllEvents(BookingTelemetry(), LiveSeatEvents(changes))
+    live_events = (LiveSeatEvents(changes),) if settings.sse_publish else ()
+    events = AllEvents(BookingTelemetry(), *live_events)
     promos = PromoService(PgPromoStore(pool))
     bookings = BookingService(
         holds=_timed(settings, holds, "holds"),
@@ -202,6 +223,10 @@ async def _open_core(
         promos=promos,
         promo_filter=holds,
     )
+    refunds, cancellations, refund_mailer = _refunds(
+        settings, pool, queue, background, gateway, holds, store, catalogue, bookings,
+        run_tasks=run_follow_ups,
+    )  # fmt: skip
     return _Core(
         pool,
         redis,
@@ -215,7 +240,59 @@ async def _open_core(
         changes,
         bookings,
         promos,
+        refunds,
+        cancellations,
+        refund_mailer,
     )
+
+
+def _refunds(
+    settings: Settings,
+    pool: pg.Pool,
+    queue: TaskQueue | None,
+    background: Background,
+    gateway: StripeGateway | None,
+    holds: RedisSeatHolds,
+    store: PgBookingStore,
+    catalogue: CatalogueService,
+    bookings: BookingService,
+    *,
+    run_tasks: bool,
+) -> tuple[RefundService, ScreeningCancellation, RefundMailer]:
+    """Refunds, their email, and screening cancellations (the worker runs those: with no
+    task queue this process runs them itself, in the background)."""
+    refund_store = PgRefundStore(pool)
+    smtp = SmtpConfig(settings.smtp_host, settings.smtp_port, settings.smtp_from)
+    mailer = RefundMailer(refund_store, smtp, lease_seconds=smtp.timeout_seconds + 15)
+    refunds = RefundService(
+        store=refund_store,
+        bookings=store,
+        catalogue=catalogue,
+        holds=holds,
+        gateway=gateway,
+        spawn=background.spawn,
+        notify=mailer.send,
+        cancel_pending=bookings.cancel,
+        customer_cancel_hours=settings.customer_cancel_hours,
+        # Outlasts one Stripe call and its one network retry, so a live caller keeps it.
+        lease_seconds=3 * settings.stripe_timeout_seconds + 5,
+    )
+    tasks = None if queue is None else ScreeningTasks(queue)
+
+    async def in_background(screening_id: int) -> None:
+        background.spawn(
+            f"cancel-screening-{screening_id}", functools.partial(cancellations.run, screening_id)
+        )
+
+    cancellations = ScreeningCancellation(
+        store=PgScreeningStore(pool),
+        refunds=refunds,
+        end_pending=bookings.end_pending,
+        kick=in_background if tasks is None else tasks.kick,
+    )
+    if tasks is not None and run_tasks:
+        tasks.serve(cancellations.run)
+    return refunds, cancellations, mailer
 
 
 def _timed(settings: Settings, target: T, prefix: str) -> T:
@@ -247,6 +324,7 @@ async def _open_live(
     stack.push_async_callback(_quietly, functools.partial(close_redis, client))
     feed = RedisChangeFeed(client, settings.redis_key_prefix)
     stack.push_async_callback(_quietly, feed.close)
+    leases = RedisStreamLeases(client, settings.redis_key_prefix)
     live = LiveSeats(
         feed,
         core.bookings.seat_map,
@@ -256,11 +334,16 @@ async def _open_live(
             viewer_queue=settings.sse_viewer_queue,
             reconcile_seconds=settings.sse_reconcile_seconds,
             heartbeat_seconds=settings.sse_heartbeat_seconds,
+            batch_seconds=settings.sse_batch_seconds,
         ),
+        leases,
     )
     stack.push_async_callback(live.close)
     _run_in_background(stack, live.run(), "live-feed")
     _run_in_background(stack, live.reconcile_forever(), "live-reconcile")
+    _run_in_background(stack, live.renew_leases_forever(), "live-leases")
+    _run_in_background(stack, live.flush_forever(), "live-flush")
+    _run_in_background(stack, live.heartbeat_forever(), "live-heartbeat")
     return live
 
 
@@ -309,12 +392,25 @@ async def api_services(
                 holds=core.holds,
                 follow_ups=core.follow_ups,
                 events=core.events,
+                refunds=core.refunds.apply_event,
             ),
             boxoffice=BoxOffice(PgDeskStore(core.pool), TicketCodes(settings.ticket_code_key)),
+            refunds=core.refunds,
+            cancellations=core.cancellations,
             rate_limiter=RedisRateLimiter(core.redis, prefix=settings.redis_key_prefix),
             probes={"postgres": pg.pinger(core.pool), "redis": core.redis.ping},
             live=live,
+            audit=AuditTrail(PgAuditStore(core.pool)),
+            reports=Reports(PgReportStore(core.pool)),
+            sandbox=_sandbox(settings, core),
         )
+
+
+def _sandbox(settings: Settings, core: _Core) -> SandboxPayments | None:
+    """Test-card payments through the server's Stripe client, never in live mode."""
+    if core.gateway is None or not settings.test_card_payments:
+        return None
+    return SandboxPayments(core.bookings, core.gateway)
 
 
 @contextlib.asynccontextmanager
@@ -336,7 +432,12 @@ async def worker_loop(settings: Settings) -> AsyncIterator[WorkerLoop]:
             # Intents of bookings that ended without a hook (a lapsed hold taken over by the
             # next buyer inside create_booking), then tickets no one is sending (a sender
             # crashed mid-send and its lease lapsed, a task lost with Redis).
-            sweeps=((core.canceller.sweep,) if core.gateway else ()) + (core.mailer.sweep,),
+            sweeps=((core.canceller.sweep,) if core.gateway else ())
+            + (core.mailer.sweep,)
+            # Cancelled screenings' bookings not ended yet, refunds the provider has not
+            # taken yet (it was down, or their process died), refund emails not sent.
+            + (core.cancellations.sweep, core.refunds.retry_due, core.refund_mailer.sweep)
+            + (core.refunds.release_refunded_seats,),
         )
 
 

@@ -8,7 +8,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 from typing import Any
 
@@ -45,6 +45,11 @@ _UNREACHABLE: tuple[type[Exception], ...] = (
 )
 # A plain client, or (REDIS_CLUSTER=1) a Redis Cluster client: the same commands.
 RedisClient = aioredis.Redis | RedisCluster
+# mark_sold.lua writes "sold|": released as if "sold" were its holder's token.
+SOLD_HOLDER = "sold"
+# How long an unreachable Redis is retried for a refund's sold markers (the worker's sweep
+# clears those of the last 15 minutes again; docs/concurrency.md R.3).
+SOLD_RELEASE_RETRY = timedelta(minutes=10)
 
 
 def seat_key(prefix: str, screening_id: int, seat_id: int) -> str:
@@ -273,6 +278,13 @@ class RedisSeatHolds:
             ]
             freed += sum(int(n) for n in await run_scripts(self._client, self._release, calls))
         return freed
+
+    async def release_sold(self, screening_id: int, seat_ids: Sequence[int]) -> None:
+        """Delete the seats' "sold|" markers (refunded: PostgreSQL freed them), retried in
+        the background for a while if Redis is unreachable. The release script's holder
+        check with the holder "sold" matches exactly those markers."""
+        until = datetime.now(UTC) + SOLD_RELEASE_RETRY
+        await self.release(screening_id, seat_ids, SOLD_HOLDER, until)
 
     async def mark_sold(self, screening_id: int, seat_ids: Sequence[int]) -> None:
         if seat_ids:

@@ -139,7 +139,9 @@ class RedisChangeFeed:
     async def messages(self) -> AsyncIterator[tuple[int, int, SeatChange]]:
         heard = pinged = time.monotonic()
         while True:
-            await self._subscribed.wait()
+            if not self._subscribed.is_set():
+                await self._subscribed.wait()
+                heard = pinged = time.monotonic()  # the wait was not Redis's silence
             pubsub = self._pubsub
             if pubsub is None:
                 raise FeedLost("not subscribed")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+import zoneinfo
 from collections import Counter
 from typing import Literal
 from urllib.parse import urlsplit
@@ -13,6 +14,8 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cinema.validation import human_message
+
+STRIPE_API = "https://api.stripe.com"
 
 
 class SettingsError(Exception):
@@ -95,7 +98,7 @@ class Settings(BaseSettings):
     # Payments (empty secret key: bookings carry no payment and webhooks answer 503).
     stripe_secret_key: str = ""
     stripe_webhook_secret: str = ""
-    stripe_api_base: str = "https://api.stripe.com"
+    stripe_api_base: str = STRIPE_API
     stripe_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     # Ticket emails (empty host: none are sent).
     smtp_host: str = ""
@@ -104,8 +107,21 @@ class Settings(BaseSettings):
     # Live seat status, GET /api/screenings/{id}/events (0 streams per client: no cap).
     sse_max_per_client: int = Field(default=8, ge=0, le=100_000)
     sse_heartbeat_seconds: float = Field(default=15, ge=0.1, le=300)
-    sse_viewer_queue: int = Field(default=64, ge=2, le=10_000)
+    sse_viewer_queue: int = Field(default=1024, ge=2, le=100_000)
     sse_reconcile_seconds: float = Field(default=5, ge=0.5, le=3600)
+    # --- refunds (issue 13) ---
+    # A customer may cancel (and be refunded for) a paid booking up to this many hours
+    # before the screening starts; later it is 409 cancel_window_closed.
+    customer_cancel_hours: int = Field(default=24, ge=0, le=24 * 365)
+    # Changes reach a process's viewers in one write per viewer this often (seconds).
+    sse_batch_seconds: float = Field(default=0.05, ge=0.005, le=1)
+    # Off: this process publishes no seat changes (for measuring what publishing costs).
+    sse_publish: bool = True
+    # --- web app (cinema/api/static/app/, issue 14) ---
+    # The venue's IANA time zone: the pages show start times in it.
+    venue_time_zone: str = "UTC"
+    # Stripe.js's key (pk_test_... / pk_live_...): the checkout loads Stripe Elements with it.
+    stripe_publishable_key: str = ""
     # --- past one machine (docs/scaling.md) ---
     # REDIS_URL (and TASKIQ_REDIS_URL, if set) name a start-up node of a Redis Cluster.
     redis_cluster: bool = False
@@ -170,6 +186,33 @@ class Settings(BaseSettings):
         if not value.startswith(("https://", "http://")):
             raise ValueError("must start with https:// or http://")
         return value.rstrip("/")
+
+    @field_validator("venue_time_zone")
+    @classmethod
+    def _time_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Berlin)") from None
+        return value
+
+    @field_validator("stripe_publishable_key")
+    @classmethod
+    def _publishable(cls, value: str) -> str:
+        if value and not value.startswith(("pk_test_", "pk_live_")):
+            raise ValueError("must start with pk_test_ or pk_live_ (Stripe's publishable key)")
+        return value
+
+    @property
+    def test_card_payments(self) -> bool:
+        """The server pays a booking with a typed test card (POST /api/bookings/{id}/
+        test-payment/): only with a test key against a Stripe-compatible local server
+        (localstripe), never against Stripe itself or with a live key."""
+        return (
+            self.stripe_secret_key.startswith("sk_test_")
+            and not (urlsplit(self.stripe_api_base).hostname or "").endswith("stripe.com")
+            and not self.stripe_publishable_key.startswith("pk_live_")
+        )
 
     @property
     def ticket_code_key(self) -> bytes:

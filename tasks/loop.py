@@ -20,7 +20,7 @@ from taskiq.cli.scheduler.run import SchedulerLoop
 from taskiq.receiver import Receiver
 
 from cinema.booking.service import BookingService
-from tasks.metrics import SWEEPS, TASK_RUNS, LatenessWindow
+from tasks.metrics import SHOWS_FINISHED, SWEEPS, TASK_RUNS, LatenessWindow
 from tasks.queue import MAX_EARLY_SECONDS, TaskQueue
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,20 @@ class WorkerLoop:
             if len(ended) < self._batch_size:
                 SWEEPS.inc()
                 return total
+
+    async def finish_shows(self) -> int:
+        """The show lifecycle, batch by batch: PENDING holds of started screenings end, then
+        CONFIRMED bookings of ended ones become COMPLETED or NO_SHOW. Returns how many moved."""
+        total = 0
+        for step in (self._service.end_started, self._service.finish_ended):
+            while True:
+                moved = await step(self._batch_size)
+                for booking in moved:
+                    SHOWS_FINISHED.labels(booking.status.value).inc()
+                total += len(moved)
+                if len(moved) < self._batch_size:
+                    break
+        return total
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down gracefully: no new sends, the running
@@ -175,8 +189,18 @@ class WorkerLoop:
             else:
                 if ended:
                     log.info("reconciler ended %d overdue booking(s)", ended)
+            await self._finish_shows_quietly()
             await self._sweep()
             await asyncio.sleep(min(next(pauses), self._reconcile_every))
+
+    async def _finish_shows_quietly(self) -> None:
+        try:
+            moved = await self.finish_shows()
+        except Exception as exc:
+            log.warning("show lifecycle round failed (%r); retrying later", exc)
+        else:
+            if moved:
+                log.info("show lifecycle moved %d booking(s) on", moved)
 
     async def _sweep(self) -> None:
         """Each sweep on its own: one failing (Stripe down) does not skip the others."""

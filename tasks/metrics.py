@@ -28,6 +28,12 @@ IN_FLIGHT = Gauge(
     "cinema_expiry_tasks_in_flight",
     "Expiry tasks received and not finished (most wait for their deadline, up to 1 s).",
 )
+SHOWS_FINISHED = Counter(
+    "cinema_bookings_show_over_total",
+    "Bookings the worker moved on after their screening: COMPLETED, NO_SHOW (it ended), or"
+    " CANCELLED (still unpaid when it started).",
+    ["status"],
+)
 LATENESS = Histogram(
     "cinema_booking_expiry_lateness_seconds",
     "Seconds from a booking's deadline (expires_at) to its cancellation by the worker, by"

@@ -234,6 +234,7 @@ class _BookingRow:
     fees: int = 0
     promo_code: str | None = None
     promo_code_id: int | None = None
+    refunded: int = 0
 
 
 @dataclass(slots=True)

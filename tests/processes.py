@@ -80,13 +80,14 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
         )
 
-    def wait_ready(self, within: float = 30.0) -> ServerProcess:
+    def wait_ready(self, within: float = 90.0) -> ServerProcess:
         def up() -> bool:
             if self.proc.poll() is not None:
                 raise AssertionError(f"server exited early:\n{self.output()}")
             return _answers(self.url + "/health")
 
-        wait_until(up, within)
+        # Generous: a start-up (imports, migrations, pools) took over 30 s at load average 27.
+        wait_until(up, within, what=f"the server on {self.url} answering /health")
         return self
 
     def children(self) -> list[int]:

@@ -96,8 +96,11 @@ async def open_stream(
     base_url: str,
     screening_id: int,
     last_event_id: int | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Stream:
-    headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
+    headers = dict(headers or {})
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = str(last_event_id)
     response = await session.get(
         f"{base_url}/api/screenings/{screening_id}/events",
         headers=headers,

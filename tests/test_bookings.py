@@ -81,7 +81,9 @@ async def test_cancel_frees_seats_at_once(api, users, redis_prefix):
     assert twice.body["status"] == "CANCELLED"
 
 
-async def test_confirmed_booking_cannot_be_cancelled(api, users, database_url):
+async def test_confirmed_booking_cannot_be_cancelled_inside_the_window(api, users, database_url):
+    """Within CUSTOMER_CANCEL_HOURS (24) of the start a paid booking stays (issue 13);
+    earlier it is refunded: tests/test_refunds.py."""
     screening = await api.new_screening()
     token = await users.one()
     booking = (await api.book(token, screening.id, screening.seat_ids[:1])).body
@@ -95,7 +97,8 @@ async def test_confirmed_booking_cannot_be_cancelled(api, users, database_url):
         await conn.close()
     reply = await api.delete(f"/api/bookings/{booking['id']}/", token=token)
     assert reply.status == 409
-    assert reply.body["error"]["code"] == "booking_not_cancellable"
+    assert reply.body["error"]["code"] == "cancel_window_closed"
+    assert reply.body["error"]["reason"] == "cancel_window_closed"
     assert (await api.seat_statuses(screening.id))[screening.seat_ids[0]] == "SOLD"
 
 

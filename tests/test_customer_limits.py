@@ -11,8 +11,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.client import ApiClient
+from tests.client import ApiClient, wait_for
 from tests.conftest import AppFactory, Users
+from tests.payment_fixtures import CARD_OK, booking_of, deliver, paid_event
+from tests.test_webhooks import _end_as_expired
 
 
 async def seated_screening(api: ApiClient, limit: int) -> tuple[int, list[int]]:
@@ -133,3 +135,38 @@ async def test_an_idempotent_retry_at_the_limit_replays(api: ApiClient, users: U
     again = await api.book_places(token, screening_id, 1, key=key)
     assert first.status == again.status == 201
     assert again.body["id"] == first.body["id"]
+
+
+async def test_a_late_payment_respects_the_customer_limit(
+    make_pay_api: Any, quiet_api: Any, stripe_fake: Any, users: Users, database_url: str
+) -> None:
+    """A customer's hold lapses, they book another seat (now within the limit of 1), then
+    the first payment lands: taking the first seat back would give them 2 tickets, so the
+    late payment is refunded and they keep one ticket (the count read from PostgreSQL)."""
+    short = (await make_pay_api(hold_ttl_seconds=1)).client
+    screening = await short.new_screening(max_tickets_per_customer=1)
+    token = await users.one()
+    late = await short.book(token, screening.id, screening.seat_ids[:1])
+    assert late.status == 201, late
+    intent = late.body["payment"]["payment_intent_id"]
+
+    async def lapsed() -> bool:
+        return (await short.seat_statuses(screening.id))[screening.seat_ids[0]] == "AVAILABLE"
+
+    await wait_for(lapsed, within=15, what="the 1 s hold to lapse")
+    await _end_as_expired(database_url, late.body["id"])
+    keeper = (await make_pay_api()).client  # a 15-minute hold: it must not lapse meanwhile
+    second = await keeper.book(token, screening.id, screening.seat_ids[1:2])
+    assert second.status == 201, second
+
+    assert await stripe_fake.pay(intent, CARD_OK) == "succeeded"
+    reply = await deliver(keeper, *paid_event(late.body))
+    assert (reply.status, reply.body["outcome"]) == (200, "refund_needed"), reply
+    after = await booking_of(keeper, token, late.body["id"])
+    assert after["status"] == "CANCELLED"
+    assert after["payment"]["status"] == "refunded"
+    refunds = await stripe_fake.refunds(intent)
+    assert [r.status for r in refunds] == ["succeeded"]
+    assert (await booking_of(keeper, token, second.body["id"]))["status"] == "PENDING"
+    assert list((await live_tickets(database_url, screening.id)).values()) == [1]
+    assert (await keeper.seat_statuses(screening.id))[screening.seat_ids[0]] == "AVAILABLE"

@@ -80,6 +80,7 @@ class Nginx:
 
 
 SWAGGER_UI = ROOT / "cinema" / "api" / "static" / "swagger-ui"
+WEB_APP = ROOT / "cinema" / "api" / "static" / "app"
 
 
 def static_root(www: Path) -> Path:
@@ -88,6 +89,7 @@ def static_root(www: Path) -> Path:
     (www / "docs").mkdir()
     if SWAGGER_UI.is_dir():
         shutil.copytree(SWAGGER_UI, www / "docs" / "static")
+    shutil.copytree(WEB_APP, www / "app")
     return www
 
 
@@ -269,6 +271,16 @@ async def test_nginx_passes_real_client_ip_request_id_and_limits_bodies(start_ng
             async with session.get(proxy.url + "/docs/static/swagger-ui.css") as resp:
                 assert resp.status == 200
                 assert resp.headers["Content-Type"] == "text/css"
+        # the web app's pages and modules come from disk, revalidated on every load
+        for path, kind in (
+            ("/", "text/html"),
+            ("/staff/", "text/html"),
+            ("/app/app.css", "text/css"),
+        ):
+            async with session.get(proxy.url + path) as resp:
+                assert resp.status == 200, path
+                assert resp.headers["Content-Type"].startswith(kind), path
+                assert resp.headers["Cache-Control"] == "no-cache", path
         async with session.get(proxy.url + "/docs") as resp:  # the page itself is the API's
             assert (await resp.json())["path"] == "/docs"
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from cinema.auth.model import Role
-from tests.client import ApiClient
+from tests.client import ApiClient, wait_for
 from tests.payment_fixtures import deliver, paid_event, wait_status
 
 FIND = "/api/admin/bookings/"
@@ -105,6 +105,12 @@ async def test_one_booking_with_tickets_payment_and_history(
     assert booked.status == 201, booked
     assert (await deliver(api, *paid_event(booked.body))).status == 200
     booking = await wait_status(api, owner, booked.body["id"], "CONFIRMED")
+
+    async def ticket_sent() -> bool:  # the email goes out in the background: let it finish
+        sql = "SELECT tickets_sent_at IS NOT NULL FROM bookings WHERE id = $1"
+        return bool(await pool.fetchval(sql, booking["id"]))
+
+    await wait_for(ticket_sent, what="the ticket email")
     checked = await api.post(
         "/api/admin/checkin/", {"code": booking["tickets"][1]["code"]}, token=clerk
     )

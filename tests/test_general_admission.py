@@ -290,7 +290,10 @@ async def test_1000_buyers_for_the_last_10_places_and_losers_skip_postgres(
     burst, burst_xacts = await arm(tokens[:200])
     print(f"transactions: lone loser's arm {solo_xacts}, 200 losers' arm {burst_xacts}")
     assert solo == {409: 1} and burst == {409: 200}
-    assert burst_xacts - solo_xacts == 0
+    # At most the lone buyer's count: 200 losers reaching PostgreSQL would add 200; the
+    # other way round, a background statement landing in the lone arm (seen once under load:
+    # 5 against 3) says nothing about losers.
+    assert burst_xacts <= solo_xacts, (solo_xacts, burst_xacts)
     assert await place_invariant(database_url, screening_id) == 30
 
 

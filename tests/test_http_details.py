@@ -35,7 +35,9 @@ async def _ids(api: ApiClient, token: str) -> dict[str, int]:
     return {
         "/api/movies/": movie_id,
         "/api/admin/halls/": screening.hall_id,
+        "/api/halls/": screening.hall_id,
         "/api/screenings/": screening.id,
+        "/api/admin/screenings/": screening.id,  # its sales report
         "/api/bookings/": booking.body["id"],
         "/api/admin/bookings/": booking.body["id"],
         "/api/admin/promo-codes/": promo.body["id"],

@@ -15,6 +15,7 @@ ADAPTERS = (
     "cinema.store",
     "cinema.holds",
     "cinema.live_redis",
+    "cinema.live_leases",
     "cinema.ratelimit",
     "cinema.payments",
     "tasks",
@@ -80,6 +81,7 @@ ADAPTER_FILES = (
     "cinema/holds.py",
     "cinema/ratelimit.py",
     "cinema/live_redis.py",
+    "cinema/live_leases.py",
 )
 
 

@@ -152,6 +152,30 @@ async def test_bad_promo_codes_are_400(api: Any, pool: Any, body: dict[str, Any]
     assert await pool.fetchval("SELECT count(*) FROM promo_codes WHERE code = 'BADONE'") == 0
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            {"kind": "percent", "value": "150", "max_uses": 1},
+            "the body must have a value of at most 100 when kind is percent",
+        ),
+        (
+            {"kind": "fixed", "value": "1", "max_uses": 1, "valid_from": "2030-01-02T00:00:00Z",
+             "valid_until": "2030-01-01T00:00:00Z"},
+            "the body must have valid_until after valid_from",
+        ),
+    ],
+)  # fmt: skip
+async def test_whole_body_refusals_read_as_sentences(
+    api: Any, body: dict[str, Any], message: str
+) -> None:
+    reply = await api.post(
+        "/api/admin/promo-codes/", {"code": "BADTWO", **body}, token=api.staff_token
+    )
+    assert reply.status == 400, reply
+    assert reply.body["error"]["message"] == message
+
+
 async def test_exhausted_is_409_nothing_booked_and_cancel_gives_the_use_back(
     api: Any, users: Any, pool: Any, rds: Any, redis_prefix: str
 ) -> None:

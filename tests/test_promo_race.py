@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from bench.common import percentiles
 from cinema.app import init_app
 from tests.conftest import REDIS_URL, make_settings
 
@@ -49,12 +50,15 @@ async def _invariant(database_url: str, screening_id: int, promo_id: int) -> dic
         await conn.close()
 
 
-async def _race(api: Any, tokens: list[str], screening: Any, code: str) -> list[Any]:
+async def _race(api: Any, tokens: list[str], screening: Any, code: str) -> list[tuple[Any, float]]:
+    """Every reply, with its latency as the client saw it (ms)."""
     start = asyncio.Event()
 
-    async def one(token: str, seat: int) -> Any:
+    async def one(token: str, seat: int) -> tuple[Any, float]:
         await start.wait()
-        return await api.book_with(token, screening.id, seat_ids=[seat], promo_code=code)
+        began = time.perf_counter()
+        reply = await api.book_with(token, screening.id, seat_ids=[seat], promo_code=code)
+        return reply, (time.perf_counter() - began) * 1000
 
     tasks = [
         asyncio.create_task(one(t, s)) for t, s in zip(tokens, screening.seat_ids, strict=False)
@@ -102,13 +106,14 @@ async def test_1000_buyers_100_uses(
     task = asyncio.create_task(flusher()) if mode == "flushed" else None
     started = time.monotonic()
     try:
-        replies = await _race(api, tokens, screening, made.body["code"])
+        timed = await _race(api, tokens, screening, made.body["code"])
     finally:
         stop.set()
         if task is not None:
             await task
         await client.aclose()
     took = time.monotonic() - started
+    replies = [r for r, _ in timed]
     statuses = Counter(r.status for r in replies)
     assert statuses == {201: USES, 409: BUYERS - USES}, statuses
     assert {r.body["error"]["code"] for r in replies if r.status == 409} == {"promo_code_exhausted"}
@@ -127,7 +132,10 @@ async def test_1000_buyers_100_uses(
     # A figure, not a target: PostgreSQL transactions in the race (pg_stat_database; backends
     # report lazily, so exact only with PROMO_RACE_SETTLE=1, which waits for that).
     spent = after["transactions"] - before["transactions"]
+    won = percentiles([ms for r, ms in timed if r.status == 201])
+    lost = percentiles([ms for r, ms in timed if r.status == 409])
     print(
         f"\npromo race {mode}: {dict(statuses)} in {took:.1f} s; about {spent} PostgreSQL"
-        f" transactions for {USES} winners and {BUYERS - USES} losers"
+        f" transactions for {USES} winners and {BUYERS - USES} losers; latency p50/p99 ms:"
+        f" winners {won['p50']}/{won['p99']}, losers {lost['p50']}/{lost['p99']}"
     )

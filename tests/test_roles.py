@@ -3,6 +3,7 @@ the account's current role (at most ROLE_CACHE_SECONDS old), whatever the token 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import secrets
@@ -17,7 +18,7 @@ import pytest
 
 from cinema.api.routes import ROUTES, STAFF_ACCESS
 from cinema.auth.model import Role
-from tests.client import ApiClient, wait_for
+from tests.client import ApiClient
 from tests.conftest import JWT_SECRET
 
 ADMIN_PREFIX = "/api/admin/"
@@ -108,6 +109,23 @@ async def test_only_admins_set_roles(api: ApiClient, users: Any) -> None:
     assert reply.status == 403
 
 
+async def _allowed_until_refused(api: ApiClient, token: str, refused: Any) -> list[float]:
+    """Ask until refused (with a deadline for the machine, not for the bound); the start time
+    of every request that was still allowed. The bound is judged on when a request *started*:
+    on a loaded machine a request may take seconds to answer, and that is not the cache."""
+    allowed: list[float] = []
+    deadline = time.monotonic() + 60
+    while True:
+        started = time.monotonic()
+        reply = await api.get("/api/admin/halls/", token=token)
+        if refused(reply):
+            return allowed
+        assert reply.status == 200, reply
+        allowed.append(started)
+        assert time.monotonic() < deadline, "never refused"
+        await asyncio.sleep(0.05)
+
+
 async def test_a_demoted_admin_loses_access_within_the_bound(
     make_api: Any, users: Any, pool: Any
 ) -> None:
@@ -119,13 +137,9 @@ async def test_a_demoted_admin_loses_access_within_the_bound(
     assert (await api.get("/api/admin/halls/", token=admin)).status == 200
     await pool.execute("UPDATE users SET role = 'customer' WHERE id = $1", user_id_of(admin))
     demoted_at = time.monotonic()
-
-    async def refused() -> bool:
-        return (await api.get("/api/admin/halls/", token=admin)).status == 403
-
-    await wait_for(refused, within=bound + 2, what="the demotion to take effect")
-    assert time.monotonic() - demoted_at <= bound + 1.0
-    assert await refused()  # and it stays refused
+    allowed = await _allowed_until_refused(api, admin, lambda r: r.status == 403)
+    assert all(started - demoted_at <= bound for started in allowed), (demoted_at, allowed)
+    assert (await api.get("/api/admin/halls/", token=admin)).status == 403  # and it stays
 
 
 async def test_a_role_changed_through_the_api_takes_effect_at_once(
@@ -147,12 +161,13 @@ async def test_a_deleted_account_loses_access_within_the_bound(
     admin = await users.one(role=Role.ADMIN)
     assert (await api.get("/api/admin/halls/", token=admin)).status == 200
     await pool.execute("DELETE FROM users WHERE id = $1", user_id_of(admin))
+    deleted_at = time.monotonic()
 
-    async def refused() -> bool:
-        reply = await api.get("/api/admin/halls/", token=admin)
-        return reply.status == 401 and reply.body["error"]["code"] == "invalid_token"
+    def refused(reply: Any) -> bool:
+        return bool(reply.status == 401 and reply.body["error"]["code"] == "invalid_token")
 
-    await wait_for(refused, within=bound + 2, what="the deletion to take effect")
+    allowed = await _allowed_until_refused(api, admin, refused)
+    assert all(started - deleted_at <= bound for started in allowed), (deleted_at, allowed)
 
 
 async def test_the_old_staff_token_claim_is_not_trusted(api: ApiClient, users: Any) -> None:

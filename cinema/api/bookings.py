@@ -141,8 +141,3 @@ async def list_bookings(request: web.Request, given: Inputs[None, BookingsQuery]
     else:
         bookings = await service.bookings_of(given.user_id, query.limit, query.offset)
     return json_response([booking_json(b) for b in bookings])
-
-
-async def cancel_booking(request: web.Request, given: Inputs[None, None]) -> web.Response:
-    booking = await request.app[BOOKINGS].cancel(given.user_id, path_id(request))
-    return json_response(booking_json(booking))

@@ -32,6 +32,16 @@ def hall_json(hall: Hall) -> dict[str, Any]:
         "layout": hall.layout,
         "seat_count": hall.seat_count,
         "categories": list(hall.categories),
+        "fees": _hall_fees_json(hall.default_fees),
+    }
+
+
+def _hall_fees_json(fees: FeesSpec | None) -> dict[str, Any] | None:
+    if fees is None:
+        return None
+    return {
+        "per_ticket": None if fees.per_ticket is None else str(fees.per_ticket),
+        "percent": None if fees.percent is None else str(fees.percent),
     }
 
 
@@ -76,7 +86,8 @@ async def create_movie(request: web.Request, given: Inputs[MovieIn, None]) -> we
 
 async def create_hall(request: web.Request, given: Inputs[HallIn, None]) -> web.Response:
     body = given.body
-    hall = await request.app[CATALOGUE].add_hall(body.name, body.layout)
+    fees = None if body.fees is None else FeesSpec(body.fees.per_ticket, body.fees.percent)
+    hall = await request.app[CATALOGUE].add_hall(body.name, body.layout, fees)
     return json_response(hall_json(hall), status=201)
 
 

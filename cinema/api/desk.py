@@ -38,7 +38,7 @@ def _ticket_json(ticket: TicketRecord) -> dict[str, Any]:
     }
 
 
-def _detail_json(detail: BookingDetail) -> dict[str, Any]:
+def detail_json(detail: BookingDetail) -> dict[str, Any]:
     data = staff_booking_json(detail.found, detail.refund_id)
     data["tickets"] = [_ticket_json(t) for t in detail.tickets]
     sent = detail.tickets_sent_at
@@ -68,7 +68,7 @@ async def find_bookings(
 
 async def booking_detail(request: web.Request, given: Inputs[None, None]) -> web.Response:
     detail = await request.app[BOXOFFICE].detail(path_id(request))
-    return json_response(_detail_json(detail))
+    return json_response(detail_json(detail))
 
 
 async def check_in(request: web.Request, given: Inputs[CheckInIn, None]) -> web.Response:

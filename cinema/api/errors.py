@@ -28,6 +28,7 @@ from cinema.booking.errors import (
     SeatsUnavailable,
     SoldOut,
 )
+from cinema.booking.sandbox import BookingNotPayable, CardDeclined
 from cinema.boxoffice.errors import AlreadyCheckedIn, TicketNotFound, TicketNotValid
 from cinema.catalogue.errors import InvalidLayout, InvalidScreening, NotFound
 from cinema.errors import DomainError
@@ -38,6 +39,12 @@ from cinema.pricing.errors import (
     PromoCodeTaken,
     TicketTypeLimit,
     UnknownTicketType,
+)
+from cinema.refunds.errors import (
+    CancelWindowClosed,
+    RefundRefused,
+    ScreeningCancelled,
+    SeatsNotInBooking,
 )
 from cinema.validation import describe
 
@@ -74,6 +81,12 @@ _STATUS_BY_ERROR: dict[type[Exception], int] = {
     PromoCodeExhausted: 409,
     PromoCodeNotFound: 404,
     PromoCodeTaken: 409,
+    RefundRefused: 409,
+    SeatsNotInBooking: 422,
+    CancelWindowClosed: 409,
+    ScreeningCancelled: 409,
+    BookingNotPayable: 409,
+    CardDeclined: 402,
 }
 
 _CODE_BY_STATUS = {
@@ -145,7 +158,7 @@ def _domain_response(exc: DomainError) -> web.Response:
     reason = getattr(exc, "reason", None)
     if reason is not None:
         extra["reason"] = reason
-    for name in ("available", "limit"):  # sold_out, customer_limit_reached
+    for name in ("available", "being_booked", "limit"):  # sold_out, customer_limit_reached
         value = getattr(exc, name, None)
         if isinstance(value, int):
             extra[name] = value

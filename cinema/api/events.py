@@ -3,8 +3,9 @@
 A StreamResponse of our own (aiohttp-sse would add a dependency for the ~30 lines below, and
 we need the outbox and the drop in cinema/live/viewer.py anyway). Frames: `resync` (every
 seat's status and the counts) on connect and whenever the stream cannot prove it missed
-nothing; `held` / `released` / `sold` with `seat_ids` and `counts`; a `: ping` comment every
-SSE_HEARTBEAT_SECONDS. `Last-Event-ID` on a reconnect replays what was missed."""
+nothing; `held` / `released` / `sold` with `seat_ids` and `counts` (general admission:
+`counts`, with no place ids); a `: ping` comment every SSE_HEARTBEAT_SECONDS.
+`Last-Event-ID` on a reconnect replays what was missed."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from cinema.api.io import Inputs, path_id
 from cinema.api.keys import CATALOGUE, LIVE
 from cinema.api.limits import LIMITS, client_ip
 from cinema.booking.errors import ScreeningNotFound
-from cinema.live import frames
 from cinema.live.service import LiveUnavailable, TooManyStreams
 from cinema.live.viewer import Viewer
 from cinema.logs import REQUEST_ID
@@ -30,11 +30,14 @@ STREAM_DESCRIPTION = (
     " (AVAILABLE / LOCKED / SOLD) as of event N, sent on connect and whenever the stream cannot"
     " prove it missed nothing: replace your state with it. `held` / `released` / `sold`:"
     " `{screening_id, seat_ids, counts: {available, locked, sold}, at}` (`at`: unix time of"
-    " the change): set those seats LOCKED / AVAILABLE / SOLD. A comment line `: ping` every"
-    " SSE_HEARTBEAT_SECONDS. Reconnect with `Last-Event-ID: N` (or `?last_event_id=N`) to get"
-    " the events after N, or a resync if they are no longer buffered. 429 `too_many_streams`"
-    " past SSE_MAX_PER_CLIENT streams per client address; 503 `live_unavailable` (with"
-    " Retry-After) while Redis is down: poll GET /api/screenings/{id}/seats/ instead."
+    " the change): set those seats LOCKED / AVAILABLE / SOLD. A general-admission screening"
+    " (`general_admission: true` in its resync, whose `seats` is empty) gets `counts`"
+    " instead: `{screening_id, change: held|released|sold, quantity, counts, at}`. A comment"
+    " line `: ping` every SSE_HEARTBEAT_SECONDS. Reconnect with `Last-Event-ID: N` (or"
+    " `?last_event_id=N`) to get the events after N, or a resync if they are no longer"
+    " buffered. 429 `too_many_streams` past SSE_MAX_PER_CLIENT streams per client address"
+    " (over every API process); 503 `live_unavailable` (with Retry-After) while Redis is"
+    " down: poll GET /api/screenings/{id}/seats/ instead."
 )
 RETRY_AFTER_SECONDS = 5
 # Bytes a viewer's connection may hold unsent in this process and in the kernel: a viewer
@@ -88,14 +91,13 @@ async def _stream(request: web.Request, viewer: Viewer) -> web.StreamResponse:
     await response.prepare(request)
     if request.method == "HEAD":
         return response
-    heartbeat = request.app[LIVE].heartbeat_seconds
     LIVE_VIEWERS.inc()
     try:
         while not viewer.dropped:
-            ready = await viewer.take(heartbeat)
+            ready = await viewer.take()
             if viewer.dropped:
                 break
-            await response.write(b"".join(ready) if ready else frames.HEARTBEAT)
+            await response.write(ready[0] if len(ready) == 1 else b"".join(ready))
     except (ConnectionError, RuntimeError):
         pass  # the viewer went away (RuntimeError: aiohttp's "cannot write to closing transport")
     finally:

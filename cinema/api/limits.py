@@ -76,6 +76,12 @@ def client_ip(request: web.Request, proxies: Sequence[Network]) -> str:
     return hops[0] if hops else peer
 
 
+def client_address(request: web.Request) -> str:
+    """The client's address as the rate limits and the audit log see it."""
+    limits = request.app.get(LIMITS)
+    return client_ip(request, () if limits is None else limits.trusted_proxies)
+
+
 async def enforce(request: web.Request, limit_name: str, subject: str, limit: int) -> None:
     limits = request.app.get(LIMITS)
     if limits is None or limit <= 0:

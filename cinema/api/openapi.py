@@ -111,6 +111,8 @@ def _responses(route: Route, routes: tuple[Route, ...], refs: Refs) -> dict[str,
     ok: dict[str, Any] = {"description": HTTPStatus(route.status).phrase}
     if route.response is not None:
         ok["content"] = {"application/json": {"schema": refs[(route.response, "serialization")]}}
+    for media_type in route.alternatives:
+        ok.setdefault("content", {})[media_type] = {"schema": {"type": "string"}}
     if route.stream:
         ok["description"] = route.stream
         ok["content"] = {"text/event-stream": {"schema": {"type": "string"}}}

@@ -14,11 +14,27 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from cinema import stages
-from cinema.api import auth, bookings, catalogue, desk, events, promos, users, webhooks
+from cinema.api import (
+    audit,
+    auth,
+    bookings,
+    catalogue,
+    desk,
+    events,
+    promos,
+    refunds,
+    report,
+    users,
+    webapp,
+    webhooks,
+)
 from cinema.api import schemas as s
 from cinema.api.io import Inputs, authenticate, authenticate_role, read_body, read_query
-from cinema.api.limits import LimitName, apply_limit
+from cinema.api.limits import LimitName, apply_limit, client_address
+from cinema.audit import ACTOR, Actor
 from cinema.auth.model import Role
+from cinema.auth.tokens import Principal
+from cinema.logs import REQUEST_ID
 
 Handler = Callable[[web.Request, Inputs[Any, Any]], Awaitable[web.StreamResponse]]
 # "box_office": box office and admins; "admin": admins only; "staff" is the old name of
@@ -47,6 +63,8 @@ class Route:
     limit: LimitName | None = None  # cinema/api/limits.py: who is counted, against which limit
     name: str = ""  # the OpenAPI operationId, when two routes share a handler
     stream: str = ""  # a text/event-stream response: the description of its events
+    actor: str = "anonymous"  # who a public route's changes are recorded as (audit log)
+    alternatives: tuple[str, ...] = ()  # other media types of the response (a query picks)
 
     @property
     def operation_id(self) -> str:
@@ -126,6 +144,18 @@ ROUTES: tuple[Route, ...] = (
         errors=(400, 404),
     ),
     Route(
+        "GET",
+        r"/api/admin/screenings/{id:\d+}/report",
+        report.screening_report,
+        "A screening's sales report: places, bookings by state, revenue by category and"
+        " ticket type, fees, promo discounts, refunds, no-shows (?format=csv: text/csv)",
+        access="admin",
+        query=s.ReportQuery,
+        response=s.SalesReportOut,
+        errors=(400, 404),
+        alternatives=("text/csv",),
+    ),
+    Route(
         "POST",
         r"/api/admin/users/{id:\d+}/role",
         users.set_role,
@@ -148,11 +178,35 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "GET",
         r"/api/admin/bookings/{id:\d+}/",
-        desk.booking_detail,
-        "One booking with its customer, tickets, payment and history",
+        refunds.booking_detail,
+        "One booking with its customer, tickets, payment, refunds and history",
         access="box_office",
-        response=s.AdminBookingDetailOut,
+        response=s.RefundedBookingOut,
         errors=(404,),
+    ),
+    # --- refunds (issue 13) ---
+    Route(
+        "POST",
+        r"/api/admin/bookings/{id:\d+}/refund",
+        refunds.refund_booking,
+        "Refund a paid booking, whole or some seats; frees them at once; one refund per"
+        " double click. 409 for a PENDING booking (cancel it instead) or one already refunded",
+        access="box_office",
+        body=s.RefundIn,
+        response=s.RefundedBookingOut,
+        errors=(400, 404, 409, 422, 503),
+    ),
+    Route(
+        "POST",
+        r"/api/admin/screenings/{id:\d+}/cancel",
+        refunds.cancel_screening,
+        "Cancel a screening: no new bookings (409), and the worker cancels and refunds every"
+        " booking in it and emails each customer",
+        access="admin",
+        body=s.CancelScreeningIn,
+        response=s.CancelScreeningOut,
+        status=202,
+        errors=(400, 404),
     ),
     Route(
         "POST",
@@ -163,6 +217,17 @@ ROUTES: tuple[Route, ...] = (
         body=s.CheckInIn,
         response=s.CheckInOut,
         errors=(404, 409),
+    ),
+    Route(
+        "GET",
+        "/api/admin/audit/",
+        audit.audit_log,
+        "The audit log: who changed what (bookings, check-ins, roles, catalogue, promo"
+        " codes), when, from where, before and after; newest first",
+        access="admin",
+        query=s.AuditQuery,
+        response=s.AuditList,
+        errors=(400,),
     ),
     Route(
         "POST",
@@ -287,11 +352,13 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "DELETE",
         r"/api/bookings/{id:\d+}/",
-        bookings.cancel_booking,
-        "Cancel my PENDING booking",
+        refunds.cancel_my_booking,
+        "Cancel my booking: a PENDING one at once; a CONFIRMED one is refunded in full up to"
+        " CUSTOMER_CANCEL_HOURS before the start (later 409 cancel_window_closed)",
         access="user",
         response=s.BookingOut,
         errors=(404, 409),
+        name="cancel_booking",
     ),
     Route(
         "GET",
@@ -304,6 +371,35 @@ ROUTES: tuple[Route, ...] = (
         errors=(400,),
         name="my_bookings",
     ),
+    # --- the web app's public additions (cinema/api/webapp.py) ---
+    Route(
+        "GET",
+        "/api/config/",
+        webapp.get_config,
+        "What a client needs: venue time zone, how to pay (Stripe key or test cards), limits",
+        response=s.ClientConfigOut,
+    ),
+    Route(
+        "GET",
+        r"/api/halls/{id:\d+}/",
+        catalogue.get_hall,
+        "A hall and its layout (rows, seat numbers, gaps for aisles, categories)",
+        response=s.HallOut,
+        errors=(404,),
+        name="public_hall",
+    ),
+    Route(
+        "POST",
+        r"/api/bookings/{id:\d+}/test-payment/",
+        webapp.test_payment,
+        "Test mode only (a local Stripe server): pay my PENDING booking with a test card",
+        access="user",
+        body=s.TestPaymentIn,
+        response=s.TestPaymentOut,
+        status=202,
+        errors=(400, 402, 404, 409, 502),
+        limit="bookings",
+    ),
     Route(
         "POST",
         "/api/webhooks/stripe/",
@@ -311,6 +407,7 @@ ROUTES: tuple[Route, ...] = (
         "Stripe events (signed with Stripe-Signature); confirms or cancels bookings",
         response=s.WebhookOut,
         errors=(400, 502, 503),
+        actor="payment_provider",
     ),
 )
 
@@ -335,14 +432,26 @@ def serve(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
         body = None if route.body is None else await read_body(request, route.body)
         if lap:
             lap("api.validation")
+        acting = ACTOR.set(_actor(request, route, principal))
         try:
             return await route.handler(request, Inputs(body, query, principal))
         finally:
+            ACTOR.reset(acting)
             if lap:
                 lap("api.handler")  # a 409 leaves as an exception: it counts too
 
     handle.__name__ = route.handler.__name__
     return handle
+
+
+def _actor(request: web.Request, route: Route, principal: Principal | None) -> Actor:
+    """Who this request's changes are recorded as in the audit log (cinema/audit.py)."""
+    return Actor(
+        None if principal is None else principal.user_id,
+        route.actor if principal is None else principal.role.value,
+        REQUEST_ID.get(),
+        client_address(request),
+    )
 
 
 def add_routes(app: web.Application, routes: tuple[Route, ...] = ROUTES) -> None:

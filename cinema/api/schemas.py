@@ -3,14 +3,16 @@ plain dicts (cheaper on hot paths) whose shape these models document and tests c
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     RootModel,
@@ -31,7 +33,15 @@ def _no_nul(value: str) -> str:
     return value
 
 
+def _iso_8601(value: Any) -> Any:
+    # pydantic also reads numbers as Unix times; a query string's "0.5" is a mistake, not 1970.
+    if isinstance(value, str) and not re.match(r"^\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("must be an ISO 8601 date and time, e.g. 2026-12-03T18:00:00Z")
+    return value
+
+
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+IsoDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_8601)]
 Text = Annotated[str, AfterValidator(_no_nul)]
 # Registration and login normalise the same way (cinema/auth/emails.py); the length bound
 # here only keeps absurd input from being scanned.
@@ -104,19 +114,6 @@ class MovieList(RootModel[list[MovieOut]]):
     """A JSON array of movie objects."""
 
 
-class HallIn(Model):
-    name: Annotated[Text, StringConstraints(min_length=1, max_length=100)]
-    layout: LayoutIn
-
-
-class HallOut(Model):
-    id: int
-    name: str
-    layout: dict[str, object]
-    seat_count: int
-    categories: list[str]
-
-
 class TicketTypeIn(Model):
     """A ticket type: its own `prices` per seat category, or a fixed `discount` off the
     category prices, or neither (the category prices)."""
@@ -132,6 +129,27 @@ class TicketTypeIn(Model):
 class FeesIn(Model):
     per_ticket: Price | None = None  # in the screening's currency, per ticket
     percent: Percent | None = None  # of the subtotal
+
+
+class HallFeesOut(Model):
+    per_ticket: str | None
+    percent: str | None
+
+
+class HallIn(Model):
+    name: Annotated[Text, StringConstraints(min_length=1, max_length=100)]
+    layout: LayoutIn
+    # the fees of a screening created in this hall without its own `fees`, in its currency
+    fees: FeesIn | None = None
+
+
+class HallOut(Model):
+    id: int
+    name: str
+    layout: dict[str, object]
+    seat_count: int
+    categories: list[str]
+    fees: HallFeesOut | None  # the default fees of its screenings (decimal strings)
 
 
 MAX_CAPACITY = 100_000  # places of one general-admission screening
@@ -298,7 +316,13 @@ class PaymentOut(Model):
     payment_intent_id: str
     client_secret: str  # for the customer's client (Stripe.js) to pay; shown to the owner only
     status: Literal[
-        "requires_payment", "succeeded", "failed", "canceled", "refund_pending", "refunded"
+        "requires_payment",
+        "succeeded",
+        "failed",
+        "canceled",
+        "refund_pending",
+        "refunded",
+        "refund_failed",
     ]
 
 
@@ -329,7 +353,7 @@ class TicketOut(Model):
 class BookingOut(Model):
     id: int
     reference: str
-    status: Literal["PENDING", "CONFIRMED", "CANCELLED"]
+    status: Literal["PENDING", "CONFIRMED", "CANCELLED", "COMPLETED", "NO_SHOW"]
     screening_id: int
     seat_ids: list[int]  # empty for general admission
     quantity: int  # tickets (seats or general-admission places)
@@ -372,7 +396,7 @@ class OwnerBookingOut(BookingOut):
 
 
 # --- box office -------------------------------------------------------------------------
-BookingStatusName = Literal["PENDING", "CONFIRMED", "CANCELLED"]
+BookingStatusName = Literal["PENDING", "CONFIRMED", "CANCELLED", "COMPLETED", "NO_SHOW"]
 
 
 class AdminBookingsQuery(Model):
@@ -440,6 +464,67 @@ class CheckInOut(Model):
     checked_in_at: datetime
 
 
+# --- refunds ---------------------------------------------------------------------------
+Reason = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
+    AfterValidator(_no_nul),
+]
+
+
+class RefundIn(Model):
+    """`seat_ids`: refund only these tickets (a partial refund); absent: every live ticket.
+    For general admission the ids are the places' (`seat_id` of the staff booking view)."""
+
+    reason: Reason
+    seat_ids: Annotated[list[Id], Field(min_length=1, max_length=10)] | None = None
+
+    @model_validator(mode="after")
+    def _distinct(self) -> RefundIn:
+        if self.seat_ids is not None and len(set(self.seat_ids)) != len(self.seat_ids):
+            raise ValueError("a seat id appears more than once")
+        return self
+
+
+class RefundItemOut(Model):
+    seat_id: int
+    amount: str
+    amount_minor: int
+
+
+class RefundOut(Model):
+    id: int
+    amount: str
+    amount_minor: int
+    currency: str
+    reason: str
+    source: Literal["staff", "customer", "screening"]
+    status: Literal["pending", "refunded", "failed"]
+    provider_refund_id: str | None
+    requested_by: int | None
+    created_at: datetime
+    items: list[RefundItemOut]
+
+
+class RefundedBookingOut(AdminBookingDetailOut):
+    """The booking after the refund: `payment.status` refund_pending (or refunded once the
+    provider confirmed, or at once with nothing to refund at a provider)."""
+
+    refunded: str
+    refunded_minor: int
+    refunds: list[RefundOut]  # newest first
+
+
+class CancelScreeningIn(Model):
+    reason: Reason = "the screening was cancelled"
+
+
+class CancelScreeningOut(Model):
+    screening_id: int
+    cancelled_at: datetime
+    reason: str
+
+
 # --- promo codes -----------------------------------------------------------------------
 class PromoCodeIn(Model):
     """`value`: a percent (0-100] of the eligible tickets, or (fixed) an amount off in the
@@ -460,13 +545,13 @@ class PromoCodeIn(Model):
     @model_validator(mode="after")
     def _consistent(self) -> PromoCodeIn:
         if self.kind == "percent" and self.value > 100:
-            raise ValueError("a percent value is at most 100")
+            raise ValueError("must have a value of at most 100 when kind is percent")
         if (
             self.valid_from is not None
             and self.valid_until is not None
             and self.valid_until <= self.valid_from
         ):
-            raise ValueError("valid_until must be after valid_from")
+            raise ValueError("must have valid_until after valid_from")
         return self
 
 
@@ -488,6 +573,31 @@ class PromoCodeOut(Model):
 
 class PromoCodeList(RootModel[list[PromoCodeOut]]):
     """A JSON array of promo code objects."""
+
+
+# --- web app (cinema/api/webapp.py) -------------------------------------------------------
+class ClientConfigOut(Model):
+    venue_time_zone: str  # IANA name: the pages show start times in it
+    payments: bool  # bookings carry a PaymentIntent
+    stripe_publishable_key: str | None  # set: pay with Stripe Elements
+    test_card_payments: bool  # true: POST /api/bookings/{id}/test-payment/ is on
+    hold_ttl_seconds: int
+    max_tickets_per_booking: int
+
+
+class TestPaymentIn(Model):
+    """A test card (4242424242424242 pays; 4000000000000341 is declined)."""
+
+    __test__ = False  # not a pytest class
+    number: Annotated[str, StringConstraints(pattern=r"^[0-9]{12,19}$")]
+    exp_month: Annotated[int, Field(ge=1, le=12)]
+    exp_year: Annotated[int, Field(ge=2000, le=2100)]
+    cvc: Annotated[str, StringConstraints(pattern=r"^[0-9]{3,4}$")]
+
+
+class TestPaymentOut(Model):
+    __test__ = False
+    status: Literal["charged"]
 
 
 # --- service ----------------------------------------------------------------------------
@@ -514,3 +624,129 @@ class ErrorBody(Model):
 
 class ErrorOut(Model):
     error: ErrorBody
+
+
+# --- audit log (admins) -------------------------------------------------------------------
+AuditAction = Annotated[
+    str, StringConstraints(max_length=81, pattern=r"^[a-z_]{1,40}\.[a-z_]{1,40}$")
+]
+
+
+class AuditQuery(Model):
+    booking_id: Id | None = None
+    actor_id: Id | None = None
+    screening_id: Id | None = None
+    since: IsoDatetime | None = None  # ISO 8601 with a UTC offset; entries at or after it
+    action: AuditAction | None = None  # e.g. booking.confirmed, ticket.checked_in
+    limit: Annotated[int, Field(ge=1, le=500)] = 100
+    offset: Annotated[int, Field(ge=0, le=100_000)] = 0
+
+
+class AuditEntryOut(Model):
+    id: int
+    at: datetime
+    actor_id: int | None  # null: the system (the worker) or an anonymous caller
+    actor_role: str  # customer, box_office, admin, anonymous, payment_provider, system
+    action: str
+    booking_id: int | None
+    screening_id: int | None
+    target: str  # the table changed
+    target_id: int | None
+    request_id: str | None
+    client_address: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+class AuditList(RootModel[list[AuditEntryOut]]):
+    """A JSON array of audit entries, newest first."""
+
+
+# --- sales report (admins) ----------------------------------------------------------------
+class ReportQuery(Model):
+    format: Literal["json", "csv"] = "json"
+
+
+class Places(Model):
+    total: int
+    available: int
+    held: int  # PENDING holds not lapsed
+    sold: int  # tickets of CONFIRMED, COMPLETED and NO_SHOW bookings
+    checked_in: int
+
+
+class ReportBookings(Model):
+    by_status: dict[str, int]  # every booking status, 0 included
+    cancelled_by_reason: dict[str, int]  # expired, cancelled_by_user, payment_failed, ...
+
+
+class RevenueLineOut(Model):
+    category: str
+    ticket_type: str
+    tickets: int
+    amount: str
+    amount_minor: int
+
+
+class RevenueOut(Model):
+    lines: list[RevenueLineOut]  # at unit prices, before promo discounts
+    sold_bookings: int
+    gross: str
+    gross_minor: int
+    discounts: str
+    discounts_minor: int
+    fees: str
+    fees_minor: int
+    net: str  # gross - discounts + fees: what the sold bookings were charged
+    net_minor: int
+    refunded: str  # of the sold bookings' charges, refunded since (partial refunds)
+    refunded_minor: int
+    kept: str  # net - refunded
+    kept_minor: int
+
+
+class PromoLineOut(Model):
+    code: str
+    bookings: int
+    discount: str
+    discount_minor: int
+
+
+class RefundSourceOut(Model):
+    count: int
+    amount: str
+    amount_minor: int
+
+
+class RefundsOut(Model):
+    """Refunds of the screening's bookings, made or pending (failed ones apart)."""
+
+    count: int
+    pending: int
+    failed: int
+    amount: str
+    amount_minor: int
+    by_source: dict[str, RefundSourceOut]  # staff, customer, screening, late_payment
+
+
+class NoShowsOut(Model):
+    bookings: int
+    tickets: int
+
+
+class SalesReportOut(Model):
+    """The JSON form; `?format=csv` answers the same figures as text/csv, one row each:
+    section, name, detail, count, amount, amount_minor, currency."""
+
+    screening_id: int
+    movie_title: str
+    starts_at: datetime
+    ends_at: datetime
+    currency: str
+    general_admission: bool
+    places: Places
+    bookings: ReportBookings
+    revenue: RevenueOut
+    promo_codes: list[PromoLineOut]
+    refunds: RefundsOut
+    no_shows: NoShowsOut

@@ -98,10 +98,23 @@ class SoldOut(BookingError):
 
     code = "sold_out"
 
-    def __init__(self, available: int) -> None:
+    def __init__(self, available: int, being_booked: int = 0, certain: bool = True) -> None:
+        """`available`: places free for the taking; `being_booked`: places other buyers'
+        unfinished bookings hold, which may yet come free. `certain` is false when nobody
+        counted (the figure must not be remembered as how many are left)."""
         wanted = "no places are left" if available == 0 else f"only {available} places are left"
-        super().__init__(f"sold out: {wanted}")
+        if being_booked:
+            free = "" if available == 0 else f"only {available} free and "
+            last = (
+                f"the last {being_booked} places are" if being_booked > 1 else "the last place is"
+            )
+            wanted = f"{free}{last} being booked by other buyers; try again in a moment"
+            super().__init__(f"sold out for now: {wanted}")
+        else:
+            super().__init__(f"sold out: {wanted}")
         self.available = available
+        self.being_booked = being_booked
+        self.certain = certain and being_booked == 0
 
 
 class CustomerLimitReached(BookingError):

@@ -7,12 +7,15 @@ from datetime import datetime
 from enum import StrEnum
 
 from cinema.pricing.model import DEFAULT_TICKET_TYPE, TicketLine
+from cinema.refunds.model import RefundEvent
 
 
 class BookingStatus(StrEnum):
     PENDING = "PENDING"
     CONFIRMED = "CONFIRMED"
     CANCELLED = "CANCELLED"
+    COMPLETED = "COMPLETED"  # the screening ended and a ticket was checked in (terminal)
+    NO_SHOW = "NO_SHOW"  # the screening ended and no ticket was checked in (terminal)
 
 
 class SeatStatus(StrEnum):
@@ -28,6 +31,7 @@ class CancelReason(StrEnum):
     PAYMENT_CANCELED = "payment_canceled"
     PAYMENT_UNAVAILABLE = "payment_provider_unavailable"  # no payment could be started
     ABANDONED = "abandoned"  # the commit's answer was lost and no Idempotency-Key can find it
+    SCREENING_STARTED = "screening_started"  # still unpaid when its screening started
 
 
 class PaymentStatus(StrEnum):
@@ -37,6 +41,7 @@ class PaymentStatus(StrEnum):
     CANCELED = "canceled"
     REFUND_PENDING = "refund_pending"  # paid after its seats were gone; refund not yet done
     REFUNDED = "refunded"
+    REFUND_FAILED = "refund_failed"  # a refund the provider could not make (staff follow up)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +83,7 @@ class Booking:
         return self.amount if self.subtotal is None else self.subtotal
 
     general_admission: bool = False  # seat_ids are then places, not seats a client knows
+    refunded: int = 0  # minor units refunded or being refunded (db/013: never above amount)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +172,7 @@ class PaymentEvent:
     intent_id: str | None
     amount: int | None = None  # minor units the intent says were paid; None if absent
     currency: str | None = None  # ISO 4217 code, upper case (compared without case)
+    refund: RefundEvent | None = None  # charge.refunded, refund.updated: for the refunds
 
 
 class SettlementOutcome(StrEnum):
@@ -177,6 +184,7 @@ class SettlementOutcome(StrEnum):
     DUPLICATE = "duplicate"
     IGNORED = "ignored"  # a state only moves forward: nothing to do
     UNKNOWN_INTENT = "unknown_intent"
+    REFUND_UPDATED = "refund_updated"  # a refund event, applied to the booking's refunds
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,6 +130,16 @@ class BookingStore(Protocol):
         """Cancel up to `limit` overdue PENDING bookings in one transaction; return them."""
         ...
 
+    async def end_started(self, limit: int) -> list[Booking]:
+        """Cancel up to `limit` PENDING bookings of screenings that have started (reason
+        screening_started) in one transaction, skipping rows locked by others; return them."""
+        ...
+
+    async def finish_ended(self, limit: int) -> list[Booking]:
+        """Move up to `limit` CONFIRMED bookings of ended screenings to COMPLETED (a ticket
+        checked in) or NO_SHOW in one transaction, skipping locked ones; return them."""
+        ...
+
     async def booking_by_reference(self, user_id: int, reference: str) -> Booking | None: ...
 
     async def attach_payment(

@@ -25,12 +25,19 @@ from cinema.pricing.model import TicketLine, TicketRequest
 
 MAX_SEATS_PER_BOOKING = 10
 
-# A state only moves forward; CANCELLED and CONFIRMED are final for the normal flow.
+# A state only moves forward. CONFIRMED ends when its screening does (the worker:
+# COMPLETED if a ticket was checked in, else NO_SHOW); CANCELLED, COMPLETED, NO_SHOW are
+# terminal: no customer cancel or refund, no payment, no check-in changes them.
 _TRANSITIONS: dict[BookingStatus, frozenset[BookingStatus]] = {
     BookingStatus.PENDING: frozenset({BookingStatus.CONFIRMED, BookingStatus.CANCELLED}),
-    BookingStatus.CONFIRMED: frozenset(),
+    BookingStatus.CONFIRMED: frozenset({BookingStatus.COMPLETED, BookingStatus.NO_SHOW}),
     BookingStatus.CANCELLED: frozenset(),
+    BookingStatus.COMPLETED: frozenset(),
+    BookingStatus.NO_SHOW: frozenset(),
 }
+# Bookings whose screening is over: their seats stay sold, nothing changes them any more.
+SHOW_OVER: frozenset[BookingStatus] = frozenset({BookingStatus.COMPLETED, BookingStatus.NO_SHOW})
+SOLD_STATUSES: frozenset[BookingStatus] = frozenset({BookingStatus.CONFIRMED}) | SHOW_OVER
 
 
 def can_transition(current: BookingStatus, target: BookingStatus) -> bool:
@@ -69,8 +76,14 @@ def ensure_form(snapshot: ScreeningSnapshot, general_admission: bool) -> None:
         raise NotGeneralAdmission("this screening has a seat map: book seat_ids or seats")
 
 
+def screening_started(starts_at: datetime, now: datetime) -> bool:
+    """The one "started" rule: from its start a screening takes no booking and no payment
+    (a late payment is refunded; the worker ends its PENDING holds)."""
+    return starts_at <= now
+
+
 def ensure_bookable(snapshot: ScreeningSnapshot, seat_ids: tuple[int, ...], now: datetime) -> None:
-    if snapshot.screening.starts_at <= now:
+    if screening_started(snapshot.screening.starts_at, now):
         raise ScreeningStarted(snapshot.screening.id)
     foreign = [s for s in seat_ids if s not in snapshot.seats_by_id]
     if foreign:
@@ -137,7 +150,7 @@ def seat_status(reservation: LiveReservation | None) -> SeatStatus:
     """A hold past its deadline is AVAILABLE even before any cleaner has cancelled it."""
     if reservation is None:
         return SeatStatus.AVAILABLE
-    if reservation.status is BookingStatus.CONFIRMED:
+    if reservation.status in SOLD_STATUSES:
         return SeatStatus.SOLD
     if reservation.status is BookingStatus.PENDING and not reservation.deadline_passed:
         return SeatStatus.LOCKED
@@ -149,6 +162,7 @@ class SettleAction(StrEnum):
     RECLAIM = "reclaim"  # ended, but paid: confirm only if every seat can be taken again
     CANCEL = "cancel"  # PENDING -> CANCELLED, seats freed
     REFUND_MISMATCH = "refund_mismatch"  # paid another amount or currency: booking unchanged
+    REFUND_STARTED = "refund_started"  # paid once its screening had started: ended, refunded
     IGNORE = "ignore"
 
 
@@ -171,20 +185,31 @@ def settle_action(
     kind: PaymentEventKind,
     *,
     paid_in_full: bool = True,
+    started: bool = False,
 ) -> SettleAction:
     """What a payment event does to a booking. States only move forward: a failure after a
     success changes nothing; a success after the booking ended tries to take its seats back
     (the money is real), and is refunded if they are gone. A success for another amount or
-    currency (`paid_in_full` false) never confirms: it is refunded and the booking left as is."""
+    currency (`paid_in_full` false) never confirms: it is refunded and the booking left as is.
+    Nor does a success once the screening has `started` (screening_started): the booking
+    ends (if PENDING) and the money goes back."""
     if kind is PaymentEventKind.SUCCEEDED:
-        if not paid_in_full and payment not in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED):
+        if not paid_in_full and payment not in (
+            PaymentStatus.SUCCEEDED,
+            PaymentStatus.REFUNDED,
+            PaymentStatus.REFUND_FAILED,
+        ):
             return SettleAction.REFUND_MISMATCH
-        if status is BookingStatus.PENDING:
-            return SettleAction.CONFIRM
-        if status is BookingStatus.CANCELLED and payment not in (
+        reclaimable = status is BookingStatus.CANCELLED and payment not in (
             PaymentStatus.REFUND_PENDING,
             PaymentStatus.REFUNDED,
-        ):
+            PaymentStatus.REFUND_FAILED,  # refunded by staff: its seats were given back
+        )
+        if started and (status is BookingStatus.PENDING or reclaimable):
+            return SettleAction.REFUND_STARTED
+        if status is BookingStatus.PENDING:
+            return SettleAction.CONFIRM
+        if reclaimable:
             return SettleAction.RECLAIM
         return SettleAction.IGNORE
     if kind in (PaymentEventKind.FAILED, PaymentEventKind.CANCELED) and (

@@ -269,7 +269,8 @@ class BookingService:
         try:
             booking = await self._commit(attempt, snapshot)
         except SoldOut as exc:
-            await self._note_sold_out(screening_id, exc.available)
+            if exc.certain:  # places others are still booking may come free: not "sold out"
+                await self._note_sold_out(screening_id, exc.available)
             return await self._seats_taken(attempt, "postgres", (), False, error=exc)
         except PromoUseRefused as exc:
             return await self._promo_refused(attempt, exc.reason, claimed=False)
@@ -565,6 +566,10 @@ class BookingService:
         booking = await self.booking_for(user_id, booking_id)
         if booking.status is BookingStatus.CANCELLED:
             return booking  # cancelling twice is harmless
+        if booking.status in rules.SHOW_OVER:
+            raise BookingNotCancellable(
+                f"booking {booking_id} is {booking.status.value}: its screening is over"
+            )
         if booking.status is not BookingStatus.PENDING:
             raise BookingNotCancellable(
                 f"booking {booking_id} is {booking.status.value} and cannot be cancelled"
@@ -576,6 +581,17 @@ class BookingService:
             # It changed under us (paid or expired a moment ago): report what it is now.
             return await self.cancel(user_id, booking_id)
         self.events.cancelled(ended, CancelReason.USER.value)
+        await self._release_booking(ended)
+        await self.cancel_payment_later(ended)
+        return ended
+
+    async def end_pending(self, booking_id: int, reason: str) -> Booking | None:
+        """Staff end a PENDING booking (its screening was cancelled): as `cancel`, for any
+        owner; None if it was not PENDING any more."""
+        ended = await self._store.end_booking(booking_id, BookingStatus.CANCELLED, reason)
+        if ended is None:
+            return None
+        self.events.cancelled(ended, reason)
         await self._release_booking(ended)
         await self.cancel_payment_later(ended)
         return ended
@@ -597,6 +613,22 @@ class BookingService:
         for booking in ended:
             await self._after_expiry(booking)
         return ended
+
+    async def end_started(self, batch_size: int) -> list[Booking]:
+        """One batch of PENDING holds of started screenings ended: they can no longer be paid
+        (a payment that still arrives is refunded by settlement), so their seats' keys go and
+        their intents are closed."""
+        ended = await self._store.end_started(batch_size)
+        for booking in ended:
+            self.events.cancelled(booking, booking.cancel_reason)
+            await self._release_booking(booking)
+            await self.cancel_payment_later(booking)
+        return ended
+
+    async def finish_ended(self, batch_size: int) -> list[Booking]:
+        """One batch of CONFIRMED bookings of ended screenings moved to COMPLETED or NO_SHOW
+        (terminal). Idempotent: the worker calls it until a batch comes back short."""
+        return await self._store.finish_ended(batch_size)
 
     async def _after_expiry(self, ended: Booking) -> None:
         self.events.expired(ended)

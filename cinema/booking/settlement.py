@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 from cinema.booking.errors import PaymentProviderUnavailable, PaymentsNotConfigured
 from cinema.booking.model import (
@@ -26,6 +26,7 @@ from cinema.booking.ports import (
     SeatHolds,
     SettlementStore,
 )
+from cinema.refunds.model import RefundEvent
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,9 @@ class PaymentSettlement:
         holds: SeatHolds,
         follow_ups: FollowUps,
         events: BookingEvents | None = None,
+        refunds: Callable[[RefundEvent], Awaitable[SettlementOutcome]] | None = None,
     ) -> None:
+        self._refunds = refunds  # applies refund events (cinema/refunds/service.py)
         self._gateway = gateway
         self._store = store
         self._holds = holds
@@ -53,6 +56,10 @@ class PaymentSettlement:
         if self._gateway is None:
             raise PaymentsNotConfigured()
         event = self._gateway.parse_event(payload, signature)
+        if event.refund is not None:
+            if self._refunds is None:
+                return SettlementOutcome.IGNORED
+            return await self._refunds(event.refund)
         if event.kind is PaymentEventKind.OTHER or event.intent_id is None:
             log.info("ignoring payment event %s of type %s", event.id, event.type)
             return SettlementOutcome.IGNORED
@@ -98,6 +105,7 @@ class PaymentSettlement:
             outcome is SettlementOutcome.DUPLICATE
             and booking.payment is not None
             and booking.payment.status is PaymentStatus.REFUND_PENDING
+            and booking.refunded == 0  # refund_pending of a staff refund: not a late payment
         ):
             log.warning("booking %s was paid after its seats were taken: refunding", booking.id)
             await self._refund(booking)

@@ -29,7 +29,8 @@ class AlreadyCheckedIn(DomainError):
 
 
 class TicketNotValid(DomainError):
-    """`reason`: other_screening, booking_cancelled, booking_refunded, booking_not_confirmed."""
+    """`reason`: other_screening, booking_cancelled, booking_refunded, booking_not_confirmed,
+    screening_over (the booking is COMPLETED or NO_SHOW)."""
 
     code = "ticket_not_valid"
 

@@ -42,8 +42,8 @@ class TicketRecord:
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
     """A state change of the booking, from whatever records it: `source` "booking" (its own
-    timestamps), "payment" (the provider's events), "check_in"; the audit log will add
-    "audit" entries here."""
+    timestamps), "payment" (the provider's events), "check_in", "audit" (the audit log's
+    records of it: `detail` says who)."""
 
     at: datetime
     source: str

@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from cinema.booking import rules
 from cinema.booking.errors import BookingNotFound
 from cinema.booking.model import Booking, BookingStatus, PaymentStatus
 from cinema.boxoffice.codes import TicketCodes, redacted
@@ -18,7 +19,13 @@ from cinema.boxoffice.ports import DeskStore
 
 log = logging.getLogger(__name__)
 
-_REFUNDED = frozenset({PaymentStatus.REFUND_PENDING.value, PaymentStatus.REFUNDED.value})
+_REFUNDED = frozenset(
+    {
+        PaymentStatus.REFUND_PENDING.value,
+        PaymentStatus.REFUNDED.value,
+        PaymentStatus.REFUND_FAILED.value,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +55,8 @@ class BoxOffice:
     async def owner_tickets(self, booking: Booking) -> list[OwnerTicket]:
         """The booking's tickets for its owner (the caller checked ownership), ascending seat
         id (general admission last): a code for each live ticket of a valid booking."""
-        valid = booking.status is BookingStatus.CONFIRMED and (
-            booking.payment is None or booking.payment.status.value not in _REFUNDED
-        )
+        # A refunded ticket's row is CANCELLED; the rest of a partly refunded booking stays.
+        valid = booking.status is BookingStatus.CONFIRMED
         tickets = sorted(
             await self._store.tickets_of(booking.id),
             key=lambda t: (t.seat_id is None, t.seat_id or 0, t.reservation_id),
@@ -87,12 +93,20 @@ def _refusal(found: Admission, screening_id: int | None) -> Exception:
     """Why a ticket that exists was not admitted, most telling reason first."""
     if found.checked_in_at is not None:
         return AlreadyCheckedIn(found.checked_in_at, found.checked_in_by, found.checked_in_by_email)
-    if found.payment_status in _REFUNDED:
-        return TicketNotValid("booking_refunded", "this ticket's booking was refunded")
+    ended = found.booking_status is BookingStatus.CANCELLED or (
+        found.reservation_status is BookingStatus.CANCELLED
+    )
+    if found.payment_status in _REFUNDED and ended:
+        return TicketNotValid("booking_refunded", "this ticket was refunded")
     if found.booking_status is BookingStatus.CANCELLED or (
         found.reservation_status is BookingStatus.CANCELLED
     ):
         return TicketNotValid("booking_cancelled", "this ticket's booking was cancelled")
+    if found.booking_status in rules.SHOW_OVER:
+        return TicketNotValid(
+            "screening_over",
+            f"this ticket's screening is over (booking {found.booking_status.value})",
+        )
     if found.booking_status is not BookingStatus.CONFIRMED:
         return TicketNotValid(
             "booking_not_confirmed",

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from cinema.pricing.model import DEFAULT_TICKET_TYPES, NO_FEES, Fees, TicketType
+from cinema.pricing.model import DEFAULT_TICKET_TYPES, NO_FEES, Fees, FeesSpec, TicketType
 
 GA_CATEGORY = "general"  # the one price category of a general-admission screening
 GA_ROW = "GA"  # the row label of its places (seat rows of a hall of its own, db/006)
@@ -47,6 +47,8 @@ class Hall:
     layout: dict[str, Any]
     seat_count: int
     categories: tuple[str, ...]
+    # the fees of a screening created here without its own (converted in its currency)
+    default_fees: FeesSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)

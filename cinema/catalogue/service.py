@@ -35,7 +35,13 @@ class CatalogueStore(Protocol):
     async def add_movie(self, title: str, description: str, duration_minutes: int) -> Movie: ...
     async def movie(self, movie_id: int) -> Movie | None: ...
     async def movies(self, limit: int, offset: int) -> list[Movie]: ...
-    async def add_hall(self, name: str, layout: dict[str, Any], seats: list[SeatSpec]) -> Hall: ...
+    async def add_hall(
+        self,
+        name: str,
+        layout: dict[str, Any],
+        seats: list[SeatSpec],
+        default_fees: FeesSpec | None = None,
+    ) -> Hall: ...
     async def hall(self, hall_id: int) -> Hall | None: ...
     async def halls(self) -> list[Hall]: ...
     async def seats_of_hall(self, hall_id: int) -> list[Seat]: ...
@@ -90,12 +96,13 @@ class CatalogueService:
     async def movies(self, limit: int = 100, offset: int = 0) -> list[Movie]:
         return await self._store.movies(limit, offset)
 
-    async def add_hall(self, name: str, layout: Any) -> Hall:
+    async def add_hall(self, name: str, layout: Any, default_fees: FeesSpec | None = None) -> Hall:
+        """`default_fees`: the fees of a screening created in this hall without its own."""
         try:
             normalized, seats = parse_layout(layout)
         except LayoutError as exc:
             raise InvalidLayout(str(exc)) from None
-        return await self._store.add_hall(name, normalized, seats)
+        return await self._store.add_hall(name, normalized, seats, default_fees)
 
     async def hall(self, hall_id: int) -> Hall:
         hall = await self._store.hall(hall_id)
@@ -129,12 +136,14 @@ class CatalogueService:
         if not is_known(currency):
             raise InvalidScreening(f"currency {currency.upper()} is not an ISO 4217 currency code")
         await self.movie(movie_id)
+        default_fees: FeesSpec | None = None
         if capacity is not None:
             categories: tuple[str, ...] = (GA_CATEGORY,)
             where = "a general-admission screening"
         else:
             assert hall_id is not None
-            categories = (await self.hall(hall_id)).categories
+            hall = await self.hall(hall_id)
+            categories, default_fees = hall.categories, hall.default_fees
             where = f"hall {hall_id}"
         _check_categories(set(categories), prices, where)
         try:
@@ -143,9 +152,9 @@ class CatalogueService:
             raise InvalidScreening(f"invalid price: {exc}") from None
         try:
             types = offer.ticket_types(ticket_types, categories, currency)
-            charges = offer.fees(fees, currency)
         except offer.OfferError as exc:
             raise InvalidScreening(str(exc)) from None
+        charges = _fees(fees, default_fees, currency, where)
         if capacity is not None:
             return await self._store.add_ga_screening(
                 movie_id,
@@ -213,6 +222,16 @@ class CatalogueService:
             return ScreeningSnapshot.of(screening, ())
         seats = await self._store.seats_of_hall(screening.hall_id)
         return ScreeningSnapshot.of(screening, tuple(seats))
+
+
+def _fees(given: FeesSpec | None, default: FeesSpec | None, currency: str, where: str) -> Fees:
+    """The screening's own fees, or else its hall's default, in the screening's currency."""
+    try:
+        return offer.fees(given if given is not None else default, currency)
+    except offer.OfferError as exc:
+        raise InvalidScreening(
+            str(exc) if given is not None else f"{where}'s default fees: {exc}"
+        ) from None
 
 
 def _check_categories(

@@ -1,5 +1,11 @@
 """One watched screening in one process: its seats' status as the viewers know it, the last
-event id, a replay buffer for reconnects, and the viewers themselves."""
+event id, a replay buffer for reconnects, and the viewers themselves.
+
+A general-admission screening has places, not seats a client knows: its viewers get `counts`
+events (no ids). A change names the places it moved but not where they came from, so a place
+this hub has not seen before is taken to come from its usual state (a hold from AVAILABLE, a
+sale or a release from LOCKED); the reconciler corrects the counts if that guess was wrong (a
+refund of a place sold before this hub loaded)."""
 
 from __future__ import annotations
 
@@ -17,6 +23,12 @@ STATUS_OF = {
     ChangeKind.SOLD: SeatStatus.SOLD,
 }
 KIND_OF = {status: kind for kind, status in STATUS_OF.items()}
+USUAL_BEFORE = {
+    ChangeKind.HELD: SeatStatus.AVAILABLE,
+    ChangeKind.RELEASED: SeatStatus.LOCKED,
+    ChangeKind.SOLD: SeatStatus.LOCKED,
+}
+COUNTS_EVENT = "counts"  # general admission
 
 
 class ScreeningHub:
@@ -33,18 +45,21 @@ class ScreeningHub:
         self._counts = dict.fromkeys(SeatStatus, 0)
         self._replay: deque[tuple[int, bytes]] = deque(maxlen=replay_size)
         self._resync: bytes | None = None
+        self._unsent: list[bytes] = []  # frames for the next flush()
+        self.general_admission = False
+        self._suspect_counts: dict[SeatStatus, int] | None = None  # see drift_counts()
 
     def load(self, seat_map: SeatMap, last_id: int) -> None:
         """Start over from the authority's seat map, as of event `last_id`."""
         self._status = {entry.id: entry.status for entry in seat_map.seats}
         self._order = tuple(entry.id for entry in seat_map.seats)
-        self._counts = dict.fromkeys(SeatStatus, 0)
-        for status in self._status.values():
-            self._counts[status] += 1
+        self.general_admission = seat_map.totals is not None
+        self._counts = seat_map.counts()
         self.last_id = last_id
         self._replay.clear()
         self._resync = None
         self.suspects = {}
+        self._suspect_counts = None
         self.loaded = True
 
     def apply(self, event_id: int, change: SeatChange) -> bytes:
@@ -53,22 +68,24 @@ class ScreeningHub:
         for seat_id in change.seat_ids:
             old = self._status.get(seat_id)
             if old is None:
-                continue  # not a seat of this hall
+                if not self.general_admission:
+                    continue  # not a seat of this hall
+                old = USUAL_BEFORE[change.kind]
+            if old is status:
+                continue
             self._counts[old] -= 1
             self._counts[status] += 1
             self._status[seat_id] = status
         self.last_id = event_id
         self._resync = None
-        frame = frames.event(
-            event_id,
-            change.kind.value,
-            {
-                "screening_id": self.screening_id,
-                "seat_ids": list(change.seat_ids),
-                "counts": self.counts(),
-                "at": change.at,
-            },
-        )
+        data: dict[str, Any] = {"screening_id": self.screening_id}
+        if self.general_admission:
+            data |= {"change": change.kind.value, "quantity": len(change.seat_ids)}
+        else:
+            data["seat_ids"] = list(change.seat_ids)
+        data |= {"counts": self.counts(), "at": change.at}
+        name = COUNTS_EVENT if self.general_admission else change.kind.value
+        frame = frames.event(event_id, name, data)
         self._replay.append((event_id, frame))
         return frame
 
@@ -82,6 +99,7 @@ class ScreeningHub:
                 "screening_id": self.screening_id,
                 "seats": [{"id": s, "status": self._status[s].value} for s in self._order],
                 "counts": self.counts(),
+                "general_admission": self.general_admission,
             }
             self._resync = frames.event(self.last_id, "resync", data)
         return self._resync
@@ -97,8 +115,19 @@ class ScreeningHub:
         return [frame for event_id, frame in self._replay if event_id > last_event_id]
 
     def broadcast(self, frame: bytes) -> None:
+        """Queue a frame for every viewer; flush() sends it."""
+        self._unsent.append(frame)
+
+    def flush(self) -> None:
+        """Send what was queued since the last flush to every viewer as one bytes object:
+        a viewer costs one write per flush however many changes it carries (an onsale makes
+        hundreds a second; a write per change per viewer would cost more than the bookings)."""
+        if not self._unsent:
+            return
+        batch = self._unsent[0] if len(self._unsent) == 1 else b"".join(self._unsent)
+        frames, self._unsent = len(self._unsent), []
         for viewer in list(self.viewers):
-            viewer.send(frame)
+            viewer.send(batch, frames)
 
     def drift(self, seat_map: SeatMap) -> dict[int, SeatStatus]:
         """Seats whose status here differed from the authority's, the same way, in this and
@@ -112,3 +141,18 @@ class ScreeningHub:
         confirmed = {s: pair[1] for s, pair in now.items() if self.suspects.get(s) == pair}
         self.suspects = {s: pair for s, pair in now.items() if s not in confirmed}
         return confirmed
+
+    def drift_counts(self, seat_map: SeatMap) -> bool:
+        """General admission: whether the counts here differed from the authority's the same
+        way in this and the previous check; if so they are taken from it."""
+        truth = seat_map.counts()
+        if truth == self._counts:
+            self._suspect_counts = None
+            return False
+        if self._suspect_counts != truth:
+            self._suspect_counts = truth
+            return False
+        self._counts = dict(truth)
+        self._resync = None
+        self._suspect_counts = None
+        return True

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 REPLAY_EVENTS = 1024  # per screening: how far back a reconnect can be replayed
 LINGER_SECONDS = 30.0  # an unwatched screening stays subscribed this long (reconnects replay)
 RECONNECT_MS = 2000
+OPEN_ATTEMPTS = 3
 
 
 class LiveUnavailable(DomainError):
@@ -65,37 +66,65 @@ class ChangeFeed(Protocol):
         ...
 
 
+class StreamLeases(Protocol):
+    """Streams per client address, counted over every process."""
+
+    renew_seconds: float
+
+    async def take(self, client: str, cap: int) -> str | None:
+        """A lease id, or None if `client` has `cap` streams open; raises LiveUnavailable."""
+        ...
+
+    async def give_back(self, client: str, lease: str) -> None:
+        """Never raises (an unreturned lease expires)."""
+        ...
+
+    async def renew(self, held: Mapping[str, str]) -> None:
+        """Keep these leases (id -> client) alive; never raises."""
+        ...
+
+
 SeatMaps = Callable[[int], Awaitable[SeatMap]]
 
 
 @dataclass(frozen=True)
 class LiveLimits:
     max_per_client: int = 8  # 0: no cap
-    viewer_queue: int = 64  # frames; a viewer this far behind is dropped
+    # Frames; a viewer this far behind is dropped. An outbox holds references to frames
+    # shared by every viewer of the screening: 8 bytes a frame per viewer.
+    viewer_queue: int = 1024
     reconcile_seconds: float = 5.0
     heartbeat_seconds: float = 15.0
+    batch_seconds: float = 0.05  # changes reach the viewers at most this late, one write each
 
 
 class LiveSeats:
     def __init__(
-        self, feed: ChangeFeed, seat_maps: SeatMaps, sink: SeatChangeSink, limits: LiveLimits
+        self,
+        feed: ChangeFeed,
+        seat_maps: SeatMaps,
+        sink: SeatChangeSink,
+        limits: LiveLimits,
+        leases: StreamLeases,
     ) -> None:
         self._feed = feed
+        self._leases = leases
+        self._held: dict[str, str] = {}  # lease id -> client address
         self._seat_maps = seat_maps
         self._sink = sink
         self._limits = limits
         self._hubs: dict[int, ScreeningHub] = {}
         self._opening: dict[int, asyncio.Future[ScreeningHub]] = {}
-        self._per_client: defaultdict[str, int] = defaultdict(int)
         self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def heartbeat_seconds(self) -> float:
-        return self._limits.heartbeat_seconds
 
     @property
     def viewers(self) -> int:
         return sum(len(hub.viewers) for hub in self._hubs.values())
+
+    def backlogs(self, screening_id: int) -> list[int]:
+        """Frames waiting in each viewer's outbox (what this process holds for them)."""
+        hub = self._hubs.get(screening_id)
+        return [] if hub is None else [viewer.queued for viewer in hub.viewers]
 
     @contextlib.asynccontextmanager
     async def watch(
@@ -104,13 +133,16 @@ class LiveSeats:
         """A viewer of the screening, its outbox already holding what it missed since
         `last_event_id` (or a resync); counted against `client`'s cap while open."""
         cap = self._limits.max_per_client
-        if cap and self._per_client[client] >= cap:
+        lease = await self._leases.take(client, cap) if cap else ""
+        if lease is None:
             raise TooManyStreams(f"at most {cap} live streams per client")
-        self._per_client[client] += 1
+        if lease:
+            self._held[lease] = client
         try:
             hub = await self._hub(screening_id)
             viewer = Viewer(client, self._limits.viewer_queue)
             viewer.send(frames.retry(RECONNECT_MS))
+            hub.flush()  # what the others have not been sent yet is in the resync or replay
             missed = hub.since(last_event_id)
             for frame in missed if missed is not None else [hub.resync_frame()]:
                 viewer.send(frame)
@@ -122,20 +154,31 @@ class LiveSeats:
                 if not hub.viewers:
                     self._later(self._close_if_idle(hub), "live-linger")
         finally:
-            self._per_client[client] -= 1
-            if not self._per_client[client]:
-                del self._per_client[client]
+            if self._held.pop(lease, None) is not None:
+                self._later(self._leases.give_back(client, lease), "live-lease")
+
+    async def renew_leases_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._leases.renew_seconds)
+            if self._held:
+                await self._leases.renew(dict(self._held))
 
     async def _hub(self, screening_id: int) -> ScreeningHub:
-        hub = self._hubs.get(screening_id)
-        if hub is not None and hub.loaded:
-            return hub
-        opening = self._opening.get(screening_id)
-        if opening is None:  # the first viewer opens it; the others wait for the same answer
-            opening = asyncio.ensure_future(self._open(screening_id))
-            self._opening[screening_id] = opening
-            opening.add_done_callback(lambda _: self._opening.pop(screening_id, None))
-        return await asyncio.shield(opening)
+        for _ in range(OPEN_ATTEMPTS):
+            hub = self._hubs.get(screening_id)
+            if hub is not None and hub.loaded:
+                return hub
+            opening = self._opening.get(screening_id)
+            if opening is None:  # the first viewer opens it; the others wait for its answer
+                opening = asyncio.ensure_future(self._open(screening_id))
+                self._opening[screening_id] = opening
+                opening.add_done_callback(lambda _: self._opening.pop(screening_id, None))
+            hub = await asyncio.shield(opening)
+            # The feed may have been lost while it opened: that hub gets no more events, and
+            # a viewer joining it would wait forever on a stream that only sends pings.
+            if self._hubs.get(screening_id) is hub:
+                return hub
+        raise LiveUnavailable("the live feed keeps breaking")
 
     async def _open(self, screening_id: int) -> ScreeningHub:
         hub = ScreeningHub(screening_id, REPLAY_EVENTS)
@@ -198,6 +241,9 @@ class LiveSeats:
         while True:
             try:
                 async for screening_id, event_id, change in self._feed.messages():
+                    # No pause between messages: under load a loop turn per message made
+                    # the feed slower than the changes (delivery fell behind by seconds).
+                    # A message costs an append; viewers get what piled up at the next flush.
                     self.deliver(screening_id, event_id, change)
             except FeedLost as exc:
                 log.warning("live feed lost (%r); dropping %d viewer(s)", exc, self.viewers)
@@ -205,6 +251,19 @@ class LiveSeats:
                     self._forget(hub)
                 await self._feed.reset()
                 await asyncio.sleep(1.0)
+
+    async def heartbeat_forever(self) -> None:
+        """A `: ping` to every viewer: proxies see traffic, a dead peer fails the write."""
+        while True:
+            await asyncio.sleep(self._limits.heartbeat_seconds)
+            for hub in list(self._hubs.values()):
+                hub.broadcast(frames.HEARTBEAT)
+
+    async def flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._limits.batch_seconds)
+            for hub in list(self._hubs.values()):
+                hub.flush()
 
     async def reconcile_forever(self) -> None:
         while True:
@@ -218,7 +277,13 @@ class LiveSeats:
 
     def _correct(self, hub: ScreeningHub, seat_map: SeatMap) -> None:
         """Publish the authority's status of drifted seats as ordinary changes, so every
-        process's viewers (and replay buffers) get them in id order."""
+        process's viewers (and replay buffers) get them in id order. General admission
+        has no seats to name: its counts are corrected here, for this process's viewers."""
+        if hub.general_admission:
+            if hub.drift_counts(seat_map):
+                log.info("live counts of screening %s corrected", hub.screening_id)
+                hub.broadcast(hub.resync_frame())
+            return
         by_status: defaultdict[SeatStatus, list[int]] = defaultdict(list)
         now = time.time()
         for seat_id, status in hub.drift(seat_map).items():
@@ -255,6 +320,10 @@ class LiveSeats:
 
     async def close(self) -> None:
         self.drop_all()
+        held, self._held = self._held, {}
+        with contextlib.suppress(TimeoutError):  # unreturned leases expire by themselves
+            returns = (self._leases.give_back(client, lease) for lease, client in held.items())
+            await asyncio.wait_for(asyncio.gather(*returns), 2.0)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

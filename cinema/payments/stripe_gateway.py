@@ -11,7 +11,10 @@ import stripe
 from cinema.booking.errors import InvalidWebhook, PaymentProviderUnavailable
 from cinema.booking.model import Booking, PaymentEvent, PaymentEventKind
 from cinema.booking.ports import IntentHandle
+from cinema.booking.sandbox import SandboxCard
 from cinema.money import from_provider_amount, provider_amount
+from cinema.payments import refund_events
+from cinema.payments.refund_events import REFUND_ID_KEY
 from cinema.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -107,6 +110,61 @@ class StripeGateway:
             raise _unavailable("refund a payment", exc) from exc
         return refund.id
 
+    async def create_refund(
+        self, intent_id: str, amount: int, currency: str, key: str, metadata: dict[str, str]
+    ) -> str:
+        try:
+            refund = await self._client.v1.refunds.create_async(
+                {
+                    "payment_intent": intent_id,
+                    "amount": provider_amount(amount, currency),
+                    "metadata": metadata,
+                },
+                {"idempotency_key": key},
+            )
+        except stripe.StripeError as exc:
+            raise _unavailable("refund a payment", exc) from exc
+        return refund.id
+
+    async def find_refund(self, intent_id: str, refund_id: int) -> str | None:
+        try:
+            listed = await self._client.v1.refunds.list_async(
+                {"payment_intent": intent_id, "limit": 100}
+            )
+        except stripe.StripeError as exc:
+            raise _unavailable("list refunds", exc) from exc
+        for refund in listed.data:
+            if _field(refund, "metadata", REFUND_ID_KEY) == str(refund_id):
+                return refund.id
+        return None
+
+    async def pay_with_card(self, intent_id: str, card: SandboxCard) -> str | None:
+        """Test mode only (SandboxPayments): attach the card, then confirm (localstripe
+        cannot confirm with a payment_method argument). None when charged, else why not."""
+        try:
+            method = await self._client.v1.payment_methods.create_async(
+                {
+                    "type": "card",
+                    "card": {
+                        "number": card.number,
+                        "exp_month": card.exp_month,
+                        "exp_year": card.exp_year,
+                        "cvc": card.cvc,
+                    },
+                }
+            )
+            await self._client.v1.payment_intents.update_async(
+                intent_id, {"payment_method": method.id}
+            )
+            intent = await self._client.v1.payment_intents.confirm_async(intent_id)
+        except stripe.CardError as exc:
+            return str(exc.code or "card_declined")
+        except stripe.InvalidRequestError as exc:
+            return str(exc.user_message or exc.code or "invalid card")
+        except stripe.StripeError as exc:
+            raise _unavailable("take the payment", exc) from exc
+        return None if intent.status in ("succeeded", "processing") else str(intent.status)
+
     def parse_event(self, payload: bytes, signature: str | None) -> PaymentEvent:
         try:
             event = stripe.Webhook.construct_event(
@@ -120,6 +178,9 @@ class StripeGateway:
         if not isinstance(event_id, str) or not isinstance(event_type, str):
             raise InvalidWebhook("the webhook body is not a Stripe event")
         kind = _KINDS.get(event_type, PaymentEventKind.OTHER)
+        if event_type in refund_events.EVENT_TYPES:
+            refund = refund_events.parse(event_id, event_type, _field(event, "data", "object"))
+            return PaymentEvent(event_id, event_type, kind, refund.intent_id, refund=refund)
         amount, currency = _paid(event)
         return PaymentEvent(event_id, event_type, kind, _intent_id(event, kind), amount, currency)
 

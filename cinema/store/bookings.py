@@ -31,6 +31,8 @@ from cinema.booking.model import (
 )
 from cinema.pricing.errors import PromoUseRefused
 from cinema.pricing.model import TicketLine
+from cinema.refunds.errors import ScreeningCancelled
+from cinema.store import audit
 from cinema.store.pool import DatabaseUnavailable, Pool
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,7 @@ _BOOKING_COLUMNS = (
     b.id, b.reference, b.user_id, b.screening_id, b.status, b.amount, b.currency,
     b.expires_at, b.hold_token, b.idempotency_key, b.cancel_reason, b.created_at, b.updated_at,
     b.payment_provider, b.payment_intent_id, b.payment_client_secret, b.payment_status,
-    b.subtotal_minor, b.discount_minor, b.fees_minor, b.promo_code_id,
+    b.subtotal_minor, b.discount_minor, b.fees_minor, b.promo_code_id, b.refunded_minor,
     (SELECT p.code FROM promo_codes p WHERE p.id = b.promo_code_id) AS promo_code,
     ARRAY(SELECT r.seat_id FROM reservations r WHERE r.booking_id = b.id ORDER BY r.seat_id)
         AS seat_ids,
@@ -72,15 +74,18 @@ def _literal(status: BookingStatus) -> str:
 PENDING_SQL = _literal(BookingStatus.PENDING)
 CONFIRMED_SQL = _literal(BookingStatus.CONFIRMED)
 CANCELLED_SQL = _literal(BookingStatus.CANCELLED)
+COMPLETED_SQL = _literal(BookingStatus.COMPLETED)
+NO_SHOW_SQL = _literal(BookingStatus.NO_SHOW)
 
 # The one way to take seats and places: db/004_take_seats.sql, db/008_general_admission.sql
 # (rules in docs/concurrency.md). A new booking is one statement, so one round trip and its
 # own transaction.
 _CREATE_BOOKING = """
-    SELECT (c.booking).*, c.taken, c.seat_ids, c.refused, c.available,
+    SELECT (c.booking).*, c.taken, c.seat_ids, c.refused, c.available, c.in_flight,
            $16::bigint IS NOT NULL AS general_admission
-    FROM cinema_create_booking($1, $2, $3, $4, $5, $6, $7, $8, $9::bigint[], $10::text[],
-                               $11::bigint[], $12, $13, $14, $15, $16, $17, $18) AS c
+    FROM cinema_create_booking(cinema_audited($1::text, $19::text::jsonb), $2, $3, $4, $5,
+                               $6, $7, $8, $9::bigint[], $10::text[], $11::bigint[], $12, $13,
+                               $14, $15, $16, $17, $18) AS c
 """
 
 _TAKE_SEATS = "SELECT cinema_take_seats($1, $2::bigint[])"
@@ -118,7 +123,8 @@ _EXPIRE_ONE = f"""
 
 _PLACE_COUNTS = f"""
     SELECT count(*) FILTER (WHERE status = {PENDING_SQL} AND expires_at > now()) AS locked,
-           count(*) FILTER (WHERE status = {CONFIRMED_SQL}) AS sold
+           count(*) FILTER (WHERE status IN ({CONFIRMED_SQL}, {COMPLETED_SQL}, {NO_SHOW_SQL}))
+               AS sold
     FROM reservations WHERE screening_id = $1 AND status <> {CANCELLED_SQL}
 """
 
@@ -130,7 +136,8 @@ _SEAT_IN_DETAIL = re.compile(r"\(screening_id, seat_id\)=\(\d+, (\d+)\)")
 
 
 _ATTACH_PAYMENT = """
-    UPDATE bookings SET payment_provider = $2, payment_intent_id = $3,
+    UPDATE bookings SET payment_provider = cinema_audited($2::text, $5::text::jsonb),
+        payment_intent_id = $3,
         payment_client_secret = $4, payment_status = 'requires_payment', updated_at = now()
     WHERE id = $1 AND payment_intent_id IS NULL
 """
@@ -187,10 +194,12 @@ def _booking(
         promo_code_id=row.get("promo_code_id"),
         promo_code=row.get("promo_code"),
         general_admission=bool(row.get("general_admission")),
+        refunded=row.get("refunded_minor") or 0,
     )
 
 
 _USER_FOREIGN_KEY = "bookings_user_id_fkey"
+SCREENING_CANCELLED_STATE = "CC001"  # raised by bookings_refuse_cancelled_screening (db/013)
 
 _CreateBooking = Callable[[Any, NewBooking], Coroutine[Any, Any, Booking]]
 
@@ -240,13 +249,14 @@ async def _end_in_doubt(pool: Pool, reference: str) -> None:
                 "SELECT id FROM bookings WHERE reference = $1", reference
             )
             if booking_id is not None:
-                await pool.execute(
-                    _END_BOOKINGS,
-                    [booking_id],
-                    BookingStatus.CANCELLED.value,
-                    CancelReason.ABANDONED.value,
-                    True,
-                )
+                async with audit.audited(pool) as conn:
+                    await conn.execute(
+                        _END_BOOKINGS,
+                        [booking_id],
+                        BookingStatus.CANCELLED.value,
+                        CancelReason.ABANDONED.value,
+                        True,
+                    )
             return
         except DatabaseUnavailable as exc:
             log.warning("cannot settle booking %s after a lost commit: %r", reference, exc)
@@ -289,12 +299,18 @@ class PgBookingStore:
                 new.hall_id if new.general_admission else None,
                 len(lines) if new.general_admission else 0,
                 new.max_tickets_per_customer,
+                audit.context(),
             )
         except asyncpg.UniqueViolationError as exc:
             error = _unique_violation(exc, seat_ids)
             if new.general_admission and isinstance(error, SeatsUnavailable):
-                error = SoldOut(0)  # the index caught what the place rules missed: no seats
+                # the index caught what the place rules missed: nobody counted what is left
+                error = SoldOut(0, certain=False)
             raise error from exc
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate == SCREENING_CANCELLED_STATE:  # db/013's trigger: nothing written
+                raise ScreeningCancelled(new.screening_id) from None
+            raise
         refused = row["refused"]
         if refused is not None or row["taken"]:
             raise _refusal(refused, row, new)
@@ -332,7 +348,7 @@ class PgBookingStore:
     async def end_booking(
         self, booking_id: int, target: BookingStatus, reason: str | None
     ) -> Booking | None:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with audit.audited(self._pool) as conn:
             ended = await conn.fetch(_END_BOOKINGS, [booking_id], target.value, reason, True)
             if not ended:
                 return None
@@ -364,6 +380,31 @@ class PgBookingStore:
             )
         return [_booking(r) for r in rows]
 
+    async def end_started(self, limit: int) -> list[Booking]:
+        """db/014_a_lifecycle.sql: PENDING holds of started screenings end (one statement)."""
+        return await self._bookings_of(
+            "SELECT ended FROM cinema_end_started($1) AS ended", limit, "ended"
+        )
+
+    async def finish_ended(self, limit: int) -> list[Booking]:
+        """db/014_a_lifecycle.sql: CONFIRMED bookings of ended screenings become COMPLETED
+        or NO_SHOW (one statement)."""
+        return await self._bookings_of(
+            "SELECT booking_id FROM cinema_finish_ended($1)", limit, "booking_id"
+        )
+
+    async def _bookings_of(self, query: str, limit: int, column: str) -> list[Booking]:
+        async with self._pool.acquire() as conn:
+            ids = [r[column] for r in await conn.fetch(query, limit)]
+            if not ids:
+                return []
+            rows = await conn.fetch(
+                f"SELECT {_BOOKING_COLUMNS} FROM bookings b WHERE b.id = ANY($1::bigint[])"
+                " ORDER BY b.id",
+                ids,
+            )
+        return [_booking(r) for r in rows]
+
     async def booking_by_reference(self, user_id: int, reference: str) -> Booking | None:
         row = await self._pool.fetchrow(
             f"SELECT {_BOOKING_COLUMNS} FROM bookings b WHERE b.reference = $1 AND b.user_id = $2",
@@ -378,7 +419,9 @@ class PgBookingStore:
         self, booking_id: int, provider: str, intent_id: str, client_secret: str
     ) -> Booking:
         async with self._pool.acquire() as conn:
-            await conn.execute(_ATTACH_PAYMENT, booking_id, provider, intent_id, client_secret)
+            await conn.execute(
+                _ATTACH_PAYMENT, booking_id, provider, intent_id, client_secret, audit.context()
+            )
             row = await conn.fetchrow(
                 f"SELECT {_BOOKING_COLUMNS} FROM bookings b WHERE b.id = $1", booking_id
             )
@@ -444,7 +487,7 @@ def _refusal(refused: str | None, row: Any, new: NewBooking) -> Exception:
     if row["taken"] or refused == "seats_unavailable":
         return SeatsUnavailable(list(row["taken"]))
     if refused == "sold_out":
-        return SoldOut(row["available"])
+        return SoldOut(row["available"], row["in_flight"] or 0)
     if refused == "customer_limit_reached" and new.max_tickets_per_customer is not None:
         return CustomerLimitReached(new.max_tickets_per_customer, row["available"])
     return PromoUseRefused(refused or "promo_code_invalid")

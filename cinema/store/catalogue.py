@@ -7,7 +7,8 @@ from decimal import Decimal
 from typing import Any
 
 from cinema.catalogue.model import GA_CATEGORY, GA_ROW, Hall, Movie, Screening, Seat, SeatSpec
-from cinema.pricing.model import DEFAULT_TICKET_TYPES, NO_FEES, Fees, TicketType
+from cinema.pricing.model import DEFAULT_TICKET_TYPES, NO_FEES, Fees, FeesSpec, TicketType
+from cinema.store import audit
 from cinema.store.pool import Pool
 
 
@@ -22,7 +23,25 @@ def _hall(row: Any) -> Hall:
         layout=row["layout"],
         seat_count=row["seat_count"],
         categories=tuple(row["categories"]),
+        default_fees=_fees_spec(row["default_fees"]),
     )
+
+
+def _fees_spec(raw: dict[str, Any] | None) -> FeesSpec | None:
+    if raw is None:
+        return None
+    return FeesSpec(
+        *(None if raw.get(k) is None else Decimal(raw[k]) for k in ("per_ticket", "percent"))
+    )
+
+
+def _fees_spec_json(spec: FeesSpec | None) -> dict[str, Any] | None:
+    if spec is None:
+        return None
+    return {
+        "per_ticket": None if spec.per_ticket is None else str(spec.per_ticket),
+        "percent": None if spec.percent is None else str(spec.percent),
+    }
 
 
 def _ticket_type_json(t: TicketType) -> dict[str, Any]:
@@ -74,7 +93,7 @@ def _screening(row: Any) -> Screening:
 
 
 _HALL_COLUMNS = """
-    h.id, h.name, h.layout,
+    h.id, h.name, h.layout, h.default_fees,
     (SELECT count(*) FROM seats s WHERE s.hall_id = h.id) AS seat_count,
     ARRAY(SELECT DISTINCT s.category FROM seats s WHERE s.hall_id = h.id ORDER BY 1) AS categories
 """
@@ -97,11 +116,12 @@ class PgCatalogueStore:
 
     async def add_movie(self, title: str, description: str, duration_minutes: int) -> Movie:
         row = await self._pool.fetchrow(
-            "INSERT INTO movies (title, description, duration_minutes) VALUES ($1, $2, $3)"
-            " RETURNING *",
+            "INSERT INTO movies (title, description, duration_minutes)"
+            " VALUES (cinema_audited($1::text, $4::text::jsonb), $2, $3) RETURNING *",
             title,
             description,
             duration_minutes,
+            audit.context(),
         )
         return _movie(row)
 
@@ -115,10 +135,19 @@ class PgCatalogueStore:
         )
         return [_movie(r) for r in rows]
 
-    async def add_hall(self, name: str, layout: dict[str, Any], seats: list[SeatSpec]) -> Hall:
-        async with self._pool.acquire() as conn, conn.transaction():
+    async def add_hall(
+        self,
+        name: str,
+        layout: dict[str, Any],
+        seats: list[SeatSpec],
+        default_fees: FeesSpec | None = None,
+    ) -> Hall:
+        async with audit.audited(self._pool) as conn:
             hall_id = await conn.fetchval(
-                "INSERT INTO halls (name, layout) VALUES ($1, $2) RETURNING id", name, layout
+                "INSERT INTO halls (name, layout, default_fees) VALUES ($1, $2, $3) RETURNING id",
+                name,
+                layout,
+                _fees_spec_json(default_fees),
             )
             await conn.copy_records_to_table(
                 "seats",
@@ -167,18 +196,19 @@ class PgCatalogueStore:
         fees: Fees = NO_FEES,
         max_tickets_per_customer: int | None = None,
     ) -> Screening:
-        row = await self._pool.fetchrow(
-            _INSERT_SCREENING,
-            movie_id,
-            hall_id,
-            starts_at,
-            prices,
-            currency,
-            [_ticket_type_json(t) for t in ticket_types],
-            _fees_json(fees),
-            None,
-            max_tickets_per_customer,
-        )
+        async with audit.audited(self._pool) as conn:
+            row = await conn.fetchrow(
+                _INSERT_SCREENING,
+                movie_id,
+                hall_id,
+                starts_at,
+                prices,
+                currency,
+                [_ticket_type_json(t) for t in ticket_types],
+                _fees_json(fees),
+                None,
+                max_tickets_per_customer,
+            )
         return _screening(row)
 
     async def add_ga_screening(
@@ -195,7 +225,7 @@ class PgCatalogueStore:
         """A general-admission screening and its places (one seat row each, in a hall of its
         own), in one transaction: one row per place is what lets buyers take places without
         queueing on a counter (cinema_take_places)."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with audit.audited(self._pool) as conn:
             hall_id = await conn.fetchval(
                 "INSERT INTO halls (name, layout, general_admission)"
                 " VALUES ('general admission', '{}'::jsonb, true) RETURNING id"

@@ -13,6 +13,7 @@ from cinema.boxoffice.model import (
     HistoryEntry,
     TicketRecord,
 )
+from cinema.store import audit
 from cinema.store.bookings import BOOKING_COLUMNS, CONFIRMED_SQL, booking_from_row
 from cinema.store.pool import Pool
 
@@ -47,14 +48,21 @@ _PAYMENT_EVENTS = """
     ORDER BY received_at, event_id
 """
 
-# The compare-and-set: of ten scanners at once, one UPDATE finds checked_in_at NULL; the
-# others wait for its row lock, re-check the WHERE on the committed row and update nothing.
+_AUDIT_ENTRIES = """
+    SELECT at, action, actor_role, actor_id FROM audit_log WHERE booking_id = $1
+    ORDER BY at, id
+"""
+
+# A refunded ticket's reservation is CANCELLED (db/013); a partly refunded booking stays
+# CONFIRMED, so its other tickets still admit. The compare-and-set: of ten scanners at
+# once, one UPDATE finds checked_in_at NULL; the others wait for its row lock, re-check
+# the WHERE on the committed row and update nothing.
 _CHECK_IN = f"""
-    UPDATE reservations r SET checked_in_at = now(), checked_in_by = $2
+    UPDATE reservations r SET checked_in_at = now(),
+        checked_in_by = cinema_audited($2::bigint, $4::text::jsonb)
     FROM bookings b
     WHERE r.id = $1 AND b.id = r.booking_id AND r.checked_in_at IS NULL
       AND r.status = {CONFIRMED_SQL} AND b.status = {CONFIRMED_SQL}
-      AND (b.payment_status IS NULL OR b.payment_status NOT IN ('refund_pending', 'refunded'))
       AND ($3::bigint IS NULL OR r.screening_id = $3)
     RETURNING r.booking_id, r.screening_id, r.seat_id, r.status, r.checked_in_at,
               r.checked_in_by, r.ticket_type,
@@ -104,7 +112,12 @@ def _admission(row: Any, admitted: bool) -> Admission:
     )
 
 
-def _history(row: Any, tickets: list[TicketRecord], events: list[Any]) -> list[HistoryEntry]:
+_SOURCE_RANK = {"booking": 0, "payment": 1, "audit": 2, "check_in": 3}
+
+
+def _history(
+    row: Any, tickets: list[TicketRecord], events: list[Any], audits: list[Any]
+) -> list[HistoryEntry]:
     entries = [HistoryEntry(row["created_at"], "booking", "created", BookingStatus.PENDING.value)]
     if row["status"] != BookingStatus.PENDING.value:
         entries.append(
@@ -118,8 +131,17 @@ def _history(row: Any, tickets: list[TicketRecord], events: list[Any]) -> list[H
         for t in tickets
         if t.checked_in_at is not None
     ]
-    # The audit log (issue 13, item 6) adds its entries here, with source "audit".
-    return sorted(entries, key=lambda e: e.at)
+    entries += [
+        HistoryEntry(
+            a["at"],
+            "audit",
+            a["action"],
+            a["actor_role"] if a["actor_id"] is None else f"{a['actor_role']} {a['actor_id']}",
+        )
+        for a in audits
+    ]
+    # At the same instant: the booking's own entry, the payment, its audit record, the door.
+    return sorted(entries, key=lambda e: (e.at, _SOURCE_RANK.get(e.source, 2)))
 
 
 class PgDeskStore:
@@ -145,12 +167,13 @@ class PgDeskStore:
                 return None
             tickets = [_ticket(t) for t in await conn.fetch(_TICKETS, booking_id)]
             events = list(await conn.fetch(_PAYMENT_EVENTS, booking_id))
+            audits = list(await conn.fetch(_AUDIT_ENTRIES, booking_id))
         return BookingDetail(
             found=FoundBooking(booking_from_row(row), row["email"]),
             tickets=tuple(tickets),
             refund_id=row["refund_id"],
             tickets_sent_at=row["tickets_sent_at"],
-            history=tuple(_history(row, tickets, events)),
+            history=tuple(_history(row, tickets, events, audits)),
         )
 
     async def tickets_of(self, booking_id: int) -> list[TicketRecord]:
@@ -159,7 +182,9 @@ class PgDeskStore:
     async def check_in(
         self, reservation_id: int, staff_id: int, screening_id: int | None
     ) -> Admission | None:
-        row = await self._pool.fetchrow(_CHECK_IN, reservation_id, staff_id, screening_id)
+        row = await self._pool.fetchrow(
+            _CHECK_IN, reservation_id, staff_id, screening_id, audit.context()
+        )
         if row is not None:
             return _admission(row, admitted=True)
         now = await self._pool.fetchrow(_TICKET_NOW, reservation_id)

@@ -9,6 +9,7 @@ import asyncpg
 
 from cinema.pricing.errors import PromoCodeTaken
 from cinema.pricing.model import NewPromoCode, PromoCode, PromoKind
+from cinema.store import audit
 from cinema.store.pool import Pool
 
 _COLUMNS = """
@@ -22,7 +23,7 @@ _ADD = """
     WITH code AS (
         INSERT INTO promo_codes (code, kind, value, max_uses, max_uses_per_customer,
                                  valid_from, valid_until, screening_ids, ticket_types)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        VALUES (cinema_audited($1::text, $10::text::jsonb), $2, $3, $4, $5, $6, $7, $8, $9)
         RETURNING id, max_uses
     ), uses AS (
         INSERT INTO promo_code_uses (promo_code_id)
@@ -68,6 +69,7 @@ class PgPromoStore:
                 new.valid_until,
                 None if new.screening_ids is None else sorted(new.screening_ids),
                 None if new.ticket_types is None else sorted(new.ticket_types),
+                audit.context(),
             )
         except asyncpg.UniqueViolationError:
             raise PromoCodeTaken(new.code) from None
@@ -97,5 +99,9 @@ class PgPromoStore:
 
     async def deactivate_promo(self, promo_id: int) -> PromoCode | None:
         """Live bookings keep their use; no booking takes a new one after this commits."""
-        await self._pool.execute("UPDATE promo_codes SET active = false WHERE id = $1", promo_id)
+        await self._pool.execute(
+            "UPDATE promo_codes SET active = cinema_audited(false, $2::text::jsonb) WHERE id = $1",
+            promo_id,
+            audit.context(),
+        )
         return await self.promo(promo_id)

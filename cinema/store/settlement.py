@@ -17,6 +17,7 @@ from cinema.booking.model import (
     SettlementOutcome,
 )
 from cinema.booking.rules import SettleAction
+from cinema.store import audit
 from cinema.store.bookings import (
     BOOKING_COLUMNS,
     CANCELLED_SQL,
@@ -39,7 +40,11 @@ _RECORD_EVENT = """
 _LOCK_BOOKING = """
     SELECT id, screening_id, status, payment_status, amount, currency, user_id, promo_code_id,
            ARRAY(SELECT r.seat_id FROM reservations r WHERE r.booking_id = b.id
-                 ORDER BY r.seat_id) AS seat_ids
+                 ORDER BY r.seat_id) AS seat_ids,
+           (SELECT sc.max_tickets_per_customer FROM screenings sc
+             WHERE sc.id = b.screening_id) AS customer_limit,
+           (SELECT sc.starts_at <= now() FROM screenings sc WHERE sc.id = b.screening_id)
+               AS started
     FROM bookings b WHERE payment_intent_id = $1
     FOR UPDATE
 """
@@ -67,6 +72,9 @@ _CANCEL = f"""
 
 _TAKE_PROMO_USE = "SELECT use_id, refused FROM cinema_take_promo_use($1, $2)"
 
+# Locks the (customer, screening) row, then counts their live tickets (db/008, rule A.3.3).
+_CUSTOMER_TICKETS = "SELECT cinema_customer_tickets($1, $2)"
+
 _MARK_REFUND_PENDING = """
     UPDATE bookings SET payment_status = 'refund_pending', updated_at = now() WHERE id = $1
 """
@@ -83,6 +91,7 @@ class PgSettlementStore:
 
     async def settle(self, event: PaymentEvent) -> Settlement:
         async with self._pool.acquire() as conn, conn.transaction():
+            await audit.bind(conn)
             fresh = await conn.fetchval(_RECORD_EVENT, event.id, event.type, event.intent_id)
             if not fresh:
                 row = await conn.fetchrow(
@@ -119,11 +128,23 @@ class PgSettlementStore:
             paid_in_full=rules.pays_booking(
                 locked["amount"], locked["currency"], event.amount, event.currency
             ),
+            started=bool(locked["started"]),  # PostgreSQL's clock, as for every deadline
         )
         booking_id = locked["id"]
         if action is SettleAction.REFUND_MISMATCH:
             await conn.execute(_MARK_REFUND_PENDING, booking_id)
             return SettlementOutcome.AMOUNT_MISMATCH
+        if action is SettleAction.REFUND_STARTED:
+            # Paid after its screening started: a PENDING hold ends here (its seats are of
+            # no use any more), an ended one stays ended; either way the money goes back.
+            await conn.execute(
+                _CANCEL,
+                booking_id,
+                PaymentStatus.REFUND_PENDING.value,
+                CancelReason.SCREENING_STARTED.value,
+            )
+            await conn.execute(_MARK_REFUND_PENDING, booking_id)
+            return SettlementOutcome.REFUND_NEEDED
         if action is SettleAction.CONFIRM:
             # Its reservations are live (a PENDING booking's always are: whoever takes its
             # seats after the deadline must end it first, and waits for our row lock).
@@ -134,9 +155,12 @@ class PgSettlementStore:
             await conn.execute(_CANCEL, booking_id, status.value, reason.value)
             return SettlementOutcome.CANCELLED
         if action is SettleAction.RECLAIM:
-            if await self._seats_free(
-                conn, locked["screening_id"], list(locked["seat_ids"])
-            ) and await self._promo_use_back(conn, locked):
+            # Lock order A.3: the customer's row, then the seats, then a promo use.
+            if (
+                await self._within_customer_limit(conn, locked)
+                and await self._seats_free(conn, locked["screening_id"], list(locked["seat_ids"]))
+                and await self._promo_use_back(conn, locked)
+            ):
                 await conn.execute(_CONFIRM, booking_id)
                 return SettlementOutcome.CONFIRMED_LATE
             await conn.execute(
@@ -146,6 +170,15 @@ class PgSettlementStore:
             )
             return SettlementOutcome.REFUND_NEEDED
         return SettlementOutcome.IGNORED
+
+    async def _within_customer_limit(self, conn: Any, locked: Any) -> bool:
+        """A reclaimed booking's tickets count again: the customer may have booked others
+        meanwhile (theirs stopped counting when this one ended), so the limit decides."""
+        limit = locked["customer_limit"]
+        if limit is None:
+            return True
+        held = await conn.fetchval(_CUSTOMER_TICKETS, locked["user_id"], locked["screening_id"])
+        return bool(held + len(locked["seat_ids"]) <= limit)
 
     async def _seats_free(self, conn: Any, screening_id: int, seat_ids: list[int]) -> bool:
         """Take the seats back through the one seat-taking function, as create_booking does."""
@@ -170,9 +203,10 @@ class PgSettlementStore:
         return True
 
     async def record_refund(self, booking_id: int, refund_id: str) -> None:
-        await self._pool.execute(
-            "UPDATE bookings SET payment_status = 'refunded', refund_id = $2, updated_at = now()"
-            " WHERE id = $1 AND payment_status = 'refund_pending'",
-            booking_id,
-            refund_id,
-        )
+        async with audit.audited(self._pool) as conn:
+            await conn.execute(
+                "UPDATE bookings SET payment_status = 'refunded', refund_id = $2,"
+                " updated_at = now() WHERE id = $1 AND payment_status = 'refund_pending'",
+                booking_id,
+                refund_id,
+            )

@@ -6,6 +6,7 @@ import asyncpg
 
 from cinema.auth.errors import EmailTaken
 from cinema.auth.model import Role, UserRecord
+from cinema.store import audit
 from cinema.store.pool import Pool
 
 _COLUMNS = "id, email, password_hash, role"
@@ -22,11 +23,13 @@ class PgUserStore:
     async def add_user(self, email: str, password_hash: str, role: Role) -> UserRecord:
         try:
             row = await self._pool.fetchrow(
-                "INSERT INTO users (email, password_hash, role) VALUES ($1, $2, $3)"
+                "INSERT INTO users (email, password_hash, role)"
+                " VALUES (cinema_audited($1::text, $4::text::jsonb), $2, $3)"
                 f" RETURNING {_COLUMNS}",
                 email,
                 password_hash,
                 role.value,
+                audit.context(),
             )
         except asyncpg.UniqueViolationError:
             raise EmailTaken(f"{email} is already registered") from None
@@ -44,7 +47,11 @@ class PgUserStore:
 
     async def set_role(self, user_id: int, role: Role) -> UserRecord | None:
         row = await self._pool.fetchrow(
-            f"UPDATE users SET role = $2 WHERE id = $1 RETURNING {_COLUMNS}", user_id, role.value
+            "UPDATE users SET role = cinema_audited($2::text, $3::text::jsonb) WHERE id = $1"
+            f" RETURNING {_COLUMNS}",
+            user_id,
+            role.value,
+            audit.context(),
         )
         return None if row is None else _user(row)
 

@@ -1,0 +1,1 @@
+"""Refunds: giving tickets back, customer self-cancel, cancelling a whole screening."""

@@ -433,7 +433,8 @@ async def test_admin_refunds_a_seat_and_downloads_the_sales_report(
     await admin.locator(f"#refund-{seats[0]}").check()
     await admin.get_by_label("Reason").fill("seat broken")
     await admin.get_by_role("button", name="Refund", exact=True).click()
-    await admin.get_by_text("refunded 10.00 USD").wait_for(timeout=WAIT_MS)
+    # The notice, not the booking's line, which also says it once the page has re-read it.
+    await admin.locator("#notice", has_text="Refunded 10.00 USD").wait_for(timeout=WAIT_MS)
     await admin.goto(f"/staff/#/screening/{screening.id}")
     await admin.locator(".report").wait_for(timeout=WAIT_MS)
     async with admin.expect_download() as info:

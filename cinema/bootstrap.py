@@ -374,7 +374,7 @@ async def api_services(
             "ended-holds-sweeper",
         )
         live = await _open_live(stack, settings, core)
-        passwords = PasswordHashing(settings.password_hash_threads)
+        passwords = PasswordHashing(settings.password_hash_threads, settings.password_hash_nice)
         stack.callback(passwords.close)
         yield ApiServices(
             accounts=AccountService(

@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     db_pool_max: int = Field(default=20, ge=1, le=100)
     # argon2 hashes at once per process (each holds 19 MiB): docs/performance.md
     password_hash_threads: int = Field(default=2, ge=1, le=64)
+    password_hash_nice: int = Field(default=0, ge=0, le=19)
     # Per-stage timings of every request in /metrics (cinema_stage_seconds); for profiling.
     stage_timings: bool = False
     host: str = "127.0.0.1"

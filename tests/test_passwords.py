@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import threading
@@ -122,3 +123,19 @@ def test_the_memory_of_finished_hashes_goes_back_to_the_system() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     grown_kib = int(done.stdout.strip())
     assert grown_kib < MEMORY_COST_KIB // 2, f"resident memory grew by {grown_kib} KiB"
+
+
+async def test_hashing_threads_run_at_the_configured_niceness() -> None:
+    """Linux schedules threads one by one: a burst of logins yields to the event loops."""
+    hashing = PasswordHashing(threads=1, nice=7)
+    try:
+        await hashing.hash("a long enough password")  # the thread exists and was set up
+        loop = asyncio.get_running_loop()
+        niceness = await loop.run_in_executor(
+            hashing._pool,  # the hashing thread itself
+            lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()),
+        )
+    finally:
+        hashing.close()
+    loops = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())  # unchanged
+    assert niceness == min(19, loops + 7), (niceness, loops)

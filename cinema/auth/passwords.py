@@ -26,6 +26,8 @@ import asyncio
 import ctypes
 import ctypes.util
 import logging
+import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -83,12 +85,28 @@ def return_hash_memory() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
 
 
+def _lower_priority(nice: int) -> None:
+    if nice <= 0:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except OSError as exc:  # not Linux's per-thread niceness: hashes run at normal priority
+        log.info("argon2 threads keep their priority (%s)", exc)
+
+
 class PasswordHashing:
     """Hashes and verifies passwords off the event loop, at most `threads` at a time."""
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, nice: int = 0) -> None:
+        """`nice`: the hashing threads' niceness (Linux schedules threads one by one), so a
+        burst of logins takes the CPU the event loops leave, not the CPU bookings need."""
         return_hash_memory()
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="argon2")
+        self._pool = ThreadPoolExecutor(
+            max_workers=threads,
+            thread_name_prefix="argon2",
+            initializer=_lower_priority,
+            initargs=(nice,),
+        )
 
     async def hash(self, password: str) -> str:
         return await asyncio.get_running_loop().run_in_executor(

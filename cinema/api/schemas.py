@@ -204,6 +204,9 @@ class ScreeningOut(Model):
     ticket_types: list[TicketTypeOut]  # the first is the default (for `seat_ids` bookings)
     fees: FeesOut | None
     max_tickets_per_customer: int | None
+    cancelled: bool  # true: staff cancelled it; it takes no booking (409 screening_cancelled)
+    cancelled_at: datetime | None
+    cancel_reason: str | None
 
 
 class HallList(RootModel[list[HallOut]]):
@@ -216,6 +219,8 @@ class ScreeningList(RootModel[list[ScreeningOut]]):
 
 class ScreeningsQuery(Model):
     movie_id: Id | None = None
+    # Cancelled screenings are left out unless asked for (staff pages: reports, the door).
+    include_cancelled: bool = False
     limit: Annotated[int, Field(ge=1, le=500)] = 100
     offset: Annotated[int, Field(ge=0, le=100_000)] = 0
 

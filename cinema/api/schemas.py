@@ -704,8 +704,12 @@ class RevenueOut(Model):
     fees_minor: int
     net: str  # gross - discounts + fees: what the sold bookings were charged
     net_minor: int
-    refunded: str  # of the sold bookings' charges, refunded since (partial refunds)
+    # Of the sold bookings' charges, refunded since (partial refunds) or being refunded; a
+    # refund the provider failed is not in it (that money is still here, owed).
+    refunded: str
     refunded_minor: int
+    refund_pending: str  # the part of `refunded` the provider has not confirmed yet
+    refund_pending_minor: int
     kept: str  # net - refunded
     kept_minor: int
 
@@ -726,12 +730,16 @@ class RefundSourceOut(Model):
 class RefundsOut(Model):
     """Refunds of the screening's bookings, made or pending (failed ones apart)."""
 
-    count: int
-    pending: int
-    failed: int
-    amount: str
+    count: int  # made or pending
+    pending: int  # of `count`, not confirmed by the provider yet
+    failed: int  # not in `count` or `amount`
+    amount: str  # made or pending
     amount_minor: int
-    by_source: dict[str, RefundSourceOut]  # staff, customer, screening, late_payment
+    pending_amount: str  # of `amount`, not confirmed by the provider yet
+    pending_amount_minor: int
+    failed_amount: str  # the provider could not make them: owed to customers, not refunded
+    failed_amount_minor: int
+    by_source: dict[str, RefundSourceOut]  # staff, customer, screening, late_payment (not failed)
 
 
 class NoShowsOut(Model):

@@ -1,6 +1,7 @@
 """The refund email: booking reference, amount refunded, reason. Sent at most once per
 refund (a short lease on the refund row keeps two senders apart), once the provider has the
-refund (or none was needed)."""
+refund (or none was needed). A cancelled screening's refund is told of by the cancellation
+notice instead (cinema/tickets/cancel_mail.py), unless it was made after that notice went out."""
 
 from __future__ import annotations
 

@@ -53,12 +53,14 @@ from cinema.store.bookings import PgBookingStore
 from cinema.store.cancellations import PgScreeningStore
 from cinema.store.catalogue import PgCatalogueStore
 from cinema.store.desk import PgDeskStore
+from cinema.store.notices import PgNoticeStore
 from cinema.store.promos import PgPromoStore
 from cinema.store.refunds import PgRefundStore
 from cinema.store.report import PgReportStore
 from cinema.store.settlement import PgSettlementStore
 from cinema.store.tickets import PgTicketStore
 from cinema.store.users import PgUserStore
+from cinema.tickets.cancel_mail import CancellationMailer
 from cinema.tickets.mailer import SmtpConfig, TicketMailer
 from cinema.tickets.refund_mail import RefundMailer
 from tasks.follow_ups import FollowUpTasks, TaskiqFollowUps
@@ -289,6 +291,9 @@ def _refunds(
         refunds=refunds,
         end_pending=bookings.end_pending,
         kick=in_background if tasks is None else tasks.kick,
+        notices=CancellationMailer(
+            PgNoticeStore(pool), smtp, lease_seconds=smtp.timeout_seconds + 15
+        ),
     )
     if tasks is not None and run_tasks:
         tasks.serve(cancellations.run)
@@ -434,8 +439,9 @@ async def worker_loop(settings: Settings) -> AsyncIterator[WorkerLoop]:
             # crashed mid-send and its lease lapsed, a task lost with Redis).
             sweeps=((core.canceller.sweep,) if core.gateway else ())
             + (core.mailer.sweep,)
-            # Cancelled screenings' bookings not ended yet, refunds the provider has not
-            # taken yet (it was down, or their process died), refund emails not sent.
+            # Cancelled screenings' bookings not ended yet and their emails not sent, refunds
+            # the provider has not taken yet (it was down, or their process died), refund
+            # emails not sent.
             + (core.cancellations.sweep, core.refunds.retry_due, core.refund_mailer.sweep)
             + (core.refunds.release_refunded_seats,),
         )

@@ -462,3 +462,25 @@ async def test_my_bookings_lists_them_and_cancels_a_pending_one(pay_api, browsin
         f'.card[data-reference="{booking["reference"]}"]', has_text="CANCELLED"
     ).wait_for(timeout=WAIT_MS)
     assert await live_reservations(pool, screening.id) == []
+
+
+async def test_a_cancelled_screening_says_so_and_offers_no_seats(pay_api, browsing, users, pool):
+    """A link to a screening cancelled since: the page says so, shows no seat map and no Book
+    button, and the movie's page no longer lists it."""
+    api = pay_api.client
+    made = await api.new_screening(layout=LAYOUT, prices=PRICES)
+    movie_id = (await api.get(f"/api/screenings/{made.id}/")).body["movie_id"]
+    admin = await users.one(role=Role.ADMIN)
+    reply = await api.post(
+        f"/api/admin/screenings/{made.id}/cancel", {"reason": "storm"}, token=admin
+    )
+    assert reply.status == 202, reply
+    browsing.base_url = str(pay_api.server.make_url("/")).rstrip("/")
+    page = await browsing.page(await users.one())
+    await page.goto(f"/#/screening/{made.id}")
+    await page.get_by_text("This screening has been cancelled").wait_for(timeout=WAIT_MS)
+    assert await page.locator(".seatmap").count() == 0
+    assert await page.get_by_role("button", name="Book").count() == 0
+    await page.goto(f"/#/movie/{movie_id}")
+    await page.get_by_text("No upcoming screenings.").wait_for(timeout=WAIT_MS)
+    assert await live_reservations(pool, made.id) == []

@@ -127,3 +127,46 @@ async def test_seat_map_shape_and_order(api):
     assert set(reply.body["seats"][0]) == {"id", "row", "seat", "category", "status"}
     assert reply.body["counts"] == {"available": 4, "locked": 0, "sold": 0}
     assert (await api.get("/api/screenings/999999999/seats/")).status == 404
+
+
+async def test_a_cancelled_screening_is_off_sale_but_still_answers(api, pool):
+    """Cancelled: gone from the public lists (also a movie's), still readable by id and saying
+    so (read fresh, though this process cached its snapshot), listed for staff on request,
+    and every booking of it, seated or general admission, is 409 screening_cancelled."""
+    seated = await api.new_screening()
+    ga = await api.new_ga_screening(capacity=5)
+    kept = await api.new_screening()
+    buyer = await api.new_user()
+    first = await api.book(buyer, seated.id, [seated.seat_ids[0]])  # caches the snapshot
+    assert first.status == 201, first
+    movie_id = (await api.get(f"/api/screenings/{seated.id}/")).body["movie_id"]
+    for sid in (seated.id, ga):
+        reply = await api.post(
+            f"/api/admin/screenings/{sid}/cancel", {"reason": "flooded"}, token=api.staff_token
+        )
+        assert reply.status == 202, reply
+
+    listed = {s["id"] for s in (await api.get("/api/screenings/?limit=500")).body}
+    assert kept.id in listed and not {seated.id, ga} & listed
+    of_movie = (await api.get(f"/api/screenings/?movie_id={movie_id}")).body
+    assert of_movie == []
+    staff = (await api.get("/api/screenings/?limit=500&include_cancelled=true")).body
+    flags = {s["id"]: (s["cancelled"], s["cancel_reason"]) for s in staff}
+    assert flags[seated.id] == flags[ga] == (True, "flooded")
+    assert flags[kept.id] == (False, None)
+
+    one = await api.get(f"/api/screenings/{seated.id}/")
+    assert one.status == 200 and one.body["cancelled"] is True
+    assert one.body["cancel_reason"] == "flooded" and one.body["cancelled_at"]
+    assert (await api.get(f"/api/screenings/{kept.id}/")).body["cancelled"] is False
+
+    late = await api.book(await api.new_user(), seated.id, [seated.seat_ids[1]])
+    assert late.status == 409 and late.body["error"]["code"] == "screening_cancelled", late
+    late_ga = await api.book_places(await api.new_user(), ga, 1)
+    assert late_ga.status == 409 and late_ga.body["error"]["code"] == "screening_cancelled"
+    after = await pool.fetchval(
+        "SELECT count(*) FROM bookings b JOIN screenings s ON s.id = b.screening_id"
+        " WHERE s.id = ANY($1::bigint[]) AND b.created_at >= s.cancelled_at",
+        [seated.id, ga],
+    )
+    assert after == 0

@@ -15,7 +15,13 @@ from cinema.api.report import CSV_COLUMNS
 from cinema.audit import ACTOR, Actor
 from cinema.auth.model import Role
 from cinema.booking.model import BookingStatus
-from cinema.refunds.model import RefundRequest, RefundSource
+from cinema.refunds.model import (
+    ProviderRefund,
+    RefundEvent,
+    RefundRequest,
+    RefundSource,
+    RefundStatus,
+)
 from cinema.store.bookings import PgBookingStore
 from cinema.store.pool import Pool
 from cinema.store.refunds import PgRefundStore
@@ -167,6 +173,10 @@ async def test_every_kind_of_booking_adds_up(api: ApiClient, users: Users, pool:
         "pending": 0,
         "failed": 0,
         **late,
+        "pending_amount": "0.00",
+        "pending_amount_minor": 0,
+        "failed_amount": "0.00",
+        "failed_amount_minor": 0,
         "by_source": {"late_payment": {"count": 1, **late}},
     }
     assert (revenue["refunded_minor"], revenue["kept_minor"]) == (0, revenue["net_minor"])
@@ -311,3 +321,73 @@ async def test_admins_only_and_bad_input(api: ApiClient, users: Users) -> None:
     empty = await report(api, screening.id)
     assert empty["places"]["available"] == empty["places"]["total"] == 10
     assert empty["revenue"]["net"] == "0.00" and empty["refunds"]["amount"] == "0.00"
+
+
+async def test_a_failed_refund_is_not_counted_as_refunded(
+    api: ApiClient, users: Users, pool: Pool
+) -> None:
+    """Partial refunds of three paid bookings, one pending at the provider, one confirmed by
+    its webhook, one failed for good, and a whole refund that failed: only the first two
+    count as refunded (the pending one shown apart); the failed money is still kept, and
+    listed under failed with its amount."""
+    screening = await api.new_screening()
+    sid, seats = screening.id, screening.seat_ids
+    owners = await users.create(4)
+    booked = [await book(api, owners[i], sid, seat_ids=seats[2 * i : 2 * i + 2]) for i in range(4)]
+    tag = secrets.token_hex(4)
+    for i, b in enumerate(booked):
+        await pool.execute(CONFIRM, b["id"])
+        await pool.execute(  # paid at a provider: refunds go there (status pending)
+            "UPDATE bookings SET payment_intent_id = $2 WHERE id = $1", b["id"], f"pi_{tag}_{i}"
+        )
+    store = PgRefundStore(pool)
+    ids, shares = [], [shares_of(b) for b in booked]
+    for i, b in enumerate(booked):
+        seat = None if i == 3 else (seats[2 * i],)
+        why = RefundRequest(b["id"], "test", RefundSource.STAFF, None, seat)
+        recorded = await store.record(why, shares[i], whole=seat is None)
+        assert recorded.refused is None and recorded.refund_id is not None
+        ids.append(recorded.refund_id)
+    pending, confirmed, failed, failed_whole = ids
+    await store.submitted(pending, f"re_{tag}_0")
+    done = ProviderRefund(f"re_{tag}_1", confirmed, RefundStatus.REFUNDED)
+    event = RefundEvent(f"evt_{tag}", "refund.updated", f"pi_{tag}_1", (done,))
+    assert await store.apply_event(event) == [booked[1]["id"]]
+    for refund_id in (failed, failed_whole):
+        await store.submit_failed(refund_id, "card expired", None)
+
+    body = await report(api, sid)
+    one = [shares[i][seats[2 * i]] for i in range(3)]  # the partial refunds' amounts
+    revenue, refunds = body["revenue"], body["refunds"]
+    assert revenue["net_minor"] == sum(b["total_minor"] for b in booked[:3])
+    assert revenue["refunded_minor"] == one[0] + one[1]
+    assert revenue["refund_pending_minor"] == one[0]
+    assert revenue["kept_minor"] == revenue["net_minor"] - one[0] - one[1]
+    assert (refunds["count"], refunds["pending"], refunds["failed"]) == (2, 1, 2)
+    assert refunds["amount_minor"] == one[0] + one[1]
+    assert refunds["pending_amount_minor"] == one[0]
+    assert refunds["failed_amount_minor"] == one[2] + booked[3]["total_minor"]
+    assert refunds["by_source"] == {"staff": {"count": 2, **money(one[0] + one[1])}}
+    # PostgreSQL: the bookings' refunded_minor still holds the failed ones (never refunded
+    # twice); the refunds table's non-failed rows are what the report counts.
+    column = await pool.fetchval(
+        "SELECT sum(refunded_minor) FROM bookings WHERE screening_id = $1 AND status = 'CONFIRMED'",
+        sid,
+    )
+    assert column == one[0] + one[1] + one[2]
+    made = await pool.fetchval(
+        "SELECT sum(r.amount_minor) FROM refunds r JOIN bookings b ON b.id = r.booking_id"
+        " WHERE b.screening_id = $1 AND r.status <> 'failed'",
+        sid,
+    )
+    assert made == refunds["amount_minor"]
+
+    reply = await api.get(report_path(sid, "?format=csv"), token=api.staff_token)
+    by_key = {(r[0], r[1], r[2]): r for r in csv.reader(io.StringIO(reply.body))}
+    assert by_key[("totals", "refunded", "")][5] == str(one[0] + one[1])
+    assert by_key[("refunds", "failed", "")][3] == "2"
+    assert by_key[("refunds", "failed", "")][5] == str(one[2] + booked[3]["total_minor"])
+
+
+def money(minor: int) -> dict[str, Any]:
+    return {"amount": f"{minor // 100}.{minor % 100:02d}", "amount_minor": minor}

@@ -73,6 +73,11 @@ def screening_json(screening: Screening) -> dict[str, Any]:
         if fees.empty
         else {"per_ticket": format_minor(fees.per_ticket, currency), "percent": str(fees.percent)},
         "max_tickets_per_customer": screening.max_tickets_per_customer,
+        "cancelled": screening.cancelled_at is not None,
+        "cancelled_at": None
+        if screening.cancelled_at is None
+        else screening.cancelled_at.isoformat(),
+        "cancel_reason": screening.cancel_reason,
     }
 
 
@@ -138,7 +143,7 @@ async def list_screenings(
 ) -> web.Response:
     query = given.query
     screenings = await request.app[CATALOGUE].screenings(
-        query.movie_id, datetime.now(UTC), query.limit, query.offset
+        query.movie_id, datetime.now(UTC), query.limit, query.offset, query.include_cancelled
     )
     return json_response([screening_json(s) for s in screenings])
 

@@ -57,6 +57,7 @@ def report_json(r: SalesReport) -> dict[str, Any]:
             **_money("fees", r.fees, cur),
             **_money("net", r.net, cur),
             **_money("refunded", r.sold_refunded, cur),
+            **_money("refund_pending", r.sold_refund_pending, cur),
             **_money("kept", r.kept, cur),
         },
         "promo_codes": [
@@ -68,6 +69,8 @@ def report_json(r: SalesReport) -> dict[str, Any]:
             "pending": r.refunds_pending,
             "failed": r.refunds_failed,
             **_money("amount", r.refunded, cur),
+            **_money("pending_amount", r.refunds_pending_amount, cur),
+            **_money("failed_amount", r.refunds_failed_amount, cur),
             "by_source": {
                 source: {"count": n, **_money("amount", minor, cur)}
                 for source, (n, minor) in sorted(r.refunds_by_source.items())
@@ -109,6 +112,7 @@ def report_rows(r: SalesReport) -> list[tuple[Any, ...]]:
         money("totals", "fees", "", "", r.fees),
         money("totals", "net", "", r.sold_bookings, r.net),
         money("totals", "refunded", "", "", r.sold_refunded),
+        money("totals", "refund_pending", "", "", r.sold_refund_pending),
         money("totals", "kept", "", "", r.kept),
     ]
     rows += [money("promo_code", p.code, "", p.bookings, p.discount) for p in r.promo_codes]
@@ -117,7 +121,8 @@ def report_rows(r: SalesReport) -> list[tuple[Any, ...]]:
         money("refunds", source, "", n, minor)
         for source, (n, minor) in sorted(r.refunds_by_source.items())
     ]
-    rows.append(("refunds", "failed", "", r.refunds_failed, "", "", ""))
+    rows.append(money("refunds", "pending", "", r.refunds_pending, r.refunds_pending_amount))
+    rows.append(money("refunds", "failed", "", r.refunds_failed, r.refunds_failed_amount))
     rows += [
         ("no_shows", "bookings", "", r.no_show_bookings, "", "", ""),
         ("no_shows", "tickets", "", r.no_show_tickets, "", "", ""),

@@ -204,6 +204,9 @@ class ScreeningOut(Model):
     ticket_types: list[TicketTypeOut]  # the first is the default (for `seat_ids` bookings)
     fees: FeesOut | None
     max_tickets_per_customer: int | None
+    cancelled: bool  # true: staff cancelled it; it takes no booking (409 screening_cancelled)
+    cancelled_at: datetime | None
+    cancel_reason: str | None
 
 
 class HallList(RootModel[list[HallOut]]):
@@ -216,6 +219,8 @@ class ScreeningList(RootModel[list[ScreeningOut]]):
 
 class ScreeningsQuery(Model):
     movie_id: Id | None = None
+    # Cancelled screenings are left out unless asked for (staff pages: reports, the door).
+    include_cancelled: bool = False
     limit: Annotated[int, Field(ge=1, le=500)] = 100
     offset: Annotated[int, Field(ge=0, le=100_000)] = 0
 
@@ -699,8 +704,12 @@ class RevenueOut(Model):
     fees_minor: int
     net: str  # gross - discounts + fees: what the sold bookings were charged
     net_minor: int
-    refunded: str  # of the sold bookings' charges, refunded since (partial refunds)
+    # Of the sold bookings' charges, refunded since (partial refunds) or being refunded; a
+    # refund the provider failed is not in it (that money is still here, owed).
+    refunded: str
     refunded_minor: int
+    refund_pending: str  # the part of `refunded` the provider has not confirmed yet
+    refund_pending_minor: int
     kept: str  # net - refunded
     kept_minor: int
 
@@ -721,12 +730,16 @@ class RefundSourceOut(Model):
 class RefundsOut(Model):
     """Refunds of the screening's bookings, made or pending (failed ones apart)."""
 
-    count: int
-    pending: int
-    failed: int
-    amount: str
+    count: int  # made or pending
+    pending: int  # of `count`, not confirmed by the provider yet
+    failed: int  # not in `count` or `amount`
+    amount: str  # made or pending
     amount_minor: int
-    by_source: dict[str, RefundSourceOut]  # staff, customer, screening, late_payment
+    pending_amount: str  # of `amount`, not confirmed by the provider yet
+    pending_amount_minor: int
+    failed_amount: str  # the provider could not make them: owed to customers, not refunded
+    failed_amount_minor: int
+    by_source: dict[str, RefundSourceOut]  # staff, customer, screening, late_payment (not failed)
 
 
 class NoShowsOut(Model):

@@ -49,12 +49,17 @@ class SalesReport:
     discounts: int
     fees: int
     net: int  # what the sold bookings were charged: gross - discounts + fees
-    sold_refunded: int  # refunded so far of the sold bookings (partial refunds)
+    # Of the sold bookings' partial refunds: made or pending at the provider (never a failed
+    # one: that money is still here, owed), and the pending part of that.
+    sold_refunded: int
+    sold_refund_pending: int
     promo_codes: tuple[PromoLine, ...]
     refunds: int  # refunds made or pending (not failed), of every booking: count, amount
     refunded: int
     refunds_pending: int
-    refunds_failed: int  # the provider could not make them: owed, handled by staff
+    refunds_pending_amount: int  # part of `refunded`: the provider has not confirmed them yet
+    refunds_failed: int  # the provider could not make them: owed, handled by staff; their
+    refunds_failed_amount: int  # amount is in neither `refunded` nor `sold_refunded`
     refunds_by_source: dict[str, tuple[int, int]]  # staff, customer, screening, late_payment
     no_show_bookings: int
     no_show_tickets: int

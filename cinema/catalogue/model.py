@@ -65,6 +65,9 @@ class Screening:
     # are the places (never shown as a hall). None: a seated screening.
     capacity: int | None = None
     max_tickets_per_customer: int | None = None
+    # Set once staff cancel it (POST /api/admin/screenings/{id}/cancel); never cleared.
+    cancelled_at: datetime | None = None
+    cancel_reason: str | None = None
 
     @property
     def general_admission(self) -> bool:

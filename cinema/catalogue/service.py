@@ -69,7 +69,12 @@ class CatalogueStore(Protocol):
     ) -> Screening: ...
     async def screening(self, screening_id: int) -> Screening | None: ...
     async def screenings(
-        self, movie_id: int | None, since: datetime, limit: int, offset: int
+        self,
+        movie_id: int | None,
+        since: datetime,
+        limit: int,
+        offset: int,
+        include_cancelled: bool = False,
     ) -> list[Screening]: ...
 
 
@@ -172,15 +177,23 @@ class CatalogueService:
         )
 
     async def screening(self, screening_id: int) -> Screening:
-        snapshot = await self.snapshot(screening_id)
-        if snapshot is None:
+        """Read fresh, not from the snapshot cache: a cancellation must show at once, in
+        every process (the snapshot is the same screening as it was created)."""
+        screening = await self._store.screening(screening_id)
+        if screening is None:
             raise NotFound(f"screening {screening_id} does not exist")
-        return snapshot.screening
+        return screening
 
     async def screenings(
-        self, movie_id: int | None, since: datetime, limit: int = 100, offset: int = 0
+        self,
+        movie_id: int | None,
+        since: datetime,
+        limit: int = 100,
+        offset: int = 0,
+        include_cancelled: bool = False,
     ) -> list[Screening]:
-        return await self._store.screenings(movie_id, since, limit, offset)
+        """Upcoming screenings; cancelled ones only if asked (staff pages): none is for sale."""
+        return await self._store.screenings(movie_id, since, limit, offset, include_cancelled)
 
     async def snapshot(self, screening_id: int) -> ScreeningSnapshot | None:
         cached = self._cache.get(screening_id)

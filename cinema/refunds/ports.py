@@ -42,6 +42,40 @@ class RefundNotice:
     refunded_total: int
 
 
+@dataclass(frozen=True, slots=True)
+class CancellationNotice:
+    """What the email to a customer of a cancelled screening says (one per booking)."""
+
+    booking_id: int
+    reference: str
+    email: str
+    movie_title: str
+    starts_at: datetime
+    reason: str
+    currency: str
+    refunded: int  # the cancellation's refunds the provider has (or needed none)
+    refund_failed: int  # the cancellation's refunds the provider could not make
+    late_payment_refunded: bool  # unpaid when cancelled, but a payment came and is refunded
+    refund_ids: tuple[int, ...]  # the refunds this email tells of (their own email is skipped)
+
+
+class CancellationNoticeStore(Protocol):
+    """The screening-cancellation emails' at-most-once bookkeeping (db/015)."""
+
+    async def claim(self, booking_id: int, lease_seconds: float) -> CancellationNotice | None:
+        """Lease the notice of a booking the cancellation has ended and, if it was paid,
+        whose refund the provider has; None: not due, sent, or leased by another sender."""
+        ...
+
+    async def mark_sent(self, notice: CancellationNotice) -> None: ...
+
+    async def release(self, booking_id: int) -> None: ...
+
+    async def due(self, screening_id: int | None, limit: int) -> list[int]:
+        """Bookings whose notice is due (of one screening, or of any cancelled lately)."""
+        ...
+
+
 class RefundStore(Protocol):
     async def record(
         self, request: RefundRequest, shares: Mapping[int, int], whole: bool

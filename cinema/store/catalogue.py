@@ -89,6 +89,8 @@ def _screening(row: Any) -> Screening:
         fees=_fees(row["fees"]),
         capacity=row["capacity"],
         max_tickets_per_customer=row["max_tickets_per_customer"],
+        cancelled_at=row["cancelled_at"],
+        cancel_reason=row["cancel_reason"],
     )
 
 
@@ -256,15 +258,22 @@ class PgCatalogueStore:
         return None if row is None else _screening(row)
 
     async def screenings(
-        self, movie_id: int | None, since: datetime, limit: int, offset: int
+        self,
+        movie_id: int | None,
+        since: datetime,
+        limit: int,
+        offset: int,
+        include_cancelled: bool = False,
     ) -> list[Screening]:
         rows = await self._pool.fetch(
             "SELECT * FROM screenings"
             " WHERE starts_at > $1 AND ($2::bigint IS NULL OR movie_id = $2)"
+            " AND ($5 OR cancelled_at IS NULL)"
             " ORDER BY starts_at, id LIMIT $3 OFFSET $4",
             since,
             movie_id,
             limit,
             offset,
+            include_cancelled,
         )
         return [_screening(r) for r in rows]

@@ -93,11 +93,20 @@ _COVERED = """
     FROM ordered o WHERE r.id = o.id AND o.running <= $2 AND r.status = 'pending'
 """
 
-_CLAIM_NOTICE = """
+# A cancelled screening's refund is told of by its cancellation notice (cinema/store/notices.py),
+# which sets email_sent_at; only one made after that notice went out gets its own email.
+_NOT_FOR_THE_NOTICE = """
+    (refunds.source <> 'screening' OR EXISTS (
+        SELECT 1 FROM cancellation_notices n
+        WHERE n.booking_id = refunds.booking_id AND n.sent_at IS NOT NULL))
+"""
+
+_CLAIM_NOTICE = f"""
     UPDATE refunds SET email_claimed_until = now() + make_interval(secs => $2)
     WHERE id = $1 AND email_sent_at IS NULL AND status <> 'failed'
       AND (provider_refund_id IS NOT NULL OR status = 'refunded')
       AND (email_claimed_until IS NULL OR email_claimed_until < now())
+      AND {_NOT_FOR_THE_NOTICE}
     RETURNING id
 """
 
@@ -109,13 +118,14 @@ _NOTICE = """
     WHERE r.id = $1
 """
 
-_UNNOTIFIED = """
+_UNNOTIFIED = f"""
     SELECT id FROM refunds
     WHERE email_sent_at IS NULL AND status <> 'failed'
       AND (provider_refund_id IS NOT NULL OR status = 'refunded')
       AND (email_claimed_until IS NULL OR email_claimed_until < now())
       AND updated_at < now() - make_interval(secs => $2)
       AND created_at > now() - interval '1 day'
+      AND {_NOT_FOR_THE_NOTICE}
     ORDER BY id LIMIT $1
 """
 

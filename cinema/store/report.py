@@ -49,8 +49,17 @@ _REVENUE = f"""
 _TOTALS = f"""
     SELECT count(*) AS bookings, coalesce(sum(coalesce(subtotal_minor, amount)), 0) AS gross,
            coalesce(sum(discount_minor), 0) AS discounts, coalesce(sum(fees_minor), 0) AS fees,
-           coalesce(sum(amount), 0) AS net, coalesce(sum(refunded_minor), 0) AS refunded
+           coalesce(sum(amount), 0) AS net
     FROM bookings WHERE screening_id = $1 AND status IN {_SOLD}
+"""
+
+# The sold bookings' partial refunds from the refunds table, not `bookings.refunded_minor`:
+# that column also holds failed refunds (the money is still here, owed: never refunded twice).
+_SOLD_REFUNDS = f"""
+    SELECT coalesce(sum(r.amount_minor) FILTER (WHERE r.status <> 'failed'), 0) AS refunded,
+           coalesce(sum(r.amount_minor) FILTER (WHERE r.status = 'pending'), 0) AS pending
+    FROM refunds r JOIN bookings b ON b.id = r.booking_id
+    WHERE b.screening_id = $1 AND b.status IN {_SOLD}
 """
 
 _PROMOS = f"""
@@ -78,28 +87,32 @@ _REFUNDS = """
 """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Refunds:
+    """Made or pending (count, amount), of which pending, and failed apart (count, amount)."""
+
     count: int = 0
     amount: int = 0
     pending: int = 0
+    pending_amount: int = 0
     failed: int = 0
+    failed_amount: int = 0
     by_source: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def _refunds(rows: list[Any]) -> _Refunds:
-    count = amount = pending = failed = 0
-    by_source: dict[str, tuple[int, int]] = {}
+    out = _Refunds()
     for row in rows:
         n, money = int(row["n"]), int(row["amount"])
         if row["status"] == "failed":
-            failed += n
+            out.failed, out.failed_amount = out.failed + n, out.failed_amount + money
             continue
-        count, amount = count + n, amount + money
-        pending += n if row["status"] == "pending" else 0
-        seen = by_source.get(row["source"], (0, 0))
-        by_source[row["source"]] = (seen[0] + n, seen[1] + money)
-    return _Refunds(count, amount, pending, failed, by_source)
+        out.count, out.amount = out.count + n, out.amount + money
+        if row["status"] == "pending":
+            out.pending, out.pending_amount = out.pending + n, out.pending_amount + money
+        seen = out.by_source.get(row["source"], (0, 0))
+        out.by_source[row["source"]] = (seen[0] + n, seen[1] + money)
+    return out
 
 
 def _by_status(rows: list[Any]) -> tuple[dict[str, int], dict[str, int]]:
@@ -129,6 +142,7 @@ class PgReportStore:
             bookings = list(await conn.fetch(_BOOKINGS, screening_id))
             revenue = await conn.fetch(_REVENUE, screening_id)
             totals = await conn.fetchrow(_TOTALS, screening_id)
+            sold_refunds = await conn.fetchrow(_SOLD_REFUNDS, screening_id)
             promos = await conn.fetch(_PROMOS, screening_id)
             refunds = _refunds(list(await conn.fetch(_REFUNDS, screening_id)))
         statuses, reasons = _by_status(bookings)
@@ -154,14 +168,17 @@ class PgReportStore:
             discounts=int(totals["discounts"]),
             fees=int(totals["fees"]),
             net=int(totals["net"]),
-            sold_refunded=int(totals["refunded"]),
+            sold_refunded=int(sold_refunds["refunded"]),
+            sold_refund_pending=int(sold_refunds["pending"]),
             promo_codes=tuple(
                 PromoLine(p["code"], p["bookings"], int(p["discount"])) for p in promos
             ),
             refunds=refunds.count,
             refunded=refunds.amount,
             refunds_pending=refunds.pending,
+            refunds_pending_amount=refunds.pending_amount,
             refunds_failed=refunds.failed,
+            refunds_failed_amount=refunds.failed_amount,
             refunds_by_source=refunds.by_source,
             no_show_bookings=statuses.get("NO_SHOW", 0),
             no_show_tickets=tickets["no_show_tickets"],

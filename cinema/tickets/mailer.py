@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from email.message import EmailMessage
 from typing import Protocol
 
 import aiosmtplib
@@ -43,6 +44,33 @@ class SmtpConfig:
     port: int
     sender: str
     timeout_seconds: float = 30.0
+
+
+async def deliver(
+    smtp: SmtpConfig, message: EmailMessage, release: Callable[[], Awaitable[None]]
+) -> None:
+    """Hand one message to the SMTP server; on any failure give the sender's lease back (so
+    a retry need not wait for it) and re-raise. The caller marks it sent right after this
+    returns: a crash in between is the one way a message goes out twice."""
+    try:
+        await aiosmtplib.send(
+            message, hostname=smtp.host, port=smtp.port, timeout=smtp.timeout_seconds
+        )
+    except BaseException:
+        await asyncio.shield(release())
+        raise
+
+
+async def send_each(ids: Iterable[int], send: Callable[[int], Awaitable[bool]], what: str) -> int:
+    """A sweep's loop: send each; stop at the first SMTP failure (the server is likely down)."""
+    sent = 0
+    for one in ids:
+        try:
+            sent += await send(one)
+        except Exception as exc:
+            log.warning("%s sweep stopped at %s: %r", what, one, exc)
+            break
+    return sent
 
 
 # The sweep leaves alone bookings confirmed longer ago than this.
@@ -81,16 +109,8 @@ class TicketMailer:
         ticket = await self._store.claim(booking_id, self._lease)
         if ticket is None:
             return False
-        try:
-            await aiosmtplib.send(
-                render_ticket(self._with_codes(ticket), self._smtp.sender),
-                hostname=self._smtp.host,
-                port=self._smtp.port,
-                timeout=self._smtp.timeout_seconds,
-            )
-        except BaseException:
-            await asyncio.shield(self._store.release(booking_id))
-            raise
+        message = render_ticket(self._with_codes(ticket), self._smtp.sender)
+        await deliver(self._smtp, message, lambda: self._store.release(booking_id))
         await self._store.mark_sent(booking_id)
         log.info("ticket email for booking %s sent to %s", booking_id, ticket.email)
         return True
@@ -104,13 +124,8 @@ class TicketMailer:
         sent."""
         if not self._smtp.host:
             return 0
-        sent = 0
-        for booking_id in await self._store.unsent(limit, self._lease, SWEEP_MAX_AGE_SECONDS):
-            try:
-                sent += await self.send(booking_id)
-            except Exception as exc:
-                log.warning("ticket sweep stopped at booking %s: %r", booking_id, exc)
-                break
+        unsent = await self._store.unsent(limit, self._lease, SWEEP_MAX_AGE_SECONDS)
+        sent = await send_each(unsent, self.send, "ticket")
         if sent:
             log.info("ticket sweep sent %d email(s)", sent)
         return sent

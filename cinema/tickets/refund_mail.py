@@ -1,21 +1,19 @@
 """The refund email: booking reference, amount refunded, reason. Sent at most once per
 refund (a short lease on the refund row keeps two senders apart), once the provider has the
-refund (or none was needed)."""
+refund (or none was needed). A cancelled screening's refund is told of by the cancellation
+notice instead (cinema/tickets/cancel_mail.py), unless it was made after that notice went out."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC
 from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Protocol
 
-import aiosmtplib
-
 from cinema.money import format_minor
 from cinema.refunds.ports import RefundNotice
-from cinema.tickets.mailer import SmtpConfig
+from cinema.tickets.mailer import SmtpConfig, deliver, send_each
 
 log = logging.getLogger(__name__)
 
@@ -79,16 +77,8 @@ class RefundMailer:
         notice = await self._store.claim_notice(refund_id, self._lease)
         if notice is None:
             return False
-        try:
-            await aiosmtplib.send(
-                render_refund(notice, self._smtp.sender),
-                hostname=self._smtp.host,
-                port=self._smtp.port,
-                timeout=self._smtp.timeout_seconds,
-            )
-        except BaseException:
-            await asyncio.shield(self._store.release_notice(refund_id))
-            raise
+        message = render_refund(notice, self._smtp.sender)
+        await deliver(self._smtp, message, lambda: self._store.release_notice(refund_id))
         await self._store.mark_notified(refund_id)
         log.info("refund email for refund %s sent to %s", refund_id, notice.email)
         return True
@@ -97,11 +87,5 @@ class RefundMailer:
         """The worker's backstop: refund emails nobody sent (a sender died, SMTP was down)."""
         if not self._smtp.host:
             return 0
-        sent = 0
-        for refund_id in await self._store.unnotified(limit, self._sweep_after):
-            try:
-                sent += await self.send(refund_id)
-            except Exception as exc:
-                log.warning("refund email sweep stopped at refund %s: %r", refund_id, exc)
-                break
-        return sent
+        unnotified = await self._store.unnotified(limit, self._sweep_after)
+        return await send_each(unnotified, self.send, "refund email")

@@ -155,6 +155,10 @@ async function screeningView(id) {
     h("h1", {}, m.title),
     h("p", { class: "when" }, venueTime(screening.starts_at, cfg.venue_time_zone)),
   ];
+  if (screening.cancelled) {  // a link from before the cancel: say so, offer no seats
+    replace(main, head, h("p", { class: "notice", role: "status" }, "This screening has been cancelled; it is no longer for sale."));
+    return null;
+  }
   const counts = h("p", { class: "counts", "aria-live": "off" });
   const mode = h("span", { class: "mode" });
   const showCounts = (c) => replace(counts, `${c.available} available · ${c.locked} held · ${c.sold} sold`);

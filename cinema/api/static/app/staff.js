@@ -43,7 +43,8 @@ async function bookingsOf(screeningId, status) {
 
 async function todayView() {
   const cfg = await config();
-  const screenings = await get("/api/screenings/?limit=500");
+  // Staff see cancelled screenings too (their reports, their refunds), marked as such.
+  const screenings = await get("/api/screenings/?limit=500&include_cancelled=true");
   const today = venueDay(new Date().toISOString(), cfg.venue_time_zone);
   let list = screenings.filter((s) => venueDay(s.starts_at, cfg.venue_time_zone) === today);
   const title = list.length ? "Today's screenings" : "Next screenings";
@@ -67,7 +68,8 @@ async function todayView() {
         onMode: () => {},
       }));
       return h("tr", { dataset: { screeningId: String(s.id) } },
-        h("td", {}, venueTime(s.starts_at, cfg.venue_time_zone)), h("td", {}, m.title),
+        h("td", {}, venueTime(s.starts_at, cfg.venue_time_zone)),
+        h("td", {}, s.cancelled ? `${m.title} (cancelled)` : m.title),
         cells.available, cells.locked, cells.sold, h("td", {}, bookings), h("td", {}, revenue),
         h("td", {}, h("a", { href: `#/screening/${s.id}` }, "Seat map"), " · ",
           h("a", { href: `#/checkin/${s.id}` }, "Door")));
@@ -87,7 +89,8 @@ async function screeningView(id) {
   const showCounts = (c) => replace(counts, `${c.available} available · ${c.locked} held · ${c.sold} sold`);
   showCounts(seatMap.counts);
   const head = [h("p", {}, h("a", { href: "#/" }, "← Today")), h("h1", {}, m.title),
-    h("p", { class: "when" }, venueTime(screening.starts_at, cfg.venue_time_zone))];
+    h("p", { class: "when" }, venueTime(screening.starts_at, cfg.venue_time_zone)),
+    screening.cancelled ? h("p", { class: "notice" }, `Cancelled: ${screening.cancel_reason || "no reason given"}`) : null];
   if (screening.capacity) {
     const live = watchSeats(id, { onSeats: () => {}, onCounts: showCounts, onMode: () => {} });
     replace(main, head, h("p", {}, "General admission: no seat map."), counts, await reportSection(id));

@@ -213,9 +213,11 @@ class SlotMigration:
             raise ValueError(f"slot {slot} is on {target} already")
         self.target = target
         self.moved = 0
+        self.begun = False
         self._ids = {p: _cli(p, "cluster", "myid").strip() for p in (self.source, target)}
 
     def begin(self) -> None:
+        self.begun = True
         with _node(self.target) as node:
             node.execute_command(
                 "CLUSTER", "SETSLOT", self.slot, "IMPORTING", self._ids[self.source]
@@ -250,6 +252,8 @@ class SlotMigration:
     def finish(self) -> None:
         """Move what is left and give the slot to the target: on the target first, then the
         source, then every other master (the order `redis-cli --cluster` uses)."""
+        if not self.begun:
+            return
         while self.move_keys(100):
             pass
         target_id = self._ids[self.target]

@@ -169,8 +169,15 @@ class RedisClusterProcs:
         self.start_node(port)
 
     def stop(self) -> None:
+        """Every node, even if one of them will not die."""
+        failed: list[BaseException] = []
         for port in list(self.procs):
-            self.kill(port)
+            try:
+                self.kill(port)
+            except Exception as exc:  # the next node must still go
+                failed.append(exc)
+        if failed:
+            raise failed[0]
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 from redis.asyncio.cluster import RedisCluster
@@ -18,12 +19,13 @@ from redis.crc import key_slot
 
 from cinema.booking.ports import HoldClaim
 from cinema.holds import RedisSeatHolds, close_redis, create_redis, seat_key
+from cinema.live_redis import channel as live_channel
 from cinema.settings import SettingsError, load_settings
 from tests.client import ApiClient, Reply, Screening, wait_for
 from tests.cluster_fixtures import RedisClusterProcs, SlotMigration, error_counts
 from tests.conftest import JWT_SECRET, AppFactory, Users
 from tests.payment_fixtures import CARD_OK, LocalStripe, PayApiFactory, wait_status
-from tests.sse import open_stream
+from tests.sse import Stream, open_stream
 from tests.test_race import Counted, live_reservations, race, statuses
 from tests.workerproc import WorkerProcess, worker_env
 
@@ -476,6 +478,51 @@ async def test_slots_resharded_mid_onsale_at_most_503_no_double_booking(
         replies = await race(apis, late, screening.id, [[screening.seat_ids[99]]] * 20)
         assert statuses(replies) == {201: 1, 409: 19}
     assert again["redis"] == 19 * len(moving) and again["fallbacks"] == 0
+
+
+async def _ends(stream: Stream, within: float) -> bool:
+    """Whether the server ends the stream (cleanly or cut off) within `within` s."""
+    try:
+        await stream.until(lambda s: False, within=within, what="the stream to end")
+    except aiohttp.ClientError:
+        return True
+    except AssertionError:
+        return stream.ended  # "the stream ended", not "timed out"
+    return False
+
+
+async def test_live_stream_follows_its_screening_to_another_master(
+    make_api: AppFactory, redis_cluster: RedisClusterProcs, users: Users, prefix: str
+) -> None:
+    """Redis drops a shard channel's subscribers when its slot moves. The feed notices (the
+    sunsubscribe it did not ask for), ends its viewers' streams so they reconnect and resync,
+    and subscribes again on the new owner: a hold made after the move reaches a viewer live
+    (the periodic resync is off)."""
+    api = await make_api(
+        **cluster_settings(redis_cluster, redis_key_prefix=prefix, sse_reconcile_seconds=3600)
+    )
+    screening = await api.new_screening()
+    stream = await open_stream(api.session, api.base_url, screening.id)
+    await stream.until(lambda s: bool(s.seats), what="the first resync")
+    slot = key_slot(live_channel(prefix, screening.id).encode())
+    migration = SlotMigration(redis_cluster, slot, _other_master(redis_cluster, slot))
+    try:
+        await asyncio.to_thread(migration.begin)
+    finally:
+        await asyncio.to_thread(migration.finish)
+    assert await _ends(stream, within=10), "the stream outlived its channel"
+    stream.close()
+    again = await open_stream(api.session, api.base_url, screening.id)
+    await again.until(lambda s: bool(s.seats), what="the first resync of a new viewer")
+    seats = screening.seat_ids[:2]
+    assert (await api.book(await users.one(), screening.id, seats)).status == 201
+    await again.until(
+        lambda s: all(s.seats[x] == "LOCKED" for x in seats),
+        within=5,
+        what="the hold over SSUBSCRIBE on the new owner",
+    )
+    again.close()
+    assert redis_cluster.master_of_slot(slot) == migration.target
 
 
 @pytest.mark.parametrize(

@@ -95,20 +95,9 @@ CLUSTER_MAX_REDIRECTS = 3
 _RESHARDING: tuple[type[Exception], ...] = (TryAgainError, ClusterError)
 
 
-class BoundedRedisCluster(RedisCluster):
-    """A cluster client with at most `in_flight` commands out at once per process; the rest
-    wait their turn, as on one Redis' BlockingConnectionPool. Unbounded, a 1,000-way burst
-    opened a connection per request to the hot screening's node (a handshake each: 8x the
-    API CPU of one Redis, measured with bench/scale.py), and past max_connections the client
-    refuses instead of waiting."""
-
-    def __init__(self, *args: Any, in_flight: int = POOL_SIZE, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._in_flight = asyncio.Semaphore(in_flight)
-
-    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        async with self._in_flight:
-            return await super().execute_command(*args, **kwargs)
+class RedirectingRedisCluster(RedisCluster):
+    """redis-py's cluster client with a redirect loop that holds up while slots move
+    (resharding); tasks/queue.py's Taskiq clients use it too."""
 
     async def _execute_command(self, target_node: ClusterNode, *args: Any, **kwargs: Any) -> Any:
         """One command on its node, following at most CLUSTER_MAX_REDIRECTS redirects.
@@ -151,6 +140,22 @@ class BoundedRedisCluster(RedisCluster):
                     raise ClusterError(f"ASK to an unknown node {exc.host}:{exc.port}") from exc
                 target_node, asking = node, True
         raise ClusterError(f"more than {CLUSTER_MAX_REDIRECTS} redirects for {args[0]!r}")
+
+
+class BoundedRedisCluster(RedirectingRedisCluster):
+    """A cluster client with at most `in_flight` commands out at once per process; the rest
+    wait their turn, as on one Redis' BlockingConnectionPool. Unbounded, a 1,000-way burst
+    opened a connection per request to the hot screening's node (a handshake each: 8x the
+    API CPU of one Redis, measured with bench/scale.py), and past max_connections the client
+    refuses instead of waiting."""
+
+    def __init__(self, *args: Any, in_flight: int = POOL_SIZE, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_flight = asyncio.Semaphore(in_flight)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._in_flight:
+            return await super().execute_command(*args, **kwargs)
 
 
 async def _asking(node: ClusterNode, *args: Any, **kwargs: Any) -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -79,7 +80,14 @@ class WaitSampler(threading.Thread):
         return ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in self.counts.most_common(8))
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str]) -> int:
+    # A SIGTERM would end the run at once and leave the cluster and PgBouncer running;
+    # as an interrupt, the `finally` below stops them.
+    signal.signal(signal.SIGTERM, _interrupt)
     dsn = os.environ.get("DATABASE_URL", DEFAULT_DSN)
     compare = argv[argv.index("--compare") + 1] if "--compare" in argv else ""
     workdir = Path(tempfile.mkdtemp(prefix="cinema-scale-"))

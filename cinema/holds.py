@@ -13,13 +13,22 @@ from importlib.resources import files
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.crc import key_slot
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    ClusterError,
+    MovedError,
+    RedisClusterException,
+    RedisError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cinema.background import cancel_until_done
@@ -78,9 +87,62 @@ SWEEP_PIPELINE = 500  # release scripts per round trip in release_many
 # than waits past its cap: a burst must never reach it.
 CLUSTER_MAX_CONNECTIONS_PER_NODE = 1024
 CLUSTER_RETRIES = 1
+# MOVED, then ASK at the new owner, is the longest honest chain while a slot moves.
+CLUSTER_MAX_REDIRECTS = 3
+# A command the cluster cannot run now because its slot is moving (TRYAGAIN: one screening's
+# keys split over two nodes; ClusterError: too many redirects). Nothing is down: only this
+# command fails, so nothing is marked down, and a release is retried shortly.
+_RESHARDING: tuple[type[Exception], ...] = (TryAgainError, ClusterError)
 
 
-class BoundedRedisCluster(RedisCluster):
+class RedirectingRedisCluster(RedisCluster):
+    """redis-py's cluster client with a redirect loop that holds up while slots move
+    (resharding); tasks/queue.py's Taskiq clients use it too."""
+
+    async def _execute_command(self, target_node: ClusterNode, *args: Any, **kwargs: Any) -> Any:
+        """One command on its node, following at most CLUSTER_MAX_REDIRECTS redirects.
+
+        Replaces redis-py 8.1's loop, which during a resharding (measured with
+        tests/test_cluster.py's slot migration): sends ASKING and the redirected command as
+        two pooled commands, so under concurrency they go out on different connections and
+        the target answers MOVED back to the source, until "TTL exhausted" (16 hops); retries
+        TRYAGAIN 16 times with sleeps (0.4 s); and on every fifth MOVED disconnects every
+        connection of the client, which failed other screenings' commands in flight. Here
+        ASKING shares the command's connection, MOVED patches the one slot, and TRYAGAIN is
+        the caller's at once (the seat filter falls back to PostgreSQL)."""
+        asking = False
+        for _ in range(CLUSTER_MAX_REDIRECTS + 1):
+            try:
+                if asking:
+                    return await _asking(target_node, *args, **kwargs)
+                return await target_node.execute_command(*args, **kwargs)
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                # As redis-py does: drop the node's idle connections, ask it last when the
+                # slot map is read again (the retry in execute_command does that).
+                target_node.update_active_connections_for_reconnect()
+                await target_node.disconnect_free_connections()
+                self.nodes_manager.move_node_to_end_of_cached_nodes(target_node.name)
+                exc.last_failed_node_name = target_node.name  # type: ignore[union-attr]
+                self._initialize = True
+                raise
+            except (ClusterDownError, SlotNotCoveredError):
+                # A failover: read the slot map again on the retry (redis-py's way).
+                await self.aclose()
+                await asyncio.sleep(0.25)
+                raise
+            except MovedError as exc:  # the slot has a new owner: patch that slot only
+                await self.nodes_manager.move_slot(exc)
+                target_node = self.nodes_manager.get_node_from_slot(exc.slot_id)
+                asking = False
+            except AskError as exc:  # this key has moved already, its slot not yet
+                node = self.get_node(host=exc.host, port=exc.port)
+                if node is None:
+                    raise ClusterError(f"ASK to an unknown node {exc.host}:{exc.port}") from exc
+                target_node, asking = node, True
+        raise ClusterError(f"more than {CLUSTER_MAX_REDIRECTS} redirects for {args[0]!r}")
+
+
+class BoundedRedisCluster(RedirectingRedisCluster):
     """A cluster client with at most `in_flight` commands out at once per process; the rest
     wait their turn, as on one Redis' BlockingConnectionPool. Unbounded, a 1,000-way burst
     opened a connection per request to the hot screening's node (a handshake each: 8x the
@@ -94,6 +156,23 @@ class BoundedRedisCluster(RedisCluster):
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         async with self._in_flight:
             return await super().execute_command(*args, **kwargs)
+
+
+async def _asking(node: ClusterNode, *args: Any, **kwargs: Any) -> Any:
+    """ASKING and the command written together on one connection: ASKING only lets the
+    next command on its own connection into an importing slot."""
+    connection = node.acquire_connection()
+    try:
+        await node.disconnect_if_needed(connection)
+        await connection.send_packed_command(connection.pack_commands([("ASKING",), args]))
+        try:
+            await node.parse_response(connection, "ASKING")
+        except BaseException:
+            await connection.disconnect()  # the command's reply is still unread
+            raise
+        return await node.parse_response(connection, args[0], **kwargs)
+    finally:
+        node.release(connection)
 
 
 def create_redis(
@@ -263,8 +342,9 @@ class RedisSeatHolds:
             return
         try:
             await self._release(keys=self._release_keys(screening_id, seat_ids), args=[token])
-        except _UNREACHABLE:
-            self._mark_down(self._tag(screening_id))
+        except (*_UNREACHABLE, *_RESHARDING) as exc:
+            if isinstance(exc, _UNREACHABLE):
+                self._mark_down(self._tag(screening_id))
             if until is None or until <= datetime.now(UTC):
                 raise
             self._retry_later(screening_id, seat_ids, token, until)

@@ -111,6 +111,7 @@ class RedisChangeFeed:
         self._prefix = prefix
         self._pubsub: Any = None  # a PubSub; on a cluster a ClusterPubSub (one per node)
         self._subscribed = asyncio.Event()
+        self._leaving: set[int] = set()  # screenings we unsubscribed from ourselves
         pattern = re.escape(prefix) + r"\{screening:(\d+)\}:live"
         self._channel = re.compile(pattern.encode())
 
@@ -120,6 +121,7 @@ class RedisChangeFeed:
                 if isinstance(self._client, RedisCluster):
                     await self._client.initialize()  # ssubscribe needs the slot map first
                 self._pubsub = self._client.pubsub()
+            self._leaving.discard(screening_id)
             await self._pubsub.ssubscribe(channel(self._prefix, screening_id))
         except REDIS_FAILURES as exc:
             raise LiveUnavailable(f"live seat status unavailable: {exc}") from exc
@@ -127,6 +129,7 @@ class RedisChangeFeed:
 
     async def unsubscribe(self, screening_id: int) -> None:
         if self._pubsub is not None:
+            self._leaving.add(screening_id)  # its sunsubscribe is ours, not a moved slot
             await self._pubsub.sunsubscribe(channel(self._prefix, screening_id))
 
     async def last_id(self, screening_id: int) -> int:
@@ -158,6 +161,8 @@ class RedisChangeFeed:
                     raise FeedLost("redis stopped answering")
                 continue
             heard = now
+            if message["type"] == "sunsubscribe":
+                await self._check_dropped(message["channel"])
             if message["type"] != "smessage":
                 continue
             found = self._channel.fullmatch(message["channel"])
@@ -170,7 +175,23 @@ class RedisChangeFeed:
                 continue
             yield int(found.group(1)), event_id, change
 
+    async def _check_dropped(self, name: bytes) -> None:
+        """A sunsubscribe we did not ask for: the channel's slot moved to another master
+        (resharding), which drops its subscribers. Re-read the slot's owner (a keyed read in
+        it follows MOVED), then lose the feed: viewers reconnect and resync, and the next
+        subscription goes to the new owner."""
+        found = self._channel.fullmatch(name)
+        if found is None or int(found.group(1)) in self._leaving:
+            return
+        screening_id = int(found.group(1))
+        try:
+            await self._client.get(counter_key(self._prefix, screening_id))
+        except REDIS_FAILURES as exc:
+            log.info("re-reading the slot of screening %s: %r", screening_id, exc)
+        raise FeedLost(f"screening {screening_id}'s channel was dropped (its slot moved)")
+
     async def reset(self) -> None:
+        self._leaving.clear()
         pubsub, self._pubsub = self._pubsub, None
         self._subscribed.clear()
         if pubsub is not None:
@@ -188,7 +209,8 @@ async def _next_message(pubsub: Any) -> Any:
         if not pubsub.node_pubsub_mapping:  # nothing watched: upstream would spin (or raise)
             await asyncio.sleep(0.2)
             return None
-        return await pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=0.2)
+        # sunsubscribe included: the server drops a channel whose slot moved (resharding).
+        return await pubsub.get_sharded_message(ignore_subscribe_messages=False, timeout=0.2)
     return await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
 
 

@@ -27,6 +27,7 @@ from taskiq.exceptions import ScheduledTaskCancelledError
 from taskiq.message import BrokerMessage
 from taskiq_redis import ListQueueBroker, ListRedisScheduleSource
 
+from cinema.holds import RedirectingRedisCluster
 from tasks.metrics import IN_FLIGHT
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class TaskBroker(ListQueueBroker):
     ) -> None:
         super().__init__(url, queue_name=queue_name, **connection_kwargs)
         self._client: Any = (
-            RedisCluster.from_url(url, **connection_kwargs)
+            RedirectingRedisCluster.from_url(url, **connection_kwargs)
             if cluster
             else Redis(connection_pool=self.connection_pool)
         )
@@ -134,7 +135,7 @@ class TaskScheduleSource(ListRedisScheduleSource):
         super().__init__(url, prefix=prefix, **connection_kwargs)
         self._scanned = False
         self._client: Any = (
-            RedisCluster.from_url(url, **connection_kwargs)
+            RedirectingRedisCluster.from_url(url, **connection_kwargs)
             if cluster
             else Redis(connection_pool=self._connection_pool)
         )

@@ -1,6 +1,7 @@
 """A real Redis Cluster on loopback for tests: 3 masters and 3 replicas from Debian's
 `redis-server`, built with `redis-cli --cluster create`, stopped at the end of the session.
-Any test may kill a master (`kill_master_of`) and bring it back (`restart`)."""
+Any test may kill a master (`kill`) and bring it back (`restart`), or move a hash slot to
+another master while clients use it (`SlotMigration`: real ASK, TRYAGAIN and MOVED)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import redis
+from redis.exceptions import ResponseError
 
 NODES = 6
 NODE_TIMEOUT_MS = 2000  # how long a silent master stays a master: the failover's floor
@@ -147,6 +150,15 @@ class RedisClusterProcs:
                     return int(parts[1].split("@")[0].split(":")[1])
         raise LookupError(f"no master owns slot {slot}")
 
+    def open_slots(self) -> list[str]:
+        """Slots a master has in MIGRATING or IMPORTING state ([slot->-id], [slot-<-id])."""
+        found = []
+        for port in self.masters():
+            for line in _cli(port, "cluster", "nodes").splitlines():
+                if "myself" in line:
+                    found += [f"{port}:{s}" for s in line.split()[8:] if s.startswith("[")]
+        return found
+
     def kill(self, port: int) -> None:
         proc = self.procs.pop(port)
         proc.kill()
@@ -157,8 +169,15 @@ class RedisClusterProcs:
         self.start_node(port)
 
     def stop(self) -> None:
+        """Every node, even if one of them will not die."""
+        failed: list[BaseException] = []
         for port in list(self.procs):
-            self.kill(port)
+            try:
+                self.kill(port)
+            except Exception as exc:  # the next node must still go
+                failed.append(exc)
+        if failed:
+            raise failed[0]
 
 
 @pytest.fixture(scope="session")
@@ -172,3 +191,80 @@ def redis_cluster() -> Iterator[RedisClusterProcs]:
     finally:
         cluster.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _node(port: int) -> redis.Redis:
+    return redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
+
+
+def error_counts(port: int) -> dict[str, int]:
+    """The node's error replies by prefix (INFO errorstats: MOVED, ASK, TRYAGAIN, ...)."""
+    with _node(port) as node:
+        stats = node.info("errorstats")
+    return {k.removeprefix("errorstat_"): int(v["count"]) for k, v in stats.items()}
+
+
+class SlotMigration:
+    """Moves one hash slot from its master to another the way `redis-cli --cluster reshard`
+    does, one step at a time so a test can run traffic in between: `begin` (SETSLOT
+    IMPORTING on the target, MIGRATING on the source: the source answers ASK for keys it no
+    longer has and TRYAGAIN for a multi-key command whose keys are split), `move_keys`
+    (MIGRATE, a few keys at a time), `finish` (the rest of the keys, then SETSLOT NODE
+    everywhere: from then on MOVED). `finish` may be called at any point, also twice."""
+
+    def __init__(self, cluster: RedisClusterProcs, slot: int, target: int) -> None:
+        self.cluster = cluster
+        self.slot = slot
+        self.source = cluster.master_of_slot(slot)
+        if target == self.source:
+            raise ValueError(f"slot {slot} is on {target} already")
+        self.target = target
+        self.moved = 0
+        self.begun = False
+        self._ids = {p: _cli(p, "cluster", "myid").strip() for p in (self.source, target)}
+
+    def begin(self) -> None:
+        self.begun = True
+        with _node(self.target) as node:
+            node.execute_command(
+                "CLUSTER", "SETSLOT", self.slot, "IMPORTING", self._ids[self.source]
+            )
+        with _node(self.source) as node:
+            node.execute_command(
+                "CLUSTER", "SETSLOT", self.slot, "MIGRATING", self._ids[self.target]
+            )
+
+    def keys_left(self) -> int:
+        with _node(self.source) as node:
+            return int(node.execute_command("CLUSTER", "COUNTKEYSINSLOT", self.slot))
+
+    def move_keys(self, limit: int, pause: float = 0.0) -> int:
+        """MIGRATE up to `limit` of the slot's keys one by one (`pause` s apart, so one
+        screening's seats sit on both nodes for a while); returns how many moved."""
+        with _node(self.source) as node:
+            keys = node.execute_command("CLUSTER", "GETKEYSINSLOT", self.slot, limit)
+            for key in keys:
+                try:
+                    node.execute_command("MIGRATE", "127.0.0.1", self.target, key, 0, 5000)
+                except ResponseError as exc:
+                    if "BUSYKEY" not in str(exc):
+                        raise
+                    # Written on the target after an ASK (so newer): the source's copy goes.
+                    node.delete(key)
+                self.moved += 1
+                if pause:
+                    time.sleep(pause)
+        return len(keys)
+
+    def finish(self) -> None:
+        """Move what is left and give the slot to the target: on the target first, then the
+        source, then every other master (the order `redis-cli --cluster` uses)."""
+        if not self.begun:
+            return
+        while self.move_keys(100):
+            pass
+        target_id = self._ids[self.target]
+        others = [p for p in self.cluster.masters() if p not in (self.source, self.target)]
+        for port in (self.target, self.source, *others):
+            with _node(port) as node:
+                node.execute_command("CLUSTER", "SETSLOT", self.slot, "NODE", target_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -30,6 +31,16 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 JWT_SECRET = "test-secret-" + secrets.token_urlsafe(32)  # random: a fixed one is refused
 RUN_ID = secrets.token_hex(4)
 _PASSWORD_HASH = hash_password_sync("correct horse battery")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# A CI job cancelled or timed out sends SIGTERM, which by default ends the run at once and
+# leaves the servers fixtures started (a Redis Cluster, PgBouncer, API processes) running.
+# As an interrupt, pytest tears its fixtures down first.
+signal.signal(signal.SIGTERM, _interrupt)
 
 
 def _database_url() -> str:

@@ -5,21 +5,27 @@ Every test ends with what PostgreSQL says."""
 from __future__ import annotations
 
 import asyncio
+import random
 import secrets
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import aiohttp
+import asyncpg
 import pytest
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
+from cinema.booking.ports import HoldClaim
 from cinema.holds import RedisSeatHolds, close_redis, create_redis, seat_key
+from cinema.live_redis import channel as live_channel
 from cinema.settings import SettingsError, load_settings
-from tests.client import ApiClient, wait_for
-from tests.cluster_fixtures import RedisClusterProcs
+from tests.client import ApiClient, Reply, Screening, wait_for
+from tests.cluster_fixtures import RedisClusterProcs, SlotMigration, error_counts
 from tests.conftest import JWT_SECRET, AppFactory, Users
 from tests.payment_fixtures import CARD_OK, LocalStripe, PayApiFactory, wait_status
-from tests.sse import open_stream
+from tests.sse import Stream, open_stream
 from tests.test_race import Counted, live_reservations, race, statuses
 from tests.workerproc import WorkerProcess, worker_env
 
@@ -319,6 +325,228 @@ async def test_master_killed_mid_race_replica_takes_over_no_double_booking(
         await close_redis(client)
         redis_cluster.restart(victim)  # it rejoins as a replica of its old slots
         redis_cluster.wait_healthy()
+
+
+LARGE_HALL = {"rows": [{"label": row, "seats": 25} for row in "ABCD"]}  # 100 seats
+
+
+def _other_master(cluster: RedisClusterProcs, slot: int) -> int:
+    masters = cluster.masters()
+    return masters[(masters.index(cluster.master_of_slot(slot)) + 1) % len(masters)]
+
+
+async def _onsale(
+    apis: list[ApiClient],
+    tokens: list[str],
+    screenings: list[Screening],
+    moving: list[Screening],
+    stop: asyncio.Event,
+) -> list[Reply]:
+    """Every buyer books one or two of a screening's first 60 seats, half the time one of
+    the `moving` screenings, again and again until `stop` is set."""
+    replies: list[Reply] = []
+
+    async def buyer(n: int, token: str) -> None:
+        rnd = random.Random(n)
+        while not stop.is_set():
+            screening = rnd.choice(moving if rnd.random() < 0.5 else screenings)
+            first = rnd.randrange(59)
+            seats = screening.seat_ids[first : first + 1 + n % 2]
+            replies.append(await apis[n % len(apis)].book(token, screening.id, seats))
+            await asyncio.sleep(0.01)
+
+    await asyncio.gather(*(buyer(n, t) for n, t in enumerate(tokens)))
+    return replies
+
+
+async def _claims_in_an_open_slot(
+    probe: RedisSeatHolds, screening: Screening
+) -> tuple[list[HoldClaim], HoldClaim]:
+    """While the slot is MIGRATING: 20 concurrent one-seat claims of fresh seats (the source
+    answers ASK, the target runs them after ASKING), and a claim of a seat the source still
+    has with a fresh one (keys split over two nodes: TRYAGAIN)."""
+    seats = screening.seat_ids
+    fresh = await asyncio.gather(
+        *(probe.claim(screening.id, [seats[71 + i]], f"ask{i}", 30) for i in range(20))
+    )
+    split = await probe.claim(screening.id, [seats[70], seats[95]], "split", 30)
+    return list(fresh), split
+
+
+async def _reshard(
+    migrations: list[SlotMigration], probe: RedisSeatHolds, screening: Screening
+) -> tuple[list[HoldClaim], HoldClaim, HoldClaim]:
+    """Every migration step by step, the onsale going on meanwhile; `screening`'s slot is
+    probed while open (ASK, TRYAGAIN) and after the move (MOVED to a stale slot map)."""
+    for migration in migrations:
+        await asyncio.to_thread(migration.begin)
+    fresh, split = await _claims_in_an_open_slot(probe, screening)
+    for migration in migrations:  # half moved: a screening's keys on two nodes
+        await asyncio.to_thread(migration.move_keys, 30, 0.01)
+    await asyncio.sleep(0.3)
+    for migration in migrations:
+        await asyncio.to_thread(migration.finish)
+    await asyncio.sleep(0.5)  # sales after the move: MOVED for each stale slot map
+    stale = await probe.claim(screening.id, [screening.seat_ids[96]], "stale", 30)
+    return fresh, split, stale
+
+
+def _redirects(cluster: RedisClusterProcs) -> Counter[str]:
+    total: Counter[str] = Counter()
+    for port in cluster.masters():
+        total.update(error_counts(port))
+    return total
+
+
+async def _assert_sold_once(
+    database_url: str, screenings: list[Screening], replies: list[Reply]
+) -> None:
+    """From PostgreSQL: no seat live twice, every live seat a 201's, as many live bookings
+    as 201 answers."""
+    won = {r.body["id"]: r.body["seat_ids"] for r in replies if r.status == 201}
+    live_seats = 0
+    for screening in screenings:
+        rows = await live_reservations(database_url, screening.id)
+        seats = [r["seat_id"] for r in rows]
+        assert len(seats) == len(set(seats)), f"double booking in {screening.id}"
+        assert all(row["seat_id"] in won[row["booking_id"]] for row in rows)
+        live_seats += len(rows)
+    assert live_seats == sum(len(s) for s in won.values())
+    conn = await asyncpg.connect(database_url)
+    try:
+        live = await conn.fetchval(
+            "SELECT count(*) FROM bookings WHERE screening_id = ANY($1) AND status <> 'CANCELLED'",
+            [s.id for s in screenings],
+        )
+    finally:
+        await conn.close()
+    assert live == len(won)
+
+
+async def test_slots_resharded_mid_onsale_at_most_503_no_double_booking(
+    make_api: AppFactory,
+    redis_cluster: RedisClusterProcs,
+    users: Users,
+    database_url: str,
+    prefix: str,
+) -> None:
+    """24 buyers over 9 screenings while the slots of 3 of them move to another master, as
+    `redis-cli --cluster reshard` moves them: SETSLOT IMPORTING/MIGRATING, keys MIGRATEd a
+    few at a time, SETSLOT NODE. The cluster answers ASK, TRYAGAIN and then MOVED (counted
+    from its INFO errorstats); the buyers get 201/409 (at most a JSON 503), nothing is sold
+    twice, and once the slots have moved Redis decides again, without restarting the API."""
+    settings = cluster_settings(redis_cluster, redis_key_prefix=prefix, redis_timeout_seconds=5.0)
+    apis = [await make_api(**settings), await make_api(**settings)]
+    screenings = [await apis[0].new_screening(layout=LARGE_HALL) for _ in range(9)]
+    by_slot = {key_slot(seat_key(prefix, s.id, 0).encode()): s for s in screenings[:3]}
+    moving = list(by_slot.values())
+    migrations = [
+        SlotMigration(redis_cluster, slot, _other_master(redis_cluster, slot)) for slot in by_slot
+    ]
+    # Its slot map is read now and never corrected by the test's traffic: a stale client.
+    client = create_redis(redis_cluster.url, 5.0, cluster=True)
+    probe = RedisSeatHolds(client, prefix=prefix, grace_seconds=5)
+    tokens = await users.create(24)
+    stop = asyncio.Event()
+    sale: asyncio.Task[list[Reply]] | None = None
+    try:
+        await probe.open_connections(16)  # several pooled connections per node
+        assert (await probe.claim(moving[0].id, [moving[0].seat_ids[70]], "seed", 60)).claimed
+        before, counted = _redirects(redis_cluster), Counted()
+        sale = asyncio.create_task(_onsale(apis, tokens, screenings, moving, stop))
+        await asyncio.sleep(0.5)  # first sales: keys on the source masters
+        fresh, split, stale = await _reshard(migrations, probe, moving[0])
+        stop.set()
+        replies = await sale
+        fell_back = counted["fallbacks"]
+        redirects = _redirects(redis_cluster) - before
+    finally:
+        stop.set()
+        if sale is not None:  # after a failure too: no buyer left running
+            await asyncio.gather(sale, return_exceptions=True)
+        for migration in migrations:
+            await asyncio.to_thread(migration.finish)  # also after a failure: no open slot
+        await close_redis(client)
+    codes = statuses(replies)
+    print(f"resharding onsale: {dict(codes)}, fell back: {fell_back}, redirects: {dict(redirects)}")
+    assert set(codes) <= {201, 409, 503}, codes
+    for reply in replies:
+        if reply.status == 503:
+            assert reply.body["error"]["code"] and "Retry-After" in reply.headers, reply
+    assert all(c.claimed for c in fresh), fresh  # ASK followed (ASKING on the same connection)
+    assert not split.claimed and not split.reachable, split  # TRYAGAIN: PostgreSQL decides
+    assert stale.claimed, stale  # MOVED: the stale slot map corrected
+    assert redirects["ASK"] > 0 and redirects["TRYAGAIN"] > 0 and redirects["MOVED"] > 0
+    await _assert_sold_once(database_url, screenings, replies)
+
+    await _decided_by_redis_again(redis_cluster, migrations, apis, users, moving)
+
+
+async def _decided_by_redis_again(
+    cluster: RedisClusterProcs,
+    migrations: list[SlotMigration],
+    apis: list[ApiClient],
+    users: Users,
+    moving: list[Screening],
+) -> None:
+    """No slot left open, the moved slots' keys all on their new masters, and a 20-way race
+    on each moved screening turned away by Redis there, in the same API processes."""
+    assert cluster.open_slots() == []
+    for migration in migrations:
+        assert cluster.master_of_slot(migration.slot) == migration.target
+        assert migration.keys_left() == 0
+    await asyncio.sleep(1.5)  # past any filter down mark (1 s)
+    again = Counted()
+    for screening in moving:
+        late = await users.create(20)
+        replies = await race(apis, late, screening.id, [[screening.seat_ids[99]]] * 20)
+        assert statuses(replies) == {201: 1, 409: 19}
+    assert again["redis"] == 19 * len(moving) and again["fallbacks"] == 0
+
+
+async def _ends(stream: Stream, within: float) -> bool:
+    """Whether the server ends the stream (cleanly or cut off) within `within` s."""
+    try:
+        await stream.until(lambda s: False, within=within, what="the stream to end")
+    except aiohttp.ClientError:
+        return True
+    except AssertionError:
+        return stream.ended  # "the stream ended", not "timed out"
+    return False
+
+
+async def test_live_stream_follows_its_screening_to_another_master(
+    make_api: AppFactory, redis_cluster: RedisClusterProcs, users: Users, prefix: str
+) -> None:
+    """Redis drops a shard channel's subscribers when its slot moves. The feed notices (the
+    sunsubscribe it did not ask for), ends its viewers' streams so they reconnect and resync,
+    and subscribes again on the new owner: a hold made after the move reaches a viewer live
+    (the periodic resync is off)."""
+    api = await make_api(
+        **cluster_settings(redis_cluster, redis_key_prefix=prefix, sse_reconcile_seconds=3600)
+    )
+    screening = await api.new_screening()
+    stream = await open_stream(api.session, api.base_url, screening.id)
+    await stream.until(lambda s: bool(s.seats), what="the first resync")
+    slot = key_slot(live_channel(prefix, screening.id).encode())
+    migration = SlotMigration(redis_cluster, slot, _other_master(redis_cluster, slot))
+    try:
+        await asyncio.to_thread(migration.begin)
+    finally:
+        await asyncio.to_thread(migration.finish)
+    assert await _ends(stream, within=10), "the stream outlived its channel"
+    stream.close()
+    again = await open_stream(api.session, api.base_url, screening.id)
+    await again.until(lambda s: bool(s.seats), what="the first resync of a new viewer")
+    seats = screening.seat_ids[:2]
+    assert (await api.book(await users.one(), screening.id, seats)).status == 201
+    await again.until(
+        lambda s: all(s.seats[x] == "LOCKED" for x in seats),
+        within=5,
+        what="the hold over SSUBSCRIBE on the new owner",
+    )
+    again.close()
+    assert redis_cluster.master_of_slot(slot) == migration.target
 
 
 @pytest.mark.parametrize(

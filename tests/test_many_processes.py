@@ -63,7 +63,6 @@ def stack(
     # A database of its own: the workers' reconcilers end every overdue booking they find,
     # and the expiry count must be this module's bookings only.
     database_url = f"{database_url}_many"
-    asyncio.run(migrate(database_url))
     workdir = Path(tempfile.mkdtemp(prefix="cinema-many-"))
     settings = {
         "REDIS_URL": redis_cluster.url,
@@ -80,42 +79,44 @@ def stack(
         "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "STRIPE_API_BASE": localstripe_url,
     }
-    servers = [
-        ServerProcess(workdir, database_url, prefix, workers=2, **settings) for _ in range(2)
-    ]
-    workers = [
-        WorkerProcess(
-            worker_env(
-                database_url,
-                redis_cluster.url,
-                JWT_SECRET,
-                prefix,
-                # DEBUG: each expiry task run names its booking (counted per booking below)
-                **{k.lower(): v for k, v in settings.items() if k != "REDIS_URL"},
-                log_level="DEBUG",
+    # Each thing started registers its own stop at once, and every stop runs even if an
+    # earlier one (or a start) failed: no server outlives the module.
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
+        cleanup.callback(lambda: asyncio.run(drop_database(database_url)))
+        asyncio.run(migrate(database_url))
+        servers = []
+        for _ in range(2):
+            servers.append(ServerProcess(workdir, database_url, prefix, workers=2, **settings))
+            cleanup.callback(servers[-1].close)
+        workers = []
+        for _ in range(2):
+            workers.append(
+                WorkerProcess(_worker_env(database_url, redis_cluster.url, prefix, settings))
             )
-        )
-        for _ in range(2)
-    ]
-    nginx = None
-    try:
+            cleanup.callback(workers[-1].close)
         for server in servers:
             server.wait_ready(within=60)
         for worker in workers:
             worker.start(timeout=60)
-        upstreams = "; server ".join(f"127.0.0.1:{s.port}" for s in servers)
-        nginx = launch_nginx(upstreams)
+        nginx = launch_nginx("; server ".join(f"127.0.0.1:{s.port}" for s in servers))
+        cleanup.callback(shutil.rmtree, nginx.folder, ignore_errors=True)
+        cleanup.callback(stop, nginx.process, signal.SIGQUIT)
         yield Stack(nginx, servers, workers, database_url, workdir, settings, Users(database_url))
-    finally:
-        if nginx is not None:
-            stop(nginx.process, signal.SIGQUIT)
-            shutil.rmtree(nginx.folder, ignore_errors=True)
-        for worker in workers:
-            worker.close()
-        for server in servers:
-            server.close()
-        shutil.rmtree(workdir, ignore_errors=True)
-        asyncio.run(drop_database(database_url))
+
+
+def _worker_env(
+    database_url: str, redis_url: str, prefix: str, settings: dict[str, str]
+) -> dict[str, str]:
+    return worker_env(
+        database_url,
+        redis_url,
+        JWT_SECRET,
+        prefix,
+        # DEBUG: each expiry task run names its booking (counted per booking below)
+        **{k.lower(): v for k, v in settings.items() if k != "REDIS_URL"},
+        log_level="DEBUG",
+    )
 
 
 async def _session() -> aiohttp.ClientSession:

@@ -53,6 +53,12 @@ SOLD_HOLDER = "sold"
 SOLD_RELEASE_RETRY = timedelta(minutes=10)
 
 
+def lua_source(*names: str) -> str:
+    """The script made of these lua/ files, in order (count_hit.lua defines a function the
+    counting scripts call)."""
+    return "\n".join((LUA_DIR / name).read_text() for name in names)
+
+
 def seat_key(prefix: str, screening_id: int, seat_id: int) -> str:
     # The hash tag keeps one screening's seats in one cluster slot, so a claim never spans slots.
     return f"{prefix}{{screening:{screening_id}}}:seat:{seat_id}"
@@ -183,7 +189,7 @@ class RedisSeatHolds:
         self._client = client
         self._prefix = prefix
         self._grace_ms = grace_seconds * 1000
-        self._claim = client.register_script((LUA_DIR / "claim_seats.lua").read_text())
+        self._claim = client.register_script(lua_source("count_hit.lua", "claim_seats.lua"))
         self._release = client.register_script((LUA_DIR / "release_seats.lua").read_text())
         self._mark_sold = client.register_script((LUA_DIR / "mark_sold.lua").read_text())
         self._hold = client.register_script((LUA_DIR / "hold_seats.lua").read_text())

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cinema.holds import LUA_DIR, REDIS_FAILURES, ClaimCount, RedisClient
+from cinema.holds import REDIS_FAILURES, ClaimCount, RedisClient, lua_source
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class RedisRateLimiter:
         self._client = client
         self._prefix = prefix
         self.window_ms = int(window_seconds * 1000)
-        self._script = client.register_script((LUA_DIR / "rate_limit.lua").read_text())
+        self._script = client.register_script(lua_source("count_hit.lua", "rate_limit.lua"))
         # After a failure, skip Redis for a moment instead of paying its timeout per request.
         self._retry_after_failure = retry_after_failure_seconds
         self._down_until = 0.0

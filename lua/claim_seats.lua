@@ -8,7 +8,8 @@
 -- A value is "token|deadline_ms" (deadline by Redis' clock) or "sold|" (permanent).
 -- Returns the 1-based positions of the seat keys held by someone else; empty: all claimed.
 -- With ARGV[4] (a rate limit) and ARGV[5] (its window in ms), the request is counted first,
--- in the same call, as lua/rate_limit.lua counts: KEYS[1] is then the caller's window
+-- in the same call, as lua/rate_limit.lua counts (count_hit.lua, loaded in front of this
+-- file): KEYS[1] is then the caller's window
 -- counter (one Redis only: on a cluster it lives in another slot than the seats). The reply
 -- then starts with {hits, ms until the window ends}; over the limit nothing is claimed and
 -- that is the whole reply.
@@ -18,12 +19,7 @@ local grace = tonumber(ARGV[3])
 local first = 1
 local taken = {}
 if ARGV[4] then
-  local hits = redis.call('INCR', KEYS[1])
-  local window_left = redis.call('PTTL', KEYS[1])
-  if window_left < 0 then
-    redis.call('PEXPIRE', KEYS[1], ARGV[5])
-    window_left = tonumber(ARGV[5])
-  end
+  local hits, window_left = count_hit(KEYS[1], ARGV[5])
   if hits > tonumber(ARGV[4]) then
     return {hits, window_left}
   end

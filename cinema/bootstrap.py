@@ -225,6 +225,7 @@ async def _open_core(
         promos=promos,
         promo_filter=holds,
     )
+    stack.push_async_callback(bookings.close)  # hold extensions in flight, before Redis closes
     refunds, cancellations, refund_mailer = _refunds(
         settings, pool, queue, background, gateway, holds, store, catalogue, bookings,
         run_tasks=run_follow_ups,

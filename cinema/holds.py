@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files
@@ -32,7 +33,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cinema.background import cancel_until_done
-from cinema.booking.ports import HeldSeats, HoldClaim, PlacesCheck
+from cinema.booking.ports import Admission, HeldSeats, HoldClaim, PlacesCheck
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,12 @@ SOLD_HOLDER = "sold"
 # How long an unreachable Redis is retried for a refund's sold markers (the worker's sweep
 # clears those of the last 15 minutes again; docs/concurrency.md R.3).
 SOLD_RELEASE_RETRY = timedelta(minutes=10)
+
+
+def lua_source(*names: str) -> str:
+    """The script made of these lua/ files, in order (count_hit.lua defines a function the
+    counting scripts call)."""
+    return "\n".join((LUA_DIR / name).read_text() for name in names)
 
 
 def seat_key(prefix: str, screening_id: int, seat_id: int) -> str:
@@ -221,6 +228,34 @@ async def run_scripts(
         return list(await pipe.execute())
 
 
+class ClaimCount(ABC):
+    """A request's count against a rate limit (lua/rate_limit.lua's fixed window), which a
+    seat claim may make in its own round trip: claim_seats.lua counts first and claims
+    nothing for a refused request. Decided once: by `counted` or `failed` (the claim made
+    it) or by `decide` (the limiter sends it alone). cinema/ratelimit.py makes these."""
+
+    def __init__(self, key: str, limit: int, window_ms: int) -> None:
+        self.key = key
+        self.limit = limit
+        self.window_ms = window_ms
+
+    @property
+    @abstractmethod
+    def decided(self) -> bool: ...
+
+    @abstractmethod
+    def counted(self, hits: int, window_left_ms: int) -> bool:
+        """Redis counted it (`hits` in this window): True if the request is within the limit."""
+
+    @abstractmethod
+    def failed(self, exc: BaseException) -> None:
+        """Redis did not answer: the request is let through, unchecked."""
+
+    @abstractmethod
+    async def decide(self) -> None:
+        """Count it in a round trip of its own (never raises)."""
+
+
 class RedisSeatHolds:
     def __init__(
         self,
@@ -233,7 +268,7 @@ class RedisSeatHolds:
         self._client = client
         self._prefix = prefix
         self._grace_ms = grace_seconds * 1000
-        self._claim = client.register_script((LUA_DIR / "claim_seats.lua").read_text())
+        self._claim = client.register_script(lua_source("count_hit.lua", "claim_seats.lua"))
         self._release = client.register_script((LUA_DIR / "release_seats.lua").read_text())
         self._mark_sold = client.register_script((LUA_DIR / "mark_sold.lua").read_text())
         self._hold = client.register_script((LUA_DIR / "hold_seats.lua").read_text())
@@ -296,24 +331,55 @@ class RedisSeatHolds:
         )
 
     async def claim(
-        self, screening_id: int, seat_ids: Sequence[int], token: str, ttl_seconds: float
+        self,
+        screening_id: int,
+        seat_ids: Sequence[int],
+        token: str,
+        ttl_seconds: float,
+        admission: Admission | None = None,
     ) -> HoldClaim:
+        count = admission if isinstance(admission, ClaimCount) and not admission.decided else None
         if self._is_down(self._tag(screening_id)):
-            return HoldClaim(claimed=False, reachable=False)
-        try:
-            taken = await self._claim(
-                keys=self._keys(screening_id, seat_ids),
-                args=[token, _ms(ttl_seconds), self._grace_ms],
+            return HoldClaim(claimed=False, reachable=False)  # `count` is left to its limiter
+        keys = self._keys(screening_id, seat_ids)
+        args: list[Any] = [token, _ms(ttl_seconds), self._grace_ms]
+        if count is not None and self._cluster:
+            # The counter and the seats live in different slots: both at once, each on its node.
+            claim, _ = await asyncio.gather(
+                self._run_claim(screening_id, seat_ids, keys, args, None), count.decide()
             )
-        except _UNREACHABLE as exc:
-            self._mark_down(self._tag(screening_id))
-            log.warning("redis unreachable for seat claim: %s", exc)
+            return claim
+        if count is not None:
+            keys, args = [count.key, *keys], [*args, count.limit, count.window_ms]
+        return await self._run_claim(screening_id, seat_ids, keys, args, count)
+
+    async def _run_claim(
+        self,
+        screening_id: int,
+        seat_ids: Sequence[int],
+        keys: list[str],
+        args: list[Any],
+        count: ClaimCount | None,
+    ) -> HoldClaim:
+        """claim_seats.lua, with `count` counted first in the same call when given."""
+        try:
+            reply = await self._claim(keys=keys, args=args)
+        except REDIS_ERRORS + _UNREACHABLE as exc:
+            if isinstance(exc, _UNREACHABLE):
+                self._mark_down(self._tag(screening_id))
+                log.warning("redis unreachable for seat claim: %s", exc)
+            else:
+                log.warning("redis error on seat claim: %s", exc)
+            if count is not None:
+                count.failed(exc)
             return HoldClaim(claimed=False, reachable=False)
-        except REDIS_ERRORS as exc:
-            log.warning("redis error on seat claim: %s", exc)
-            return HoldClaim(claimed=False, reachable=False)
+        taken = list(reply)
+        if count is not None:
+            hits, window_left_ms, *taken = taken
+            if not count.counted(int(hits), int(window_left_ms)):
+                return HoldClaim(claimed=False)  # refused by the limit: nothing was claimed
         if taken:
-            return HoldClaim(claimed=False, taken=tuple(seat_ids[i - 1] for i in taken))
+            return HoldClaim(claimed=False, taken=tuple(seat_ids[int(i) - 1] for i in taken))
         return HoldClaim(claimed=True)
 
     async def hold_until(

@@ -44,7 +44,14 @@ from cinema.booking.model import (
     Settlement,
     SettlementOutcome,
 )
-from cinema.booking.ports import ConflictSource, HeldSeats, HoldClaim, IntentHandle, PlacesCheck
+from cinema.booking.ports import (
+    Admission,
+    ConflictSource,
+    HeldSeats,
+    HoldClaim,
+    IntentHandle,
+    PlacesCheck,
+)
 from cinema.booking.rules import SettleAction, settle_action
 from cinema.booking.service import BookingService
 from cinema.booking.settlement import PaymentCanceller, PaymentSettlement
@@ -120,8 +127,14 @@ class FakeSeatHolds:
         return key
 
     async def claim(
-        self, screening_id: int, seat_ids: Sequence[int], token: str, ttl_seconds: float
+        self,
+        screening_id: int,
+        seat_ids: Sequence[int],
+        token: str,
+        ttl_seconds: float,
+        admission: Admission | None = None,
     ) -> HoldClaim:
+        """Never decides `admission` (the service then asks it on its own)."""
         await round_trip()
         if not self.reachable:
             return HoldClaim(claimed=False, reachable=False)
@@ -149,9 +162,9 @@ class FakeSeatHolds:
         self, screening_id: int, seat_ids: Sequence[int], token: str, deadline: datetime
     ) -> None:
         await self._reach()
-        for seat_id in seat_ids:  # unconditional, as hold_seats.lua: only sold markers stay
+        for seat_id in seat_ids:  # as hold_seats.lua: only keys this holder still has
             key = self._get((screening_id, seat_id))
-            if key is None or key.owner != SOLD:
+            if key is not None and key.owner == token:
                 gone_at = deadline + self._grace
                 self._keys[(screening_id, seat_id)] = _HoldKey(token, deadline, gone_at)
 

@@ -109,15 +109,25 @@ async def test_many_screenings_spread_over_the_masters_sell_each_seat_once(
 
 
 async def test_rate_limit_counts_on_the_cluster(
-    make_api: AppFactory, redis_cluster: RedisClusterProcs, users: Users, prefix: str
+    make_api: AppFactory,
+    redis_cluster: RedisClusterProcs,
+    users: Users,
+    prefix: str,
+    crds: RedisCluster,
+    database_url: str,
 ) -> None:
     api = await make_api(
         **cluster_settings(redis_cluster, redis_key_prefix=prefix, rate_limit_bookings_per_minute=2)
     )
     screening = await api.new_screening()
     token = await users.one()
-    codes = [(await api.book(token, screening.id, [s])).status for s in screening.seat_ids[:3]]
+    seats = screening.seat_ids[:3]
+    codes = [(await api.book(token, screening.id, [s])).status for s in seats]
     assert codes == [201, 201, 429]
+    # The count and the claim ran at once on their own nodes: the 429's claim was released.
+    assert await crds.exists(seat_key(prefix, screening.id, seats[2])) == 0
+    rows = await live_reservations(database_url, screening.id)
+    assert sorted(r["seat_id"] for r in rows) == sorted(seats[:2])
 
 
 async def test_live_status_over_sharded_pub_sub(

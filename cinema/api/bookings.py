@@ -87,7 +87,12 @@ async def create_booking(request: web.Request, given: Inputs[BookingIn, None]) -
     key = _idempotency_key(request)
     body = given.body
     result = await request.app[BOOKINGS].book(
-        given.user_id, body.screening_id, body.ticket_requests(), key, body.promo_code
+        given.user_id,
+        body.screening_id,
+        body.ticket_requests(),
+        key,
+        body.promo_code,
+        admission=given.admission,
     )
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
     return json_response(booking_json(result.booking), status=201, headers=headers)

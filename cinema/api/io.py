@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from cinema.api.errors import ApiError, validation_error
 from cinema.api.keys import ACCOUNTS
+from cinema.api.limits import Admission
 from cinema.api.observe import USER_ID
 from cinema.api.schemas import MAX_ID
 from cinema.auth.errors import InvalidToken
@@ -30,6 +31,9 @@ class Inputs(Generic[B, Q]):
     body: B
     query: Q
     principal: Principal | None = None
+    # A route with `limit_at_claim`: its rate-limit count, for the handler to hand on to the
+    # booking service, which sends it with the seat claim (cinema/api/limits.py).
+    admission: Admission | None = None
 
     @property
     def user_id(self) -> int:

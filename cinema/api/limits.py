@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -31,8 +31,23 @@ class Verdict(Protocol):
     def checked(self) -> bool: ...
 
 
+class Admission(Protocol):
+    """A request's count not sent yet (the booking service sends it with the seat claim)."""
+
+    @property
+    def decided(self) -> bool: ...
+    async def admit(self) -> None: ...
+
+
 class RateLimiter(Protocol):
     async def hit(self, limit_name: str, subject: str, limit: int) -> Verdict: ...
+    def pending(
+        self,
+        limit_name: str,
+        subject: str,
+        limit: int,
+        judge: Callable[[Verdict], Exception | None],
+    ) -> Admission: ...
 
 
 @dataclass(frozen=True)
@@ -82,18 +97,15 @@ def client_address(request: web.Request) -> str:
     return client_ip(request, () if limits is None else limits.trusted_proxies)
 
 
-async def enforce(request: web.Request, limit_name: str, subject: str, limit: int) -> None:
-    limits = request.app.get(LIMITS)
-    if limits is None or limit <= 0:
-        return
-    verdict = await limits.limiter.hit(limit_name, subject, limit)
+def _judge(limit_name: str, verdict: Verdict) -> ApiError | None:
+    """The 429 for a refused verdict (None to let the request on), counted in the metrics."""
     if not verdict.checked:
         RATE_LIMIT_FAILURES.inc()
-        return
+        return None
     if verdict.allowed:
-        return
+        return None
     RATE_LIMITED.labels(limit_name).inc()
-    raise ApiError(
+    return ApiError(
         429,
         "rate_limited",
         f"too many requests; retry in {verdict.retry_after_seconds} s",
@@ -102,16 +114,44 @@ async def enforce(request: web.Request, limit_name: str, subject: str, limit: in
     )
 
 
-async def apply_limit(request: web.Request, name: LimitName, principal: Principal | None) -> None:
-    """Count this request against limit `name`: the caller's IP for "auth", the
+async def enforce(request: web.Request, limit_name: str, subject: str, limit: int) -> None:
+    limits = request.app.get(LIMITS)
+    if limits is None or limit <= 0:
+        return
+    refusal = _judge(limit_name, await limits.limiter.hit(limit_name, subject, limit))
+    if refusal is not None:
+        raise refusal
+
+
+def _subject(
+    limits: Limits, request: web.Request, name: LimitName, principal: Principal | None
+) -> tuple[str, int]:
+    """Who is counted against limit `name`, and the limit: the caller's IP for "auth", the
     authenticated user for "bookings"."""
+    if name == "auth":
+        return client_ip(request, limits.trusted_proxies), limits.auth_per_minute
+    if principal is None:
+        raise RuntimeError("the bookings limit counts per user; the route must need one")
+    return str(principal.user_id), limits.bookings_per_minute
+
+
+async def apply_limit(request: web.Request, name: LimitName, principal: Principal | None) -> None:
+    """Count this request against limit `name` now."""
     limits = request.app.get(LIMITS)
     if limits is None:
         return
-    if name == "auth":
-        subject, limit = client_ip(request, limits.trusted_proxies), limits.auth_per_minute
-    else:
-        if principal is None:
-            raise RuntimeError("the bookings limit counts per user; the route must need one")
-        subject, limit = str(principal.user_id), limits.bookings_per_minute
-    await enforce(request, name, subject, limit)
+    await enforce(request, name, *_subject(limits, request, name, principal))
+
+
+def defer_limit(
+    request: web.Request, name: LimitName, principal: Principal | None
+) -> Admission | None:
+    """This request's count against limit `name`, to be sent later (with the seat claim, in
+    one Redis round trip); its `admit` raises the 429. None: no limit applies."""
+    limits = request.app.get(LIMITS)
+    if limits is None:
+        return None
+    subject, limit = _subject(limits, request, name, principal)
+    if limit <= 0:
+        return None
+    return limits.limiter.pending(name, subject, limit, lambda v: _judge(name, v))

@@ -30,7 +30,7 @@ from cinema.api import (
 )
 from cinema.api import schemas as s
 from cinema.api.io import Inputs, authenticate, authenticate_role, read_body, read_query
-from cinema.api.limits import LimitName, apply_limit, client_address
+from cinema.api.limits import Admission, LimitName, apply_limit, client_address, defer_limit
 from cinema.audit import ACTOR, Actor
 from cinema.auth.model import Role
 from cinema.auth.tokens import Principal
@@ -61,6 +61,9 @@ class Route:
     errors: tuple[int, ...] = ()
     headers: tuple[tuple[str, Any], ...] = ()  # (request header, type it is validated as)
     limit: LimitName | None = None  # cinema/api/limits.py: who is counted, against which limit
+    # The count is not sent before the handler: the handler passes `Inputs.admission` on, and
+    # the booking service sends it with its seat claim (one Redis round trip for both).
+    limit_at_claim: bool = False
     name: str = ""  # the OpenAPI operationId, when two routes share a handler
     stream: str = ""  # a text/event-stream response: the description of its events
     actor: str = "anonymous"  # who a public route's changes are recorded as (audit log)
@@ -329,6 +332,7 @@ ROUTES: tuple[Route, ...] = (
         errors=(400, 404, 409, 422, 502),
         headers=(("Idempotency-Key", s.IdempotencyKey),),
         limit="bookings",
+        limit_at_claim=True,
     ),
     Route(
         "GET",
@@ -424,24 +428,44 @@ def serve(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
             principal = await authenticate_role(request, STAFF_ACCESS[route.access])
         if lap:
             lap("api.jwt")
-        if route.limit is not None:
+        admission = None
+        if route.limit is not None and route.limit_at_claim:
+            admission = defer_limit(request, route.limit, principal)
+        elif route.limit is not None:
             await apply_limit(request, route.limit, principal)
-            if lap:
-                lap("api.rate_limit")
-        query = None if route.query is None else read_query(request, route.query)
-        body = None if route.body is None else await read_body(request, route.body)
-        if lap:
-            lap("api.validation")
-        acting = ACTOR.set(_actor(request, route, principal))
+        if lap and route.limit is not None:
+            lap("api.rate_limit")
         try:
-            return await route.handler(request, Inputs(body, query, principal))
-        finally:
-            ACTOR.reset(acting)
-            if lap:
-                lap("api.handler")  # a 409 leaves as an exception: it counts too
+            return await _inputs_and_handler(request, route, principal, admission, lap)
+        except Exception:
+            if admission is not None:
+                # Refused before its count was sent (a bad body, an unknown screening):
+                # an over-limit caller is told 429 first, as when the limit came first.
+                await admission.admit()
+            raise
 
     handle.__name__ = route.handler.__name__
     return handle
+
+
+async def _inputs_and_handler(
+    request: web.Request,
+    route: Route,
+    principal: Principal | None,
+    admission: Admission | None,
+    lap: stages.Lap | None,
+) -> web.StreamResponse:
+    query = None if route.query is None else read_query(request, route.query)
+    body = None if route.body is None else await read_body(request, route.body)
+    if lap:
+        lap("api.validation")
+    acting = ACTOR.set(_actor(request, route, principal))
+    try:
+        return await route.handler(request, Inputs(body, query, principal, admission))
+    finally:
+        ACTOR.reset(acting)
+        if lap:
+            lap("api.handler")  # a 409 leaves as an exception: it counts too
 
 
 def _actor(request: web.Request, route: Route, principal: Principal | None) -> Actor:

@@ -46,6 +46,16 @@ class PlacesCheck:
     reachable: bool = True
 
 
+class Admission(Protocol):
+    """The caller's own check of one request (the HTTP edge's rate limit), which must pass
+    before the request claims or commits anything. The seat filter may decide it in its
+    claim's round trip; otherwise `admit` makes its own."""
+
+    async def admit(self) -> None:
+        """Raise the caller's refusal, or return; decided once, then no further round trip."""
+        ...
+
+
 class SeatHolds(Protocol):
     """The fast filter in front of the BookingStore. It may be wrong or empty and only ever
     turns buyers away early; the store decides every sale. A claim lives for a short
@@ -53,18 +63,27 @@ class SeatHolds(Protocol):
     booking never committed frees its seats within that window on its own."""
 
     async def claim(
-        self, screening_id: int, seat_ids: Sequence[int], token: str, ttl_seconds: float
+        self,
+        screening_id: int,
+        seat_ids: Sequence[int],
+        token: str,
+        ttl_seconds: float,
+        admission: Admission | None = None,
     ) -> HoldClaim:
         """Claim every seat for `token` for `ttl_seconds`, or none (the answer names the
         seats someone else holds). Never raises: an unreachable filter answers
-        reachable=False. A seat already held by `token` counts as claimed."""
+        reachable=False. A seat already held by `token` counts as claimed. The filter may
+        decide `admission` in the same round trip (a refused request then claims nothing,
+        or, where both cannot be one call, a claim the caller must release); it leaves
+        an admission it cannot decide to the caller's `admit`."""
         ...
 
     async def hold_until(
         self, screening_id: int, seat_ids: Sequence[int], token: str, deadline: datetime
     ) -> None:
-        """After the commit: the seats are `token`'s until `deadline`, whoever the filter
-        thought held them (the store says they are ours); sold markers stay. May raise."""
+        """After the commit: the seats `token` still holds in the filter are `token`'s until
+        `deadline`; a key that is gone or someone else's stays so (this may run after a
+        release of the same booking: it must not bring the key back). May raise."""
         ...
 
     async def release(

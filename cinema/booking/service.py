@@ -5,6 +5,7 @@ A claim is provisional (seconds) until the commit extends it to the hold's deadl
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ from cinema.booking.model import (
     SeatMap,
 )
 from cinema.booking.ports import (
+    Admission,
     BookingEvents,
     BookingStore,
     ConflictSource,
@@ -60,6 +62,12 @@ _REFERENCE_ATTEMPTS = 5
 _ABANDON_RETRY_DELAYS = (0.0, 0.2, 0.5, 1.0, 2.0)
 DEFAULT_CLAIM_WINDOW_SECONDS = 2.0  # CLAIM_PROVISIONAL_SECONDS' default
 _SWEEP_BATCH = 500
+# Hold extensions sent at once per process (the rest wait their turn in the background): a
+# burst of winners never takes every Redis connection from the claims of the next buyers.
+_MAX_EXTENDING = 32
+# Past this many unfinished extensions (Redis slower than the winners come), a winner
+# waits for its own again, as before extensions went to the background: memory stays bounded.
+_MAX_BACKLOG = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +109,11 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+async def _admit(admission: Admission | None) -> None:
+    if admission is not None:
+        await admission.admit()
+
+
 class BookingService:
     def __init__(
         self,
@@ -133,6 +146,8 @@ class BookingService:
         self._seat_maps = SeatMapBuilder()
         self._promos = promos
         self._promo_filter: PromoFilter = promo_filter or NoPromoFilter()
+        self._extending: set[asyncio.Task[None]] = set()
+        self._extension_slots = asyncio.Semaphore(_MAX_EXTENDING)
 
     async def _snapshot(self, screening_id: int) -> ScreeningSnapshot:
         snapshot = await self._catalogue.snapshot(screening_id)
@@ -147,12 +162,16 @@ class BookingService:
         tickets: Sequence[int | TicketRequest],
         idempotency_key: str | None = None,
         promo_code: str | None = None,
+        admission: Admission | None = None,
     ) -> BookingResult:
         """Book `tickets`: seat ids (the default ticket type) or TicketRequests, with an
         optional promo code (any case). Requests without a seat are places of a
-        general-admission screening."""
+        general-admission screening. `admission` (the caller's rate limit) is decided
+        before anything is claimed for good or committed: with the seat claim when the
+        filter can, otherwise on its own; what it raises refuses the request."""
         requests = [t if isinstance(t, TicketRequest) else TicketRequest(t) for t in tickets]
         if requests and all(r.seat_id is None for r in requests):
+            await _admit(admission)
             return await self._book_places(
                 user_id, screening_id, requests, idempotency_key, promo_code
             )
@@ -170,9 +189,10 @@ class BookingService:
             user_id, screening_id, seats, token, idempotency_key, lines, totals, promo
         )
         if promo is not None and await self._promo_filtered(promo):
+            await _admit(admission)
             return await self._promo_refused(attempt, "promo_code_exhausted", claimed=False)
 
-        claim = await self._claim(attempt)
+        claim = await self._claim(attempt, admission)
         if claim.taken:
             return await self._seats_taken(attempt, "redis", claim.taken, claimed=False)
         try:
@@ -190,7 +210,7 @@ class BookingService:
                 await self._release_quietly(screening_id, seats, token)
             raise
 
-        await self._hold_until_deadline(booking)
+        await self._extend_in_background(booking)
         return await self._booked(booking)
 
     async def _booked(self, booking: Booking) -> BookingResult:
@@ -298,18 +318,27 @@ class BookingService:
         except Exception as exc:
             log.warning("could not mark screening %s sold out: %r", screening_id, exc)
 
-    async def _claim(self, attempt: _Attempt) -> HoldClaim:
+    async def _claim(self, attempt: _Attempt, admission: Admission | None) -> HoldClaim:
         """Claim the seats in the filter for the provisional window only: a claim whose
         booking never commits frees itself within seconds. A filter that is off or does
-        not answer claims nothing and turns nobody away: PostgreSQL alone decides."""
+        not answer claims nothing and turns nobody away: PostgreSQL alone decides.
+        `admission` rides on the claim's round trip where the filter can take it; a refusal
+        frees whatever was claimed alongside it."""
         if not self._filter_enabled:
+            await _admit(admission)
             return HoldClaim(claimed=False)
         claim = await self._holds.claim(
-            attempt.screening_id, attempt.seats, attempt.token, self._claim_window
+            attempt.screening_id, attempt.seats, attempt.token, self._claim_window, admission
         )
         if not claim.reachable:
             self.events.redis_fallback()
             log.warning("seat filter unreachable; booking through PostgreSQL alone")
+        try:
+            await _admit(admission)
+        except BaseException:
+            if claim.claimed:
+                await self._release_quietly(attempt.screening_id, attempt.seats, attempt.token)
+            raise
         return claim
 
     async def _seats_taken(
@@ -333,19 +362,50 @@ class BookingService:
         self.events.conflicted(caught_by, taken)
         raise error or SeatsUnavailable(list(taken))
 
-    async def _hold_until_deadline(self, booking: Booking) -> None:
-        """Committed: extend the filter's keys from the provisional window to the deadline."""
+    async def _extend_in_background(self, booking: Booking) -> None:
+        """Committed: extend the filter's keys to the deadline without the buyer waiting for
+        it (the provisional claim covers the gap; PostgreSQL decides meanwhile). The task
+        runs outside the request's context: no part of the request waits for or times it."""
         if not self._filter_enabled:
             return
-        try:
-            await asyncio.shield(
-                self._holds.hold_until(
+        if len(self._extending) >= _MAX_BACKLOG:
+            await self._hold_until_deadline(booking)
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._hold_until_deadline(booking),
+            name=f"extend-hold-{booking.id}",
+            context=contextvars.Context(),
+        )
+        self._extending.add(task)
+        task.add_done_callback(self._extending.discard)
+
+    async def _hold_until_deadline(self, booking: Booking) -> None:
+        async with self._extension_slots:
+            try:
+                await self._holds.hold_until(
                     booking.screening_id, booking.seat_ids, booking.hold_token, booking.expires_at
                 )
-            )
-        except Exception as exc:
-            # The keys stay provisional and lapse: buyers then reach PostgreSQL, which says no.
-            log.warning("could not extend the seat keys of booking %s: %r", booking.id, exc)
+            except Exception as exc:
+                # The keys stay provisional and lapse: buyers then reach PostgreSQL, which
+                # says no.
+                log.warning("could not extend the seat keys of booking %s: %r", booking.id, exc)
+
+    @property
+    def extending(self) -> int:
+        """Hold extensions not finished yet (in flight or waiting for a slot)."""
+        return len(self._extending)
+
+    async def close(self) -> None:
+        """Let the hold extensions in flight finish for up to the claim window (after it the
+        provisional claims they would extend have lapsed anyway), then drop the rest."""
+        if not self._extending:
+            return
+        _, late = await asyncio.wait(set(self._extending), timeout=self._claim_window)
+        if late:
+            log.warning("dropping %d seat-hold extension(s) at shutdown", len(late))
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
 
     async def _schedule_expiry(self, booking: Booking) -> None:
         try:

@@ -62,7 +62,7 @@ class Viewer:
             return
         outlet = self._outlet
         behind = bool(self._outbox) if outlet is None else outlet.backed_up()
-        if behind and self._count + batch.frames > self._limit:
+        if behind and self._count and self._count + batch.frames > self._limit:
             self.overflowed = True
             self.drop()
             return

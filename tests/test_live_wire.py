@@ -17,6 +17,7 @@ from aiohttp import web
 from cinema.api.events import WRITE_BUFFER_BYTES, Connection
 from cinema.api.keys import LIVE
 from cinema.app import init_app
+from cinema.live.hub import ScreeningHub
 from cinema.live.viewer import Batch, Viewer
 from tests.client import ApiClient, wait_for
 from tests.conftest import AppFactory, Users, make_settings
@@ -221,23 +222,43 @@ def test_a_batch_is_framed_once_for_every_viewer() -> None:
     assert first.written[0] is second.written[0] is batch.wire
 
 
-def test_a_backed_up_viewer_is_dropped_past_its_limit_and_one_that_drains_is_not() -> None:
+def test_a_backed_up_viewer_waits_in_its_outbox_and_is_dropped_past_its_limit() -> None:
     viewer, transport = _attached(limit=4)
-    transport.buffered = WRITE_BUFFER_BYTES + 1
-    viewer.deliver(Batch(b"x\n\n" * 3, 3))
-    viewer.deliver(Batch(b"x\n\n", 1))
-    assert viewer.queued == 4 and not viewer.dropped
+    transport.buffered = WRITE_BUFFER_BYTES + 1  # the kernel's buffer and ours are full
+    assert viewer.deliver(Batch(b"a\n\n" * 3, 3))  # behind: kept by reference, not copied
+    assert viewer.deliver(Batch(b"b\n\n", 1))
+    assert viewer.queued == 4 and transport.written == [] and not viewer.dropped
+    assert viewer.catch_up()  # still full: still behind
     transport.buffered = 0  # the peer caught up
-    viewer.deliver(Batch(b"x\n\n", 1))
-    assert viewer.queued == 0 and not viewer.dropped
+    assert not viewer.catch_up()
+    assert transport.written == [b"c\r\na\n\na\n\na\n\nb\n\n\r\n"] and viewer.queued == 0
     transport.buffered = WRITE_BUFFER_BYTES + 1
     viewer.deliver(Batch(b"x\n\n" * 9, 9))  # one batch alone, however long, is not too much
     assert not viewer.dropped
     viewer.deliver(Batch(b"x\n\n", 1))
-    assert viewer.dropped and viewer.overflowed and transport.aborted
-    sent = len(transport.written)
-    viewer.deliver(Batch(b"x\n\n", 1))
-    assert len(transport.written) == sent  # nothing more for a dropped viewer
+    assert viewer.dropped and viewer.overflowed and transport.aborted and viewer.queued == 0
+    assert len(transport.written) == 1  # nothing more for a dropped viewer
+
+
+def test_the_hub_sends_what_waited_before_the_next_batch() -> None:
+    hub = ScreeningHub(1, replay_size=8)
+    viewer, transport = _attached()
+    hub.viewers.add(viewer)
+    transport.buffered = WRITE_BUFFER_BYTES + 1
+    hub.broadcast(b"1\n\n")
+    hub.flush()
+    assert hub.behind == {viewer} and transport.written == []
+    transport.buffered = 0
+    hub.broadcast(b"2\n\n")
+    hub.flush()
+    assert transport.written == [b"3\r\n1\n\n\r\n", b"3\r\n2\n\n\r\n"]
+    assert hub.behind == set()
+    transport.buffered = WRITE_BUFFER_BYTES + 1
+    hub.broadcast(b"3\n\n")
+    hub.flush()
+    transport.buffered = 0
+    hub.flush()  # nothing new: the viewer catches up all the same
+    assert transport.written[-1] == b"3\r\n3\n\n\r\n" and hub.behind == set()
 
 
 def test_a_write_to_a_closed_connection_drops_the_viewer() -> None:

@@ -2,10 +2,11 @@
 the browser reconnects and resyncs) instead of holding memory for it.
 
 Once its stream has started, a viewer is written to straight from the hub's flush, through
-an Outlet (the connection, cinema/api/events.py): no task per viewer wakes for a batch.
-Thousands of viewers share each batch; a task wake per viewer per batch was a third of the
-fan-out's CPU (docs/performance.md). Until then (between `watch()` and the response's
-headers) what it is sent waits in an outbox."""
+an Outlet (the connection, cinema/api/events.py): no task per viewer wakes for a batch
+(thousands of viewers share each batch; the wakes were a third of the fan-out's CPU,
+docs/performance.md). What the connection cannot take yet (before the response's headers
+are out, or while more than its bound waits unsent) waits in an outbox of shared references
+instead of being copied into the transport's buffer; the hub retries it at each flush."""
 
 from __future__ import annotations
 
@@ -40,11 +41,11 @@ class Outlet(Protocol):
 class Viewer:
     def __init__(self, client: str, limit: int, on_drop: Callable[[], None] = lambda: None):
         self.client = client
-        self._outbox: list[Batch] = []  # before the stream starts
+        # What the connection cannot take yet (before the stream starts, or while it is
+        # backed up): references to batches shared by every viewer, 8 bytes a batch here.
+        self._outbox: list[Batch] = []
+        self._count = 0  # frames in the outbox (a batch may carry several)
         self._outlet: Outlet | None = None
-        # Frames the viewer is behind: in the outbox, or, once attached, written while its
-        # connection was backed up (what an outbox would hold if it still had one).
-        self._count = 0
         self._limit = limit
         self._closed: asyncio.Future[None] | None = None
         self._on_drop = on_drop
@@ -54,38 +55,51 @@ class Viewer:
     def send(self, data: bytes, frames: int = 1) -> None:
         self.deliver(Batch(data, frames))
 
-    def deliver(self, batch: Batch) -> None:
-        """Send `batch` (shared with the other viewers, never copied here). A viewer that is
-        already behind and would be more than `limit` frames behind is dropped; one batch
-        alone, however long, is not (a viewer that keeps up is not behind when it comes)."""
+    def deliver(self, batch: Batch) -> bool:
+        """Write `batch` (shared with the other viewers, never copied here) or, if the
+        connection cannot take it yet, keep it in the outbox; returns whether the outbox holds
+        anything (then call catch_up() later). A viewer whose outbox already holds something
+        and would hold more than `limit` frames is dropped; one batch alone, however long, is
+        not (a viewer that keeps up has an empty outbox when it comes)."""
         if self.dropped:
-            return
+            return False
         outlet = self._outlet
-        behind = bool(self._outbox) if outlet is None else outlet.backed_up()
-        if behind and self._count and self._count + batch.frames > self._limit:
+        if not self._outbox and outlet is not None and not outlet.backed_up():
+            self._write(outlet, batch)
+            return False
+        if self._outbox and self._count + batch.frames > self._limit:
             self.overflowed = True
             self.drop()
-            return
-        if outlet is None:
-            self._outbox.append(batch)
-            self._count += batch.frames
-            return
-        self._count = self._count + batch.frames if behind else 0
+            return False
+        self._outbox.append(batch)
+        self._count += batch.frames
+        return True
+
+    def catch_up(self) -> bool:
+        """Write the outbox in one piece if the connection can take it now; returns whether
+        the viewer is still behind."""
+        outlet = self._outlet
+        if self.dropped or not self._outbox:
+            return False
+        if outlet is None or outlet.backed_up():
+            return True
+        waiting, self._outbox, frames, self._count = self._outbox, [], self._count, 0
+        if len(waiting) == 1:
+            self._write(outlet, waiting[0])
+        else:
+            self._write(outlet, Batch(b"".join(batch.data for batch in waiting), frames))
+        return False
+
+    def attach(self, outlet: Outlet) -> None:
+        """The stream has started: send what waited, and later batches as they come."""
+        self._outlet = outlet
+        self.catch_up()
+
+    def _write(self, outlet: Outlet, batch: Batch) -> None:
         try:
             outlet.write(batch)
         except ConnectionError:
             self.drop()
-
-    def attach(self, outlet: Outlet) -> None:
-        """The stream has started: send what waited and write every later batch at once."""
-        if self.dropped:
-            return
-        waiting, self._outbox = self._outbox, []
-        self._outlet = outlet
-        if waiting:
-            joined = b"".join(batch.data for batch in waiting)
-            self._count = 0
-            self.deliver(Batch(joined, sum(batch.frames for batch in waiting)))
 
     def drop(self) -> None:
         """End the stream: forget what is queued and close the connection."""
@@ -109,5 +123,5 @@ class Viewer:
 
     @property
     def queued(self) -> int:
-        """Frames this viewer is behind (held for it in this process)."""
+        """Frames waiting in the outbox (what this process holds for the viewer)."""
         return self._count

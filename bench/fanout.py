@@ -507,7 +507,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     labels = ["on", "off", "viewers"]
     if args.baseline_src is not None:
         servers["baseline"] = SpawnedServer(
-            _env(args, dsn, secret, True),
+            _env(args, dsn, secret, True) | dict(args.baseline_env),
             args.workers,
             logs / "fanout-baseline.log",
             cwd=args.baseline_src,
@@ -544,6 +544,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "api_processes_per_server": args.workers,
         "sse_batch_seconds": args.batch_seconds,
         "baseline_src": None if args.baseline_src is None else str(args.baseline_src),
+        "baseline_env": dict(args.baseline_env),
         "cores": os.cpu_count(),
         "cores_usable": usable,
         "api_cpus": sorted(args.api_cpus or usable),
@@ -554,6 +555,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "arms": arms,
         "loadavg": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def _setting(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
 
 
 def _cpus(text: str) -> set[int]:
@@ -577,6 +585,14 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="also run the viewers arm on a server importing cinema from this source tree"
         " (e.g. `git archive main | tar -x -C DIR`): before/after in one run",
+    )
+    parser.add_argument(
+        "--baseline-env",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the --baseline-src server only, e.g. SSE_BATCH_SECONDS=0.1",
     )
     parser.add_argument(
         "--parse-every", type=int, default=10, help="every Nth viewer parses events (latency)"

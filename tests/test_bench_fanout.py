@@ -19,7 +19,8 @@ def test_fanout_bench_at_toy_size() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench.fanout", "--viewers", "20", "--viewer-procs", "2",
          "--buyers", "5", "--seats", "30", "--workers", "1", "--pool", "4", "--rounds", "1",
-         "--parse-every", "2", "--baseline-src", str(ROOT)],
+         "--parse-every", "2", "--baseline-src", str(ROOT),
+         "--baseline-env", "SSE_BATCH_SECONDS=0.1"],
         cwd=ROOT,
         env={**os.environ, "DATABASE_URL": BASE_DATABASE_URL},
         capture_output=True,
@@ -37,3 +38,4 @@ def test_fanout_bench_at_toy_size() -> None:
         assert delivery["exact_maps"] == delivery["full_viewers"] == 10
         assert delivery["latency_samples"] == 30 * 10
     assert figures["summary"]["baseline"]["vs_on"] > 0
+    assert figures["baseline_env"] == {"SSE_BATCH_SECONDS": "0.1"}

@@ -3,10 +3,11 @@ the browser reconnects and resyncs) instead of holding memory for it.
 
 Once its stream has started, a viewer is written to straight from the hub's flush, through
 an Outlet (the connection, cinema/api/events.py): no task per viewer wakes for a batch
-(thousands of viewers share each batch; the wakes were a third of the fan-out's CPU,
-docs/performance.md). What the connection cannot take yet (before the response's headers
-are out, or while more than its bound waits unsent) waits in an outbox of shared references
-instead of being copied into the transport's buffer; the hub retries it at each flush."""
+(thousands of viewers share each batch; the wakes and the per-viewer `response.write`
+coroutines were 60 % of the fan-out's CPU, docs/performance.md). What the connection
+cannot take yet (before the response's headers are out, or while more than its bound waits
+unsent) waits in an outbox of shared references instead of being copied into the
+transport's buffer; the hub retries it at each flush."""
 
 from __future__ import annotations
 

@@ -149,9 +149,10 @@ class CpuMeter:
 class SpawnedServer:
     """`cinema migrate` + `cinema serve --workers N` on a free port, with its own settings."""
 
-    def __init__(self, env: dict[str, str], workers: int, log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], workers: int, log_path: Path, cwd: Path = ROOT) -> None:
         self.env = env
         self.workers = workers
+        self.cwd = cwd  # `python -m cinema` imports the cinema package found here
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -175,7 +176,7 @@ class SpawnedServer:
                 str(self.workers),
             ),
             env=self.env,
-            cwd=ROOT,
+            cwd=self.cwd,
             stdout=logfile,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -184,7 +185,7 @@ class SpawnedServer:
             self.worker_proc = subprocess.Popen(
                 self.command("worker"),
                 env=self.env,
-                cwd=ROOT,
+                cwd=self.cwd,
                 stdout=logfile,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

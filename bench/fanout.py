@@ -64,6 +64,10 @@ from cinema.store.migrations import migrate
 from cinema.store.pool import drop_database
 
 STATUS_OF = {b"held": "LOCKED", b"released": "AVAILABLE", b"sold": "SOLD"}
+# Arms watched by the viewers, and the server each arm books on (others: the one it names).
+# `baseline`: the `viewers` arm on a server running another source tree (--baseline-src).
+WATCHED = ("viewers", "baseline")
+SERVER_OF = {"viewers": "on"}
 
 
 # --- viewers (in their own processes) --------------------------------------------------------
@@ -404,12 +408,12 @@ class Bench:
         self.movie_id, self.hall_id = int(movie["id"]), int(hall["id"])
 
     async def arm(self, label: str) -> dict[str, Any]:
-        server = self.servers["off" if label == "off" else "on"]
+        server = self.servers[SERVER_OF.get(label, label)]
         api = Api(server.url, self.session)
         screening_id, seats = await _screening(api, self.admin, self.hall_id, self.movie_id)
         fleet = None
         report: dict[str, Any] = {"arm": label}
-        if label == "viewers":
+        if label in WATCHED:
             for pid in server.api_pids():
                 reset_peak_rss(pid)
             url = f"{server.url}/api/screenings/{screening_id}/events"
@@ -429,17 +433,18 @@ class Bench:
         report |= await _onsale(api, self.tokens, screening_id, seats)
         report["api_cpu_seconds"] = api_cpu.stop()
         if fleet is not None:
-            await self._delivery(api, fleet, screening_id, report)
+            await self._delivery(server, fleet, screening_id, report)
         log(f"{label}: {report['bookings_per_second']} bookings/s")
         return report
 
     async def _delivery(
-        self, api: Api, fleet: ViewerFleet, screening_id: int, report: dict[str, Any]
+        self, server: SpawnedServer, fleet: ViewerFleet, screening_id: int, report: dict[str, Any]
     ) -> None:
+        api = Api(server.url, self.session)
         reply = await api.ok("GET", f"/api/screenings/{screening_id}/seats/")
         truth = {s["id"]: s["status"] for s in reply["seats"]}  # PostgreSQL's
         last_id = await _settled_event_id(api, screening_id, truth)
-        report["api_processes"] = _api_memory(self.servers["on"].api_pids())  # viewers still on
+        report["api_processes"] = _api_memory(server.api_pids())  # viewers still on
         done = await fleet.finish(truth, last_id)
         latencies = done.pop("latencies")
         report["viewer_cpu_seconds"] = done.pop("cpu_seconds")  # connect + sale, all processes
@@ -484,18 +489,25 @@ def _summary(arms: list[dict[str, Any]]) -> dict[str, Any]:
     def median(label: str, key: str) -> float:
         return float(statistics.median(a[key] for a in arms if a["arm"] == label))
 
-    on, off, viewers = (median(x, "bookings_per_second") for x in ("on", "off", "viewers"))
-    watched = [a for a in arms if a["arm"] == "viewers"]
-    return {
-        "bookings_per_second_median": {"off": off, "on": on, "viewers": viewers},
-        "on_vs_off": round(on / off, 3),
-        "viewers_vs_on": round(viewers / on, 3),
-        "booking_p99_ms_median": {x: median(x, "booking_p99_ms") for x in ("off", "on", "viewers")},
-        "delivery_p50_ms": [a["delivery"]["p50_ms"] for a in watched],
-        "delivery_p99_ms": [a["delivery"]["p99_ms"] for a in watched],
-        "api_peak_rss_mb": [[p["peak_rss_mb"] for p in a["api_processes"]] for a in watched],
-        "targets": {"delivery_p99_ms": 500, "api_rss_mb": 150, "viewers_vs_on_at_least": 0.9},
+    present = [x for x in ("off", "on", *WATCHED) if any(a["arm"] == x for a in arms)]
+    rates = {x: median(x, "bookings_per_second") for x in present}
+    summary: dict[str, Any] = {
+        "bookings_per_second_median": rates,
+        "on_vs_off": round(rates["on"] / rates["off"], 3),
+        "booking_p99_ms_median": {x: median(x, "booking_p99_ms") for x in present},
+        "api_cpu_seconds_median": {x: median(x, "api_cpu_seconds") for x in present},
     }
+    for label in present[2:]:
+        watched = [a for a in arms if a["arm"] == label]
+        summary[label] = {
+            "vs_on": round(rates[label] / rates["on"], 3),
+            "delivery_p50_ms": [a["delivery"]["p50_ms"] for a in watched],
+            "delivery_p99_ms": [a["delivery"]["p99_ms"] for a in watched],
+            "api_peak_rss_mb": [[p["peak_rss_mb"] for p in a["api_processes"]] for a in watched],
+        }
+    summary["viewers_vs_on"] = summary["viewers"]["vs_on"]
+    summary["targets"] = {"delivery_p99_ms": 500, "api_rss_mb": 150, "viewers_vs_on_at_least": 0.9}
+    return summary
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -506,10 +518,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     logs = Path(tempfile.gettempdir())
     servers = {
         label: SpawnedServer(
-            _env(args, dsn, secret, label == "on"), args.workers, logs / f"fanout-{label}.log"
+            _env(args, dsn, secret, label != "off"), args.workers, logs / f"fanout-{label}.log"
         )
         for label in ("on", "off")
     }
+    labels = ["on", "off", "viewers"]
+    if args.baseline_src is not None:
+        servers["baseline"] = SpawnedServer(
+            _env(args, dsn, secret, True) | dict(args.baseline_env),
+            args.workers,
+            logs / "fanout-baseline.log",
+            cwd=args.baseline_src,
+        )
+        labels.append("baseline")
     bench = Bench(args, servers)
     arms: list[dict[str, Any]] = []
     usable = sorted(os.sched_getaffinity(0))
@@ -522,7 +543,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         pin(os.getpid(), args.load_cpus)  # the buyers
         await bench.prepare(dsn, secret)
         for round_no in range(args.rounds):
-            for label in ("on", "off", "viewers"):
+            if round_no:  # the watched arms take turns going first
+                labels[2:] = reversed(labels[2:])
+            for label in labels:
                 log(f"round {round_no + 1}: {label}")
                 arms.append({"round": round_no + 1, **await bench.arm(label)})
     finally:
@@ -538,6 +561,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "seats": args.seats,
         "api_processes_per_server": args.workers,
         "sse_batch_seconds": args.batch_seconds,
+        "baseline_src": None if args.baseline_src is None else str(args.baseline_src),
+        "baseline_env": dict(args.baseline_env),
         "cores": os.cpu_count(),
         "cores_usable": usable,
         "api_cpus": sorted(args.api_cpus or usable),
@@ -548,6 +573,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "arms": arms,
         "loadavg": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def _setting(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
 
 
 def _cpus(text: str) -> set[int]:
@@ -566,6 +598,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-cpus", type=_cpus, help="pin the API processes, e.g. 0")
     parser.add_argument("--load-cpus", type=_cpus, help="pin viewers and buyers, e.g. 1")
     parser.add_argument("--batch-seconds", type=float, default=0.05, help="SSE_BATCH_SECONDS")
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="also run the viewers arm on a server importing cinema from this source tree"
+        " (e.g. `git archive main | tar -x -C DIR`): before/after in one run",
+    )
+    parser.add_argument(
+        "--baseline-env",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the --baseline-src server only, e.g. SSE_BATCH_SECONDS=0.1",
+    )
     parser.add_argument(
         "--parse-every", type=int, default=10, help="every Nth viewer parses events (latency)"
     )

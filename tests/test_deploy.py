@@ -30,6 +30,7 @@ from aiohttp.test_utils import TestServer
 from cinema.store.pool import drop_database
 from tests.client import ApiClient, wait_for
 from tests.conftest import BASE_DATABASE_URL, JWT_SECRET, REDIS_URL, RUN_ID, Users
+from tests.sse import open_stream
 from tests.test_race import race, statuses
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -397,6 +398,26 @@ async def test_race_through_nginx_exactly_one_wins(stack):
     finally:
         await conn.close()
     assert live == 1
+
+
+@needs_nginx
+async def test_live_seat_status_streams_through_nginx(stack):
+    """The API frames the stream's chunks itself (cinema/api/events.py); nginx must parse them
+    and pass each event on at once (proxy_buffering off), not when the stream ends."""
+    api = stack.api
+    screening = await api.new_screening()
+    stream = await open_stream(api.session, api.base_url, screening.id)
+    try:
+        await stream.until(lambda s: bool(s.seats), what="the first resync through nginx")
+        seats = screening.seat_ids[1:3]
+        booked = await api.book(await api.new_user(), screening.id, seats)
+        assert booked.status == 201, booked
+        await stream.until(
+            lambda s: all(s.seats[x] == "LOCKED" for x in seats), within=2, what="the hold"
+        )
+        assert stream.seats == await api.seat_statuses(screening.id)  # PostgreSQL
+    finally:
+        stream.close()
 
 
 # --- the compose file --------------------------------------------------------------------------

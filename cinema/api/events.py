@@ -1,7 +1,8 @@
 """GET /api/screenings/{id}/events: the screening's seat changes as Server-Sent Events.
 
-A StreamResponse of our own (aiohttp-sse would add a dependency for the ~30 lines below, and
-we need the outbox and the drop in cinema/live/viewer.py anyway). Frames: `resync` (every
+A StreamResponse of our own (aiohttp-sse would add a dependency, and its writes are a task per
+viewer): after the headers, the hub writes each batch to every viewer's transport itself
+(Connection below, cinema/live/viewer.py). Frames: `resync` (every
 seat's status and the counts) on connect and whenever the stream cannot prove it missed
 nothing; `held` / `released` / `sold` with `seat_ids` and `counts` (general admission:
 `counts`, with no place ids); a `: ping` comment every SSE_HEARTBEAT_SECONDS.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from cinema.api.errors import ApiError
 from cinema.api.io import Inputs, path_id
@@ -20,7 +21,7 @@ from cinema.api.keys import CATALOGUE, LIVE
 from cinema.api.limits import LIMITS, client_ip
 from cinema.booking.errors import ScreeningNotFound
 from cinema.live.service import LiveUnavailable, TooManyStreams
-from cinema.live.viewer import Viewer
+from cinema.live.viewer import Batch, Viewer
 from cinema.logs import REQUEST_ID
 from cinema.metrics import LIVE_VIEWERS, LIVE_VIEWERS_DROPPED
 
@@ -40,8 +41,8 @@ STREAM_DESCRIPTION = (
     " down: poll GET /api/screenings/{id}/seats/ instead."
 )
 RETRY_AFTER_SECONDS = 5
-# Bytes a viewer's connection may hold unsent in this process and in the kernel: a viewer
-# this far behind blocks its writer, its outbox fills, and it is dropped.
+# Bytes a viewer's connection may hold unsent in the kernel, and in this process before it
+# counts as behind: a viewer behind by more than SSE_VIEWER_QUEUE frames past that is dropped.
 WRITE_BUFFER_BYTES = 64 * 1024
 STREAM_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
@@ -87,24 +88,48 @@ async def _stream(request: web.Request, viewer: Viewer) -> web.StreamResponse:
     if transport is None:
         return response
     _bound_buffers(transport)
-    viewer.on_drop(transport.abort)  # also wakes a writer blocked on a full socket
+    viewer.on_drop(transport.abort)  # a dropped viewer's unsent bytes go with it
     await response.prepare(request)
     if request.method == "HEAD":
         return response
     LIVE_VIEWERS.inc()
     try:
-        while not viewer.dropped:
-            ready = await viewer.take()
-            if viewer.dropped:
-                break
-            await response.write(ready[0] if len(ready) == 1 else b"".join(ready))
-    except (ConnectionError, RuntimeError):
-        pass  # the viewer went away (RuntimeError: aiohttp's "cannot write to closing transport")
+        chunked = response.headers.get(hdrs.TRANSFER_ENCODING, "").lower() == "chunked"
+        viewer.attach(Connection(transport, chunked))
+        await viewer.closed()
     finally:
         LIVE_VIEWERS.dec()
         if viewer.overflowed:
             LIVE_VIEWERS_DROPPED.inc()
     return response
+
+
+class Connection:
+    """A viewer's outlet: the hub's flush writes each batch straight to the socket's transport
+    (aiohttp's response.write is a coroutine, a task per viewer; the headers went out in
+    prepare()). HTTP/1.1 gets the chunked coding aiohttp announced, done here once per batch
+    for all viewers; HTTP/1.0 gets the bare bytes, ended by closing the connection."""
+
+    __slots__ = ("_chunked", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, chunked: bool) -> None:
+        self._transport = transport
+        self._chunked = chunked
+
+    def write(self, batch: Batch) -> None:
+        if self._transport.is_closing():
+            raise ConnectionResetError("the viewer went away")
+        wire = batch.data
+        if self._chunked:
+            wire = batch.wire or b"%x\r\n%b\r\n" % (len(wire), wire)
+            batch.wire = wire
+        try:
+            self._transport.write(wire)
+        except RuntimeError as exc:  # uvloop: the transport closed under us
+            raise ConnectionResetError(str(exc)) from exc
+
+    def backed_up(self) -> bool:
+        return self._transport.get_write_buffer_size() > WRITE_BUFFER_BYTES
 
 
 def _bound_buffers(transport: asyncio.Transport) -> None:

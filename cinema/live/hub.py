@@ -15,7 +15,7 @@ from typing import Any
 from cinema.booking.live import ChangeKind, SeatChange
 from cinema.booking.model import SeatMap, SeatStatus
 from cinema.live import frames
-from cinema.live.viewer import Viewer
+from cinema.live.viewer import Batch, Viewer
 
 STATUS_OF = {
     ChangeKind.HELD: SeatStatus.LOCKED,
@@ -39,6 +39,7 @@ class ScreeningHub:
         self.loading = False
         self.pending: list[tuple[int, SeatChange]] = []  # arrived while (re)loading
         self.viewers: set[Viewer] = set()
+        self.behind: set[Viewer] = set()  # viewers with an outbox to retry at each flush
         self.suspects: dict[int, tuple[SeatStatus, SeatStatus]] = {}  # see drift()
         self._status: dict[int, SeatStatus] = {}
         self._order: tuple[int, ...] = ()
@@ -119,15 +120,20 @@ class ScreeningHub:
         self._unsent.append(frame)
 
     def flush(self) -> None:
-        """Send what was queued since the last flush to every viewer as one bytes object:
-        a viewer costs one write per flush however many changes it carries (an onsale makes
-        hundreds a second; a write per change per viewer would cost more than the bookings)."""
+        """Send what was queued since the last flush to every viewer as one bytes object,
+        written to each viewer's connection here and now: a viewer costs one write per flush
+        however many changes it carries (an onsale makes hundreds a second; a write per change
+        per viewer would cost more than the bookings). Call it every batch interval even when
+        nothing is queued: viewers left behind catch up here."""
+        if self.behind:  # first what waited, so each viewer gets its frames in order
+            self.behind = {viewer for viewer in self.behind if viewer.catch_up()}
         if not self._unsent:
             return
-        batch = self._unsent[0] if len(self._unsent) == 1 else b"".join(self._unsent)
-        frames, self._unsent = len(self._unsent), []
+        data = self._unsent[0] if len(self._unsent) == 1 else b"".join(self._unsent)
+        batch, self._unsent = Batch(data, len(self._unsent)), []
         for viewer in list(self.viewers):
-            viewer.send(batch, frames)
+            if viewer.deliver(batch):
+                self.behind.add(viewer)
 
     def drift(self, seat_map: SeatMap) -> dict[int, SeatStatus]:
         """Seats whose status here differed from the authority's, the same way, in this and

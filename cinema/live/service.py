@@ -90,8 +90,8 @@ SeatMaps = Callable[[int], Awaitable[SeatMap]]
 @dataclass(frozen=True)
 class LiveLimits:
     max_per_client: int = 8  # 0: no cap
-    # Frames; a viewer this far behind is dropped. An outbox holds references to frames
-    # shared by every viewer of the screening: 8 bytes a frame per viewer.
+    # Frames; a viewer this far behind is dropped. An outbox holds references to batches
+    # shared by every viewer of the screening: at most 8 bytes a frame per viewer.
     viewer_queue: int = 1024
     reconcile_seconds: float = 5.0
     heartbeat_seconds: float = 15.0
@@ -147,10 +147,12 @@ class LiveSeats:
             for frame in missed if missed is not None else [hub.resync_frame()]:
                 viewer.send(frame)
             hub.viewers.add(viewer)
+            hub.behind.add(viewer)  # its outbox goes out once its stream starts
             try:
                 yield viewer
             finally:
                 hub.viewers.discard(viewer)
+                hub.behind.discard(viewer)
                 if not hub.viewers:
                     self._later(self._close_if_idle(hub), "live-linger")
         finally:

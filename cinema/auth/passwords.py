@@ -3,8 +3,8 @@
 argon2 is slow and memory-hard on purpose: each hash or verify holds `memory_cost` KiB for its
 whole run. On asyncio's default executor (cores + 4 threads) a burst of logins at an onsale ran
 six at once, which multiplied the memory and starved the event loop's own threads. Here at most
-`threads` run at once; the rest wait in the executor's FIFO queue, so the login that came first
-is answered first.
+`threads` run at once; the rest wait their turn, logins ahead of sign-ups
+(cinema/auth/hash_turns.py), each kind first come, first served.
 
 Parameters: OWASP's Password Storage Cheat Sheet (argon2id, "m=19456 (19 MiB), t=2, p=1" is its
 first listed configuration; the others trade memory for iterations at equal cost). One hash
@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from cinema.auth.hash_turns import HashKind, HashTurns
 
 TIME_COST = 2
 MEMORY_COST_KIB = 19 * 1024
@@ -107,17 +109,26 @@ class PasswordHashing:
             initializer=_lower_priority,
             initargs=(nice,),
         )
+        self._turns = HashTurns(threads)  # logins before sign-ups: cinema/auth/hash_turns.py
 
     async def hash(self, password: str) -> str:
-        return await asyncio.get_running_loop().run_in_executor(
-            self._pool, hash_password_sync, password
-        )
+        await self._turns.acquire(HashKind.SIGNUP)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._pool, hash_password_sync, password
+            )
+        finally:
+            self._turns.release()
 
     async def verify(self, password_hash: str | None, password: str) -> Verified:
         """`password_hash` None (unknown account) costs as much as a real check, and fails."""
-        return await asyncio.get_running_loop().run_in_executor(
-            self._pool, _verify, password_hash, password
-        )
+        await self._turns.acquire(HashKind.LOGIN)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._pool, _verify, password_hash, password
+            )
+        finally:
+            self._turns.release()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

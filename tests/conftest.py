@@ -28,7 +28,8 @@ from tests.client import ApiClient
 
 BASE_DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/cinema")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-JWT_SECRET = "test-secret-" + secrets.token_urlsafe(48)  # random (a fixed one is refused), 64+ bytes for HS512
+# random (a fixed one is refused), and over 64 bytes (HS512)
+JWT_SECRET = "test-secret-" + secrets.token_urlsafe(48)
 RUN_ID = secrets.token_hex(4)
 _PASSWORD_HASH = hash_password_sync("correct horse battery")
 

@@ -1,10 +1,7 @@
--- After PostgreSQL committed the booking: extend the seat keys the booking's provisional
--- claim still holds to the hold's deadline. Only keys whose value is this holder's are
--- written: the extension runs after the buyer has had the answer, so it may arrive after a
--- release (a cancel right after booking) or after the provisional claim lapsed and someone
--- else claimed the seat; re-setting such a key would refuse a seat PostgreSQL calls free or
--- hide another buyer's claim. A key that is gone (released, flushed, lapsed) stays gone:
--- buyers then reach PostgreSQL, which refuses them. A "sold|" marker is never ours.
+-- After PostgreSQL committed the booking: make every seat key the booking's until the hold's
+-- deadline. Unconditional, since PostgreSQL says these seats are ours now, whatever Redis
+-- thought (a provisional claim of ours, a late claim of someone else, nothing after a flush);
+-- only a "sold|" marker stays, as a paid seat never goes back to being a hold.
 -- KEYS: the seat keys (one screening, one hash tag). ARGV[1]: holder token; ARGV[2]: the
 -- hold's deadline in ms since the epoch (PostgreSQL's expires_at); ARGV[3]: grace in ms.
 -- Returns how many keys were written (none once the deadline has passed).
@@ -14,13 +11,11 @@ local deadline = tonumber(ARGV[2])
 if deadline <= now then
   return 0
 end
-local prefix = ARGV[1] .. '|'
 local value = ARGV[1] .. '|' .. ARGV[2]
 local ttl = deadline - now + tonumber(ARGV[3])
 local written = 0
 for _, key in ipairs(KEYS) do
-  local current = redis.call('GET', key)
-  if current and string.sub(current, 1, #prefix) == prefix then
+  if redis.call('GET', key) ~= 'sold|' then
     redis.call('SET', key, value, 'PX', ttl)
     written = written + 1
   end

@@ -162,9 +162,9 @@ class FakeSeatHolds:
         self, screening_id: int, seat_ids: Sequence[int], token: str, deadline: datetime
     ) -> None:
         await self._reach()
-        for seat_id in seat_ids:  # as hold_seats.lua: only keys this holder still has
+        for seat_id in seat_ids:  # unconditional, as hold_seats.lua: only sold markers stay
             key = self._get((screening_id, seat_id))
-            if key is not None and key.owner == token:
+            if key is None or key.owner != SOLD:
                 gone_at = deadline + self._grace
                 self._keys[(screening_id, seat_id)] = _HoldKey(token, deadline, gone_at)
 

@@ -121,6 +121,7 @@ async def test_postgres_catches_what_a_flushed_redis_lets_through(
     world: FakeWorld, svc: BookingService, show: ScreeningSnapshot
 ) -> None:
     first = (await svc.book(ALICE, show.screening.id, seats(show, 2))).booking
+    await svc.close()  # lets the hold's extension (after the answer) finish: flush after it
     world.holds.flush()
 
     with pytest.raises(SeatsUnavailable) as caught:

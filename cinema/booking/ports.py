@@ -81,9 +81,9 @@ class SeatHolds(Protocol):
     async def hold_until(
         self, screening_id: int, seat_ids: Sequence[int], token: str, deadline: datetime
     ) -> None:
-        """After the commit: the seats `token` still holds in the filter are `token`'s until
-        `deadline`; a key that is gone or someone else's stays so (this may run after a
-        release of the same booking: it must not bring the key back). May raise."""
+        """After the commit: the seats are `token`'s until `deadline`, whoever the filter
+        thought held them (the store says they are ours); sold markers stay. May raise.
+        The caller orders it before any release of the same keys."""
         ...
 
     async def release(

@@ -62,12 +62,9 @@ _REFERENCE_ATTEMPTS = 5
 _ABANDON_RETRY_DELAYS = (0.0, 0.2, 0.5, 1.0, 2.0)
 DEFAULT_CLAIM_WINDOW_SECONDS = 2.0  # CLAIM_PROVISIONAL_SECONDS' default
 _SWEEP_BATCH = 500
-# Hold extensions sent at once per process (the rest wait their turn in the background): a
-# burst of winners never takes every Redis connection from the claims of the next buyers.
-_MAX_EXTENDING = 32
-# Past this many unfinished extensions (Redis slower than the winners come), a winner
-# waits for its own again, as before extensions went to the background: memory stays bounded.
-_MAX_BACKLOG = 1024
+# Past this many unfinished hold extensions per process (Redis slower than the winners
+# come), a winner waits for its own again, as before extensions went to the background.
+_MAX_EXTENDING = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,8 +143,9 @@ class BookingService:
         self._seat_maps = SeatMapBuilder()
         self._promos = promos
         self._promo_filter: PromoFilter = promo_filter or NoPromoFilter()
-        self._extending: set[asyncio.Task[None]] = set()
-        self._extension_slots = asyncio.Semaphore(_MAX_EXTENDING)
+        # Unfinished hold extensions by (screening, token): a release of the same keys waits
+        # for its extension, so an extension never lands after the release it would undo.
+        self._extending: dict[tuple[int, str], asyncio.Task[None]] = {}
 
     async def _snapshot(self, screening_id: int) -> ScreeningSnapshot:
         snapshot = await self._catalogue.snapshot(screening_id)
@@ -368,31 +366,40 @@ class BookingService:
         runs outside the request's context: no part of the request waits for or times it."""
         if not self._filter_enabled:
             return
-        if len(self._extending) >= _MAX_BACKLOG:
-            await self._hold_until_deadline(booking)
+        if len(self._extending) >= _MAX_EXTENDING:
+            await asyncio.shield(self._hold_until_deadline(booking))
             return
+        key = (booking.screening_id, booking.hold_token)
         task = asyncio.get_running_loop().create_task(
             self._hold_until_deadline(booking),
             name=f"extend-hold-{booking.id}",
             context=contextvars.Context(),
         )
-        self._extending.add(task)
-        task.add_done_callback(self._extending.discard)
+        self._extending[key] = task
+        task.add_done_callback(lambda done: self._extended(key, done))
+
+    def _extended(self, key: tuple[int, str], task: asyncio.Task[None]) -> None:
+        if self._extending.get(key) is task:
+            del self._extending[key]
 
     async def _hold_until_deadline(self, booking: Booking) -> None:
-        async with self._extension_slots:
-            try:
-                await self._holds.hold_until(
-                    booking.screening_id, booking.seat_ids, booking.hold_token, booking.expires_at
-                )
-            except Exception as exc:
-                # The keys stay provisional and lapse: buyers then reach PostgreSQL, which
-                # says no.
-                log.warning("could not extend the seat keys of booking %s: %r", booking.id, exc)
+        try:
+            await self._holds.hold_until(
+                booking.screening_id, booking.seat_ids, booking.hold_token, booking.expires_at
+            )
+        except Exception as exc:
+            # The keys stay provisional and lapse: buyers then reach PostgreSQL, which says no.
+            log.warning("could not extend the seat keys of booking %s: %r", booking.id, exc)
+
+    async def _extension_done(self, screening_id: int, token: str) -> None:
+        """Wait (at most the claim window) for the keys' extension still under way."""
+        task = self._extending.get((screening_id, token))
+        if task is not None:
+            await asyncio.wait({task}, timeout=self._claim_window)
 
     @property
     def extending(self) -> int:
-        """Hold extensions not finished yet (in flight or waiting for a slot)."""
+        """Hold extensions not finished yet."""
         return len(self._extending)
 
     async def close(self) -> None:
@@ -400,7 +407,8 @@ class BookingService:
         provisional claims they would extend have lapsed anyway), then drop the rest."""
         if not self._extending:
             return
-        _, late = await asyncio.wait(set(self._extending), timeout=self._claim_window)
+        tasks = set(self._extending.values())
+        _, late = await asyncio.wait(tasks, timeout=self._claim_window)
         if late:
             log.warning("dropping %d seat-hold extension(s) at shutdown", len(late))
             for task in late:
@@ -568,10 +576,12 @@ class BookingService:
         token: str,
         until: datetime | None = None,
     ) -> None:
-        """Free our keys; a failure only leaves keys that lapse or get swept on their own."""
+        """Free our keys (after their extension, if one is under way); a failure only leaves
+        keys that lapse or get swept on their own."""
         if not self._filter_enabled:
             return
         try:
+            await self._extension_done(screening_id, token)
             await asyncio.shield(self._holds.release(screening_id, seats, token, until))
         except Exception:
             log.exception("could not release seat holds; they lapse or get swept")
